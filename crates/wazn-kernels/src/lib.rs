@@ -1,0 +1,15 @@
+//! wazn's numbers: the dtype table (block layouts, dequantize, quantize, dot products),
+//! matrix products over quantized weights, norms, RoPE, softmax, attention, and the
+//! thread pool that runs them. A scalar reference exists for every kernel.
+//!
+//! This crate knows nothing of files, models or text.
+
+pub mod attention;
+pub mod dtype;
+pub mod matmul;
+pub mod ops;
+pub mod pool;
+
+pub use dtype::DType;
+pub use matmul::{matmul, Activations, WeightMatrix};
+pub use pool::ThreadPool;

@@ -1,0 +1,269 @@
+//! Matrix products with weights that stay in their stored (often quantized) type.
+//!
+//! `out[r, o] = Σ_i x[r, i] · W[o, i]`: each row of the activations is quantized once
+//! to the weight type's dot partner, then every (activation row, weight row) pair is
+//! one `vec_dot` of the dtype table. Work is split over weight rows, so each thread
+//! reads its own slice of the weights once for all activation rows.
+
+use crate::dtype::DType;
+use crate::pool::{SyncMutPtr, ThreadPool};
+
+/// A weight matrix `[n_rows, n_cols]` in its stored type: `n_rows` output features,
+/// each a contiguous row of `n_cols` input features.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightMatrix<'a> {
+    pub dtype: DType,
+    pub data: &'a [u8],
+    pub n_rows: usize,
+    pub n_cols: usize,
+}
+
+impl<'a> WeightMatrix<'a> {
+    /// Checks that `data` holds exactly `n_rows` rows of `n_cols` values of `dtype`.
+    pub fn new(
+        dtype: DType,
+        data: &'a [u8],
+        n_rows: usize,
+        n_cols: usize,
+    ) -> Result<Self, ShapeError> {
+        let expected = dtype.row_bytes(n_cols).and_then(|b| b.checked_mul(n_rows));
+        if expected != Some(data.len()) {
+            return Err(ShapeError {
+                dtype,
+                n_rows,
+                n_cols,
+                n_bytes: data.len(),
+            });
+        }
+        Ok(WeightMatrix {
+            dtype,
+            data,
+            n_rows,
+            n_cols,
+        })
+    }
+
+    pub fn row_bytes(&self) -> usize {
+        self.data.len() / self.n_rows.max(1)
+    }
+
+    /// The stored bytes of row `row`.
+    pub fn row(&self, row: usize) -> &'a [u8] {
+        let n = self.row_bytes();
+        &self.data[row * n..(row + 1) * n]
+    }
+
+    /// Dequantizes row `row` into `out` (`n_cols` values): an embedding lookup.
+    pub fn dequantize_row_into(&self, row: usize, out: &mut [f32]) {
+        (self.dtype.traits().to_f32)(self.row(row), out);
+    }
+}
+
+/// A weight matrix whose bytes do not hold the shape it was given.
+#[derive(Debug, thiserror::Error)]
+#[error("{n_bytes} bytes are not a {n_rows}x{n_cols} matrix of {dtype:?} (block size {})", dtype.block_size())]
+pub struct ShapeError {
+    pub dtype: DType,
+    pub n_rows: usize,
+    pub n_cols: usize,
+    pub n_bytes: usize,
+}
+
+/// Weight rows per task: enough work per task to amortize the atomic counter, small
+/// enough to balance threads on matrices of a few hundred rows.
+const ROWS_PER_TASK: usize = 16;
+
+/// How activations meet the weights in a matrix product.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activations {
+    /// Quantized once per product to the weight type's dot partner (8-bit for
+    /// quantized weights) and multiplied with integer dot products: the fast path,
+    /// as llama.cpp computes.
+    #[default]
+    Quantized,
+    /// Kept in f32 and multiplied with dequantized weight rows: slower, and as close
+    /// to a f32 reference implementation as the weights allow.
+    F32,
+}
+
+/// `out[r, o] = Σ_i x[r, i] · w[o, i]` for `r < n_x_rows`.
+///
+/// `x` is `[n_x_rows, w.n_cols]`, `out` is `[n_x_rows, w.n_rows]`. `scratch` holds
+/// the activations quantized to the dot partner type; it is grown as needed.
+pub fn matmul(
+    pool: &ThreadPool,
+    w: &WeightMatrix<'_>,
+    x: &[f32],
+    n_x_rows: usize,
+    out: &mut [f32],
+    scratch: &mut Vec<u8>,
+    activations: Activations,
+) {
+    assert_eq!(x.len(), n_x_rows * w.n_cols, "matmul: activations shape");
+    assert_eq!(out.len(), n_x_rows * w.n_rows, "matmul: output shape");
+    match activations {
+        Activations::Quantized => matmul_quantized(pool, w, x, n_x_rows, out, scratch),
+        Activations::F32 => matmul_f32(pool, w, x, n_x_rows, out),
+    }
+}
+
+fn matmul_quantized(
+    pool: &ThreadPool,
+    w: &WeightMatrix<'_>,
+    x: &[f32],
+    n_x_rows: usize,
+    out: &mut [f32],
+    scratch: &mut Vec<u8>,
+) {
+    let n_cols = w.n_cols;
+    let traits = w.dtype.traits();
+    let partner = traits.vec_dot_type;
+    let partner_row_bytes = partner
+        .row_bytes(n_cols)
+        .unwrap_or_else(|| panic!("matmul: {n_cols} columns do not fit {partner:?} blocks"));
+    let quantize = partner
+        .traits()
+        .from_f32
+        .unwrap_or_else(|| panic!("matmul: {partner:?} has no quantizer"));
+
+    scratch.resize(n_x_rows * partner_row_bytes, 0);
+    let partner_rows = SyncMutPtr::new(scratch);
+    pool.run(n_x_rows, &|r| {
+        // SAFETY: each task writes its own row of the scratch buffer.
+        let dst = unsafe { partner_rows.slice_mut(r * partner_row_bytes, partner_row_bytes) };
+        quantize(&x[r * n_cols..(r + 1) * n_cols], dst);
+    });
+    let partner_data: &[u8] = scratch;
+
+    let vec_dot = traits.vec_dot;
+    let n_out = w.n_rows;
+    let out_ptr = SyncMutPtr::new(out);
+    pool.run_chunks(n_out, ROWS_PER_TASK, &|start, end| {
+        for o in start..end {
+            let w_row = w.row(o);
+            for r in 0..n_x_rows {
+                let x_row = &partner_data[r * partner_row_bytes..(r + 1) * partner_row_bytes];
+                // SAFETY: output element (r, o) belongs to the task that owns weight row o.
+                unsafe { out_ptr.slice_mut(r * n_out + o, 1)[0] = vec_dot(n_cols, w_row, x_row) };
+            }
+        }
+    });
+}
+
+fn matmul_f32(
+    pool: &ThreadPool,
+    w: &WeightMatrix<'_>,
+    x: &[f32],
+    n_x_rows: usize,
+    out: &mut [f32],
+) {
+    let n_cols = w.n_cols;
+    let n_out = w.n_rows;
+    let out_ptr = SyncMutPtr::new(out);
+    pool.run_chunks(n_out, ROWS_PER_TASK, &|start, end| {
+        let mut w_row = vec![0.0f32; n_cols];
+        for o in start..end {
+            w.dequantize_row_into(o, &mut w_row);
+            for r in 0..n_x_rows {
+                let x_row = &x[r * n_cols..(r + 1) * n_cols];
+                let dot: f32 = w_row.iter().zip(x_row).map(|(a, b)| a * b).sum();
+                // SAFETY: output element (r, o) belongs to the task that owns weight row o.
+                unsafe { out_ptr.slice_mut(r * n_out + o, 1)[0] = dot };
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn matmul_equals_dequantized_reference_for_every_weight_type() {
+        let pool = ThreadPool::new(3).unwrap();
+        let mut seed = 7u64;
+        for &dtype in &[
+            DType::F32,
+            DType::F16,
+            DType::BF16,
+            DType::Q4_0,
+            DType::Q4_1,
+            DType::Q5_0,
+            DType::Q5_1,
+            DType::Q8_0,
+            DType::Q2_K,
+            DType::Q3_K,
+            DType::Q4_K,
+            DType::Q5_K,
+            DType::Q6_K,
+        ] {
+            let Some(quantize_w) = dtype.traits().from_f32 else {
+                continue;
+            };
+            let (n_rows, n_cols, n_x) = (37, 512, 3);
+            let w_f32: Vec<f32> = (0..n_rows * n_cols).map(|_| lcg(&mut seed)).collect();
+            let mut w_bytes = vec![0u8; n_rows * dtype.row_bytes(n_cols).unwrap()];
+            for (src, dst) in w_f32
+                .chunks(n_cols)
+                .zip(w_bytes.chunks_mut(dtype.row_bytes(n_cols).unwrap()))
+            {
+                quantize_w(src, dst);
+            }
+            let w = WeightMatrix::new(dtype, &w_bytes, n_rows, n_cols).unwrap();
+            let x: Vec<f32> = (0..n_x * n_cols).map(|_| lcg(&mut seed)).collect();
+            let mut out = vec![0.0; n_x * n_rows];
+            matmul(
+                &pool,
+                &w,
+                &x,
+                n_x,
+                &mut out,
+                &mut Vec::new(),
+                Activations::Quantized,
+            );
+            let mut exact_out = vec![0.0; n_x * n_rows];
+            matmul(
+                &pool,
+                &w,
+                &x,
+                n_x,
+                &mut exact_out,
+                &mut Vec::new(),
+                Activations::F32,
+            );
+
+            let mut w_row = vec![0.0; n_cols];
+            for o in 0..n_rows {
+                w.dequantize_row_into(o, &mut w_row);
+                for r in 0..n_x {
+                    let exact: f32 = w_row
+                        .iter()
+                        .zip(&x[r * n_cols..(r + 1) * n_cols])
+                        .map(|(a, b)| a * b)
+                        .sum();
+                    let got = out[r * n_rows + o];
+                    assert!((exact_out[r * n_rows + o] - exact).abs() < 1e-4 * (1.0 + exact.abs()));
+                    // The partner quantization of x (8 bits) bounds the error.
+                    assert!(
+                        (got - exact).abs() < 0.05 * (1.0 + exact.abs()),
+                        "{dtype:?} ({r},{o}): {got} vs {exact}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weight_matrix_rejects_wrong_sizes() {
+        assert!(WeightMatrix::new(DType::Q4_0, &[0u8; 18], 1, 32).is_ok());
+        assert!(WeightMatrix::new(DType::Q4_0, &[0u8; 17], 1, 32).is_err());
+        assert!(WeightMatrix::new(DType::Q4_0, &[0u8; 18], 1, 33).is_err());
+    }
+}
