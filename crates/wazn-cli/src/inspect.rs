@@ -1,0 +1,118 @@
+//! `wazn inspect`: what a GGUF file holds.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+use wazn_formats::{GgufFile, MetaValue};
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The GGUF file.
+    pub file: PathBuf,
+    /// Print one JSON object with every metadata value and tensor.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arrays longer than this are shortened in the table (not in --json).
+const ARRAY_PREVIEW: usize = 8;
+
+pub fn inspect(args: InspectArgs) -> Result<()> {
+    let file = GgufFile::open(&args.file)?;
+    if args.json {
+        print_json(&file)?;
+    } else {
+        print_table(&file);
+    }
+    Ok(())
+}
+
+fn print_json(file: &GgufFile) -> Result<()> {
+    let metadata: serde_json::Map<String, serde_json::Value> = file
+        .metadata()
+        .iter()
+        .map(|(k, v)| Ok((k.to_string(), serde_json::to_value(v)?)))
+        .collect::<Result<_, serde_json::Error>>()?;
+    let tensors: Vec<_> = file
+        .tensors()
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "dtype": t.ggml_type.name(),
+                "shape": t.dims,
+                "offset": t.offset,
+                "bytes": t.n_bytes,
+            })
+        })
+        .collect();
+    let doc = json!({
+        "path": file.path().display().to_string(),
+        "version": file.version(),
+        "file_size": file.file_size(),
+        "metadata": metadata,
+        "tensors": tensors,
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
+fn print_table(file: &GgufFile) {
+    let md = file.metadata();
+    println!(
+        "{}: GGUF v{}, {} metadata keys, {} tensors, {} bytes",
+        file.path().display(),
+        file.version(),
+        md.len(),
+        file.tensors().len(),
+        file.file_size()
+    );
+    println!("\nmetadata:");
+    for (key, value) in md.iter() {
+        println!("  {key:<44} {:<8} {}", value.type_name(), preview(value));
+    }
+    println!("\ntensors:");
+    println!(
+        "  {:<36} {:<7} {:<22} {:>12}",
+        "name", "dtype", "shape", "bytes"
+    );
+    for t in file.tensors() {
+        let shape = format!("{:?}", t.dims);
+        println!(
+            "  {:<36} {:<7} {:<22} {:>12}",
+            t.name,
+            t.ggml_type.name(),
+            shape,
+            t.n_bytes
+        );
+    }
+}
+
+/// A value on one line: strings escaped and cut, arrays shortened.
+fn preview(value: &MetaValue) -> String {
+    match value {
+        MetaValue::String(s) => {
+            let escaped = format!("{s:?}");
+            if escaped.chars().count() > 80 {
+                format!(
+                    "{}…\" ({} bytes)",
+                    escaped.chars().take(78).collect::<String>(),
+                    s.len()
+                )
+            } else {
+                escaped
+            }
+        }
+        MetaValue::Array(items) if items.len() > ARRAY_PREVIEW => {
+            let head: Vec<String> = items.iter().take(ARRAY_PREVIEW).map(preview).collect();
+            format!("[{}, …] ({} items)", head.join(", "), items.len())
+        }
+        MetaValue::Array(items) => {
+            let all: Vec<String> = items.iter().map(preview).collect();
+            format!("[{}]", all.join(", "))
+        }
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}

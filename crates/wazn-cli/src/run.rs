@@ -1,0 +1,141 @@
+//! `wazn run`: one prompt, one completion, streamed.
+
+use std::io::Write;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use serde_json::json;
+use wazn_engine::{Engine, Event, Request};
+use wazn_text::ChatMessage;
+
+use crate::options::{max_tokens, tokenize_chat, ModelArgs, SamplingArgs};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The prompt.
+    pub prompt: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Tokens to generate (-1 = until the end of generation or of the context).
+    #[arg(
+        short = 'n',
+        long = "n-predict",
+        default_value_t = 256,
+        allow_hyphen_values = true
+    )]
+    pub n_predict: i64,
+    /// Apply the model's chat template, with the prompt as the user's message.
+    #[arg(long)]
+    pub chat: bool,
+    /// System message (with --chat).
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    /// Stop when this text appears (may be given more than once).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+    /// Keep generating past end-of-generation tokens.
+    #[arg(long = "ignore-eos")]
+    pub ignore_eos: bool,
+    /// Print one JSON object (prompt_ids, ids, text, ...) instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+    /// With --json: the K most likely tokens and their log-probabilities at every step.
+    #[arg(long = "logprobs", value_name = "K", default_value_t = 0)]
+    pub logprobs: usize,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    if args.logprobs > 0 && !args.json {
+        bail!("--logprobs needs --json");
+    }
+    let mut engine = args.model.load()?;
+    let prompt_ids = if args.chat {
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(ChatMessage::new("system", system));
+        }
+        messages.push(ChatMessage::new("user", &args.prompt));
+        tokenize_chat(&engine, &messages)?
+    } else {
+        engine.tokenizer().encode(&args.prompt, true, false)?
+    };
+    let request = Request {
+        prompt_ids: prompt_ids.clone(),
+        sampler: args.sampling.params(),
+        max_tokens: max_tokens(args.n_predict),
+        stop: args.stop.clone(),
+        top_logprobs: args.logprobs,
+        ignore_eos: args.ignore_eos,
+    };
+    let seq_id = engine.add_request(request)?;
+
+    let mut ids = Vec::new();
+    let mut text = String::new();
+    let mut top_logprobs = Vec::new();
+    let mut finish_reason = "stop";
+    let stdout = std::io::stdout();
+    while engine.has_work() {
+        for event in engine.step()? {
+            if event.seq_id != seq_id {
+                continue;
+            }
+            record(&event, &mut ids, &mut text, &mut top_logprobs);
+            if !args.json {
+                let mut out = stdout.lock();
+                out.write_all(event.text.as_bytes())?;
+                out.flush()?;
+            }
+            if let Some(reason) = event.finished {
+                finish_reason = reason.as_str();
+            }
+        }
+    }
+
+    let stats = engine.stats();
+    if args.json {
+        let mut doc = json!({
+            "prompt_ids": prompt_ids,
+            "ids": ids,
+            "text": text,
+            "finish_reason": finish_reason,
+            "timings": {
+                "prompt_tokens": stats.n_prompt_tokens,
+                "prompt_tokens_per_second": stats.prompt_tokens_per_second(),
+                "generated_tokens": ids.len(),
+                "generation_tokens_per_second": stats.generation_tokens_per_second(),
+            },
+        });
+        if args.logprobs > 0 {
+            doc["top_logprobs"] = json!(top_logprobs);
+        }
+        println!("{doc}");
+    } else {
+        println!();
+    }
+    print_timings(&engine);
+    Ok(())
+}
+
+fn record(event: &Event, ids: &mut Vec<u32>, text: &mut String, top: &mut Vec<Vec<(u32, f32)>>) {
+    if let Some(token) = event.token {
+        ids.push(token);
+        top.push(event.top_logprobs.clone());
+    }
+    text.push_str(&event.text);
+}
+
+/// The timing line on stderr, as llama.cpp prints it.
+pub fn print_timings(engine: &Engine) {
+    let s = engine.stats();
+    eprintln!(
+        "prompt: {} tokens in {:.2} s ({:.1} tokens/s) | generation: {} tokens in {:.2} s ({:.1} tokens/s)",
+        s.n_prompt_tokens,
+        s.prompt_time.as_secs_f64(),
+        s.prompt_tokens_per_second(),
+        s.n_generated_tokens,
+        s.generation_time.as_secs_f64(),
+        s.generation_tokens_per_second()
+    );
+}

@@ -1,0 +1,30 @@
+//! `wazn tokenize`: token ids of a text, as llama.cpp's tokenize tool prints them.
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::model_path;
+
+#[derive(Args, Debug)]
+pub struct TokenizeArgs {
+    /// The text to tokenize.
+    pub text: String,
+    /// GGUF model file (default: the default model).
+    #[arg(short = 'm', long = "model")]
+    pub model: Option<std::path::PathBuf>,
+    /// Parse special-token strings in the text (e.g. "<|im_start|>") as special tokens.
+    #[arg(long)]
+    pub special: bool,
+    /// Do not add the BOS / EOS tokens the model asks for.
+    #[arg(long = "no-bos")]
+    pub no_bos: bool,
+}
+
+pub fn tokenize(args: TokenizeArgs) -> Result<()> {
+    let path = model_path::resolve(args.model)?;
+    let file = wazn_formats::GgufFile::open(&path)?;
+    let tokenizer = wazn_text::Tokenizer::from_gguf_metadata(file.metadata())?;
+    let ids = tokenizer.encode(&args.text, !args.no_bos, args.special)?;
+    println!("{}", serde_json::to_string(&ids)?);
+    Ok(())
+}

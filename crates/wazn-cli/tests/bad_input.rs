@@ -1,0 +1,193 @@
+//! Bad input to the `wazn` binary: each case ends with a non-zero exit and one line
+//! on stderr that names the problem, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wazn_formats::{GgmlType, GgufWriter, MetaValue};
+
+fn wazn(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wazn"))
+        .args(args)
+        .env("WAZN_CACHE_DIR", scratch_dir().join("empty-cache"))
+        .output()
+        .expect("run wazn");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn scratch_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bad_input");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = scratch_dir().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Runs `wazn args`, expects failure with one `error:` line containing `needle`.
+fn assert_fails_with(args: &[&str], needle: &str) {
+    let (code, _, stderr) = wazn(args);
+    assert_ne!(code, 0, "{args:?} should fail; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: expected one line, got {stderr:?}"
+    );
+    assert!(lines[0].starts_with("error: "), "{args:?}: {stderr}");
+    assert!(
+        lines[0].to_lowercase().contains(&needle.to_lowercase()),
+        "{args:?}: expected {needle:?} in {stderr:?}"
+    );
+}
+
+fn for_every_command(path: &Path, needle: &str) {
+    let p = path.to_str().unwrap();
+    assert_fails_with(&["inspect", p], needle);
+    assert_fails_with(&["run", "-m", p, "hello"], needle);
+    assert_fails_with(&["tokenize", "-m", p, "hello"], needle);
+}
+
+fn default_model() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let cache = std::env::var_os("WAZN_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(home).join(".cache/wazn"));
+    let path = cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    path.is_file().then_some(path)
+}
+
+#[test]
+fn a_missing_file() {
+    for_every_command(
+        &scratch_dir().join("no-such-model.gguf"),
+        "no-such-model.gguf",
+    );
+}
+
+#[test]
+fn a_missing_default_model_says_how_to_fetch_it() {
+    assert_fails_with(&["run", "hello"], "scripts/fetch-default-model");
+}
+
+#[test]
+fn a_file_that_is_not_gguf() {
+    let path = write("not-gguf.gguf", b"this is a text file, not a model\n");
+    for_every_command(&path, "not a GGUF");
+}
+
+#[test]
+fn an_empty_file() {
+    let path = write("empty.gguf", b"");
+    for_every_command(&path, "empty.gguf");
+}
+
+#[test]
+fn a_truncated_file() {
+    let bytes = GgufWriter::new()
+        .metadata("general.architecture", "llama")
+        .metadata("some.text", "x".repeat(200).as_str())
+        .to_bytes()
+        .unwrap();
+    let path = write("truncated.gguf", &bytes[..bytes.len() - 50]);
+    for_every_command(&path, "truncated");
+}
+
+#[test]
+fn a_tensor_that_runs_past_the_end() {
+    let bytes = GgufWriter::new()
+        .metadata("general.architecture", "llama")
+        .tensor(
+            "big.weight",
+            GgmlType::F32,
+            &[64, 64],
+            vec![0u8; 64 * 64 * 4],
+        )
+        .to_bytes()
+        .unwrap();
+    let path = write("short-tensor.gguf", &bytes[..bytes.len() - 1000]);
+    for_every_command(&path, "big.weight");
+}
+
+#[test]
+fn an_absurd_metadata_length() {
+    // Header, then one key whose string value claims 2^60 bytes.
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"GGUF");
+    bytes.extend_from_slice(&3u32.to_le_bytes());
+    bytes.extend_from_slice(&0u64.to_le_bytes()); // tensors
+    bytes.extend_from_slice(&1u64.to_le_bytes()); // metadata
+    let key = b"general.name";
+    bytes.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(key);
+    bytes.extend_from_slice(&8u32.to_le_bytes()); // string
+    bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+    bytes.extend_from_slice(b"tiny");
+    let path = write("absurd-length.gguf", &bytes);
+    for_every_command(&path, "general.name");
+}
+
+#[test]
+fn an_unknown_dtype() {
+    let mut bytes = GgufWriter::new()
+        .metadata("general.architecture", "llama")
+        .tensor("odd.weight", GgmlType::F32, &[32], vec![0u8; 128])
+        .to_bytes()
+        .unwrap();
+    // Patch the type id (the u32 after the name, n_dims and one dim) to 99.
+    let name_at = bytes.windows(10).position(|w| w == b"odd.weight").unwrap();
+    let type_at = name_at + 10 + 4 + 8;
+    assert_eq!(bytes[type_at..type_at + 4], 0u32.to_le_bytes());
+    bytes[type_at..type_at + 4].copy_from_slice(&99u32.to_le_bytes());
+    let path = write("unknown-dtype.gguf", &bytes);
+    for_every_command(&path, "99");
+}
+
+#[test]
+fn an_unsupported_architecture() {
+    let bytes = GgufWriter::new()
+        .metadata("general.architecture", "mamba")
+        .metadata("general.alignment", MetaValue::U32(32))
+        .to_bytes()
+        .unwrap();
+    let path = write("mamba.gguf", &bytes);
+    let p = path.to_str().unwrap();
+    assert_fails_with(
+        &["run", "-m", p, "hello"],
+        "unsupported architecture 'mamba'",
+    );
+    // inspect reads any architecture.
+    let (code, stdout, _) = wazn(&["inspect", p]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("mamba"));
+}
+
+#[test]
+fn a_prompt_longer_than_the_context() {
+    let Some(model) = default_model() else {
+        panic!("the default model is missing: run scripts/fetch-default-model");
+    };
+    let prompt = "one two three four five six seven eight nine ten ".repeat(10);
+    assert_fails_with(
+        &["run", "-m", model.to_str().unwrap(), "-c", "32", &prompt],
+        "context holds 32",
+    );
+}
+
+#[test]
+fn bad_sampling_options() {
+    let Some(model) = default_model() else {
+        panic!("the default model is missing: run scripts/fetch-default-model");
+    };
+    let m = model.to_str().unwrap();
+    assert_fails_with(&["run", "-m", m, "--top-p", "1.5", "hi"], "top_p");
+    assert_fails_with(&["run", "-m", m, "--logprobs", "3", "hi"], "--json");
+}

@@ -1,0 +1,117 @@
+//! One generation request and its state as the engine runs it.
+
+use wazn_models::SeqId;
+use wazn_text::{Detokenizer, Tokenizer};
+
+use crate::sampler::{Sampler, SamplerParams};
+use crate::stop::StopMatcher;
+
+/// What the caller asks for.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub prompt_ids: Vec<u32>,
+    pub sampler: SamplerParams,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Strings that end the generation; the matched text is not returned.
+    pub stop: Vec<String>,
+    /// Best-k log-probabilities to report for each generated token (0 = none).
+    pub top_logprobs: usize,
+    /// Keep generating past end-of-generation tokens.
+    pub ignore_eos: bool,
+}
+
+impl Request {
+    pub fn new(prompt_ids: Vec<u32>, sampler: SamplerParams, max_tokens: usize) -> Self {
+        Request {
+            prompt_ids,
+            sampler,
+            max_tokens,
+            stop: Vec::new(),
+            top_logprobs: 0,
+            ignore_eos: false,
+        }
+    }
+}
+
+/// Why a sequence ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens` generated.
+    Length,
+    /// The context is full.
+    ContextFull,
+    Cancelled,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ContextFull => "context_full",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A sequence in the engine: every token known so far (prompt, then generated) and
+/// how many of them the model has computed.
+pub(crate) struct Sequence {
+    pub id: SeqId,
+    pub tokens: Vec<u32>,
+    pub n_prompt: usize,
+    pub n_computed: usize,
+    pub sampler: Sampler,
+    pub max_tokens: usize,
+    pub top_logprobs: usize,
+    pub ignore_eos: bool,
+    pub detokenizer: Detokenizer,
+    pub stop: StopMatcher,
+    pub finished: Option<FinishReason>,
+}
+
+impl Sequence {
+    pub fn new(id: SeqId, request: Request, sampler: Sampler) -> Self {
+        Sequence {
+            id,
+            n_prompt: request.prompt_ids.len(),
+            tokens: request.prompt_ids,
+            n_computed: 0,
+            sampler,
+            max_tokens: request.max_tokens,
+            top_logprobs: request.top_logprobs,
+            ignore_eos: request.ignore_eos,
+            detokenizer: Detokenizer::new(false),
+            stop: StopMatcher::new(request.stop),
+            finished: None,
+        }
+    }
+
+    pub fn n_generated(&self) -> usize {
+        self.tokens.len() - self.n_prompt
+    }
+
+    /// Tokens known but not yet run through the model.
+    pub fn n_pending(&self) -> usize {
+        self.tokens.len() - self.n_computed
+    }
+
+    /// The text of a newly sampled token, held back where it might be the start of a
+    /// stop string or half a UTF-8 character.
+    pub fn push_text(&mut self, tokenizer: &Tokenizer, token: u32) -> (String, bool) {
+        let piece = self.detokenizer.push(tokenizer, token);
+        let out = self.stop.push(&piece);
+        (out.emit, out.stopped)
+    }
+
+    /// Whatever text was held back, once the sequence has ended without a stop string.
+    pub fn flush_text(&mut self) -> String {
+        let rest = std::mem::replace(&mut self.detokenizer, Detokenizer::new(false)).finish();
+        let mut out = self.stop.push(&rest).emit;
+        out.push_str(&self.stop.finish());
+        out
+    }
+}

@@ -1,0 +1,245 @@
+//! A small GGUF writer, for tests and tools that need tiny model files.
+//!
+//! It writes what the reader reads: little-endian v3 (or v2), metadata in the order given,
+//! tensor infos with sequential offsets, and every tensor padded to the alignment
+//! (`general.alignment` if set, else 32), the same layout gguf-py writes.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use crate::error::FormatError;
+use crate::ggml_type::GgmlType;
+use crate::gguf::{
+    tensor_n_bytes, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ARRAY_DEPTH, MAX_DIMS,
+};
+use crate::metadata::{MetaValue, ValueType};
+
+#[derive(Clone, Debug)]
+struct PendingTensor {
+    name: String,
+    ggml_type: GgmlType,
+    dims: Vec<u64>,
+    data: Vec<u8>,
+}
+
+/// Builds a GGUF file in memory. Problems (duplicates, wrong data sizes, mixed arrays) are
+/// reported by [`GgufWriter::to_bytes`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct GgufWriter {
+    version: u32,
+    metadata: Vec<(String, MetaValue)>,
+    tensors: Vec<PendingTensor>,
+}
+
+impl Default for GgufWriter {
+    fn default() -> Self {
+        GgufWriter::new()
+    }
+}
+
+impl GgufWriter {
+    /// An empty version-3 file.
+    pub fn new() -> GgufWriter {
+        GgufWriter {
+            version: 3,
+            metadata: Vec::new(),
+            tensors: Vec::new(),
+        }
+    }
+
+    /// The version number written (2 and 3 share one layout).
+    pub fn version(mut self, version: u32) -> GgufWriter {
+        self.version = version;
+        self
+    }
+
+    /// Appends a metadata entry. An empty array is written as an array of UINT8.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<MetaValue>) -> GgufWriter {
+        self.metadata.push((key.into(), value.into()));
+        self
+    }
+
+    /// Appends a tensor: `dims` is ne[] (innermost first), `data` its raw bytes, which must be
+    /// exactly the size the type and dims imply.
+    pub fn tensor(
+        mut self,
+        name: impl Into<String>,
+        ggml_type: GgmlType,
+        dims: &[u64],
+        data: impl Into<Vec<u8>>,
+    ) -> GgufWriter {
+        self.tensors.push(PendingTensor {
+            name: name.into(),
+            ggml_type,
+            dims: dims.to_vec(),
+            data: data.into(),
+        });
+        self
+    }
+
+    /// The alignment the file will declare, checked as the reader checks it.
+    fn alignment(&self) -> Result<u64, FormatError> {
+        let Some((_, value)) = self.metadata.iter().find(|(k, _)| k == ALIGNMENT_KEY) else {
+            return Ok(DEFAULT_ALIGNMENT);
+        };
+        match value.as_u64() {
+            Some(a) if a.is_power_of_two() => Ok(a),
+            Some(a) => Err(FormatError::BadAlignment { alignment: a }),
+            None => Err(unwritable(format!(
+                "{ALIGNMENT_KEY} must be a non-negative integer, not {}",
+                value.type_name()
+            ))),
+        }
+    }
+
+    /// The whole file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
+        if !matches!(self.version, 2 | 3) {
+            return Err(unwritable(format!(
+                "version {} (only 2 and 3 exist)",
+                self.version
+            )));
+        }
+        let alignment = self.alignment()?;
+        let mut out = Vec::new();
+        out.extend_from_slice(&GGUF_MAGIC);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        put_u64(&mut out, self.tensors.len() as u64);
+        put_u64(&mut out, self.metadata.len() as u64);
+
+        let mut keys = HashSet::new();
+        for (key, value) in &self.metadata {
+            if !keys.insert(key.as_str()) {
+                return Err(FormatError::DuplicateKey { key: key.clone() });
+            }
+            put_string(&mut out, key);
+            put_u32(&mut out, value.value_type().id());
+            put_value(&mut out, key, value, 0)?;
+        }
+
+        let mut names = HashSet::new();
+        let mut relative_offset = 0u64;
+        for t in &self.tensors {
+            if !names.insert(t.name.as_str()) {
+                return Err(FormatError::DuplicateTensor {
+                    name: t.name.clone(),
+                });
+            }
+            if t.dims.len() > MAX_DIMS as usize {
+                return Err(FormatError::TooManyDims {
+                    tensor: t.name.clone(),
+                    n_dims: u32::try_from(t.dims.len()).unwrap_or(u32::MAX),
+                    max: MAX_DIMS,
+                });
+            }
+            let n_bytes = tensor_n_bytes(&t.name, t.ggml_type, &t.dims)?;
+            if n_bytes != t.data.len() as u64 {
+                return Err(unwritable(format!(
+                    "tensor {:?} is {} {:?} which takes {n_bytes} bytes, but {} were given",
+                    t.name,
+                    t.ggml_type,
+                    t.dims,
+                    t.data.len()
+                )));
+            }
+            put_string(&mut out, &t.name);
+            put_u32(&mut out, t.dims.len() as u32);
+            for &d in &t.dims {
+                put_u64(&mut out, d);
+            }
+            put_u32(&mut out, t.ggml_type.id());
+            put_u64(&mut out, relative_offset);
+            relative_offset = n_bytes
+                .checked_next_multiple_of(alignment)
+                .and_then(|padded| relative_offset.checked_add(padded))
+                .ok_or_else(|| unwritable(format!("tensor {:?} overflows u64", t.name)))?;
+        }
+
+        pad_to(&mut out, alignment);
+        for t in &self.tensors {
+            out.extend_from_slice(&t.data);
+            pad_to(&mut out, alignment);
+        }
+        Ok(out)
+    }
+
+    /// Writes the file to `path`.
+    pub fn write_file(&self, path: impl AsRef<Path>) -> Result<(), FormatError> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_bytes()?).map_err(|source| FormatError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+fn unwritable(reason: String) -> FormatError {
+    FormatError::Unwritable { reason }
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    put_u64(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn pad_to(out: &mut Vec<u8>, alignment: u64) {
+    // alignment is a power of two no larger than u64, and out.len() fits in usize.
+    let rem = (out.len() as u64) % alignment;
+    if rem != 0 {
+        out.resize(out.len() + (alignment - rem) as usize, 0);
+    }
+}
+
+/// Writes a value without its type id (the caller wrote it, or it is an array element).
+fn put_value(
+    out: &mut Vec<u8>,
+    key: &str,
+    value: &MetaValue,
+    depth: usize,
+) -> Result<(), FormatError> {
+    match value {
+        MetaValue::U8(v) => out.push(*v),
+        MetaValue::I8(v) => out.extend_from_slice(&v.to_le_bytes()),
+        MetaValue::U16(v) => out.extend_from_slice(&v.to_le_bytes()),
+        MetaValue::I16(v) => out.extend_from_slice(&v.to_le_bytes()),
+        MetaValue::U32(v) => out.extend_from_slice(&v.to_le_bytes()),
+        MetaValue::I32(v) => out.extend_from_slice(&v.to_le_bytes()),
+        MetaValue::F32(v) => out.extend_from_slice(&v.to_le_bytes()),
+        MetaValue::Bool(v) => out.push(u8::from(*v)),
+        MetaValue::String(s) => put_string(out, s),
+        MetaValue::U64(v) => out.extend_from_slice(&v.to_le_bytes()),
+        MetaValue::I64(v) => out.extend_from_slice(&v.to_le_bytes()),
+        MetaValue::F64(v) => out.extend_from_slice(&v.to_le_bytes()),
+        MetaValue::Array(items) => {
+            if depth >= MAX_ARRAY_DEPTH {
+                return Err(FormatError::NestingTooDeep {
+                    key: key.to_string(),
+                    max_depth: MAX_ARRAY_DEPTH,
+                });
+            }
+            let elem_type = items.first().map_or(ValueType::U8, MetaValue::value_type);
+            if let Some(odd) = items.iter().find(|v| v.value_type() != elem_type) {
+                return Err(unwritable(format!(
+                    "metadata key {key:?} mixes {} and {} in one array",
+                    elem_type.name(),
+                    odd.type_name()
+                )));
+            }
+            put_u32(out, elem_type.id());
+            put_u64(out, items.len() as u64);
+            for item in items {
+                put_value(out, key, item, depth + 1)?;
+            }
+        }
+    }
+    Ok(())
+}
