@@ -59,7 +59,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         messages.push(ChatMessage::new("user", &args.prompt));
         tokenize_chat(&engine, &messages)?
     } else {
-        engine.tokenizer().encode(&args.prompt, true, false)?
+        // As llama.cpp's completion tools: the model's BOS rule, special tokens parsed.
+        engine.tokenizer().encode(&args.prompt, true, true)?
     };
     let request = Request {
         prompt_ids: prompt_ids.clone(),

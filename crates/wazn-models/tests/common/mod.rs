@@ -50,6 +50,29 @@ pub struct TopK {
     pub logits: Vec<f32>,
 }
 
+/// llama.cpp's top-k logits for the same token sequences as the reference.
+#[derive(Deserialize)]
+pub struct LlamaCppLogits {
+    pub entries: Vec<LlamaCppEntry>,
+}
+
+#[derive(Deserialize)]
+pub struct LlamaCppEntry {
+    pub id: String,
+    pub topk: Vec<TopK>,
+}
+
+impl LlamaCppLogits {
+    pub fn load() -> LlamaCppLogits {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/smollm2_llamacpp_logits.json"
+        );
+        let text = std::fs::read_to_string(path).expect("read the llama.cpp logits");
+        serde_json::from_str(&text).expect("parse the llama.cpp logits")
+    }
+}
+
 impl Reference {
     pub fn load() -> Reference {
         let path = concat!(
