@@ -1,10 +1,12 @@
 //! The `wazn` command line.
 
+mod bench;
 mod chat;
 mod inspect;
 mod model_path;
 mod options;
 mod run;
+mod serve;
 mod tokenize;
 
 use std::process::ExitCode;
@@ -28,10 +30,14 @@ enum Command {
     Run(run::RunArgs),
     /// Talk with a model in an interactive session.
     Chat(chat::ChatArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API.
+    Serve(serve::ServeArgs),
     /// Print the token ids of a text as a JSON array.
     Tokenize(tokenize::TokenizeArgs),
     /// Print a GGUF file's metadata and tensor table.
     Inspect(inspect::InspectArgs),
+    /// Measure prompt and generation speed, as llama.cpp's llama-bench does.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,8 +45,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Chat(args) => chat::chat(args),
+        Command::Serve(args) => serve::serve(args),
         Command::Tokenize(args) => tokenize::tokenize(args),
         Command::Inspect(args) => inspect::inspect(args),
+        Command::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

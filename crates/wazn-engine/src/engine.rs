@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use wazn_formats::GgufFile;
 use wazn_kernels::ThreadPool;
+use wazn_models::kv_cache::{KvUsage, KV_BLOCK_SIZE};
 use wazn_models::{load_model, KvCache, Model, ModelOptions, SeqId};
 use wazn_text::{ChatTemplate, Tokenizer};
 
@@ -51,6 +52,9 @@ pub struct Event {
     pub text: String,
     /// Best-k `(id, logprob)` of the distribution the token came from, best first.
     pub top_logprobs: Vec<(u32, f32)>,
+    /// Log-probability of `token` in that distribution, when log-probabilities were
+    /// asked for.
+    pub logprob: Option<f32>,
     pub finished: Option<FinishReason>,
 }
 
@@ -83,13 +87,15 @@ fn per_second(n: usize, t: Duration) -> f64 {
 
 pub struct Engine {
     model: Box<dyn Model>,
-    tokenizer: Tokenizer,
-    chat_template: Option<ChatTemplate>,
+    tokenizer: Arc<Tokenizer>,
+    chat_template: Option<Arc<ChatTemplate>>,
     pool: ThreadPool,
     kv: KvCache,
     options: EngineOptions,
     sequences: Vec<Sequence>,
     next_seq_id: SeqId,
+    /// Blocks the KV cache may hold (`usize::MAX`: no limit).
+    max_kv_blocks: usize,
     stats: GenerationStats,
 }
 
@@ -115,13 +121,14 @@ impl Engine {
         let kv = model.new_kv_cache(options.n_ctx);
         Ok(Engine {
             model,
-            tokenizer,
-            chat_template,
+            tokenizer: Arc::new(tokenizer),
+            chat_template: chat_template.map(Arc::new),
             pool,
             kv,
             options,
             sequences: Vec::new(),
             next_seq_id: 0,
+            max_kv_blocks: usize::MAX,
             stats: GenerationStats::default(),
         })
     }
@@ -135,7 +142,18 @@ impl Engine {
     }
 
     pub fn chat_template(&self) -> Option<&ChatTemplate> {
-        self.chat_template.as_ref()
+        self.chat_template.as_deref()
+    }
+
+    /// The tokenizer, shared: for a front end that tokenizes while the engine runs on
+    /// its own thread.
+    pub fn shared_tokenizer(&self) -> Arc<Tokenizer> {
+        Arc::clone(&self.tokenizer)
+    }
+
+    /// The chat template, shared (see [`Engine::shared_tokenizer`]).
+    pub fn shared_chat_template(&self) -> Option<Arc<ChatTemplate>> {
+        self.chat_template.clone()
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -171,11 +189,44 @@ impl Engine {
             .into());
         }
         request.sampler.check_vocab(n_vocab)?;
+        let n_blocks = (n_prompt + 1).div_ceil(KV_BLOCK_SIZE);
+        if n_blocks > self.max_kv_blocks {
+            return Err(EngineError::CacheTooSmall {
+                n_blocks,
+                max_blocks: self.max_kv_blocks,
+            });
+        }
         let sampler = Sampler::new(request.sampler.clone())?;
         let id = self.next_seq_id;
         self.next_seq_id = self.next_seq_id.wrapping_add(1);
         self.sequences.push(Sequence::new(id, request, sampler));
         Ok(id)
+    }
+
+    /// Caps the KV cache at `n_blocks` blocks of [`KV_BLOCK_SIZE`] positions shared by
+    /// all sequences (memory is taken as blocks are first used).
+    pub fn set_kv_blocks(&mut self, n_blocks: usize) -> Result<(), EngineError> {
+        if n_blocks == 0 {
+            return Err(EngineError::InvalidOption(
+                "the KV cache needs at least 1 block".into(),
+            ));
+        }
+        self.max_kv_blocks = n_blocks;
+        self.kv.set_max_blocks(n_blocks);
+        Ok(())
+    }
+
+    /// How full the KV cache is.
+    pub fn kv_usage(&self) -> KvUsage {
+        self.kv.usage()
+    }
+
+    /// Sequences in the engine that have not ended.
+    pub fn n_running(&self) -> usize {
+        self.sequences
+            .iter()
+            .filter(|s| s.finished.is_none())
+            .count()
     }
 
     /// Whether any sequence still has work.
@@ -194,10 +245,22 @@ impl Engine {
     /// One step of the loop. Returns what happened to each sequence that produced a
     /// token or ended.
     pub fn step(&mut self) -> Result<Vec<Event>, EngineError> {
-        // Schedule.
-        let batch = schedule(&self.sequences, self.options.n_batch);
+        // Schedule: new sequences first take what the prefix cache holds of them.
+        for seq in self.sequences.iter_mut().filter(|s| !s.prefix_checked) {
+            seq.prefix_checked = true;
+            seq.n_computed = self.kv.attach_prefix(seq.id, &seq.tokens[..seq.n_prompt]);
+        }
+        let mut batch = schedule(&self.sequences, self.options.n_batch, &self.kv);
+        while batch.is_empty() && self.has_work() {
+            // Out of cache blocks: the youngest sequence gives its blocks back and will
+            // compute again later; a sequence alone that cannot grow has filled the cache.
+            self.preempt_youngest();
+            batch = schedule(&self.sequences, self.options.n_batch, &self.kv);
+        }
         if batch.is_empty() {
-            return Ok(Vec::new());
+            let events = self.finish_stuck();
+            self.retire_finished();
+            return Ok(events);
         }
         let n_prompt_rows = batch
             .rows
@@ -219,6 +282,10 @@ impl Engine {
         for seq in self.sequences.iter_mut().filter(|s| s.finished.is_none()) {
             let n_rows = batch.rows.iter().filter(|r| r.seq_id == seq.id).count();
             seq.n_computed += n_rows;
+            if n_rows > 0 {
+                self.kv
+                    .register_tokens(seq.id, &seq.tokens[..seq.n_computed]);
+            }
             let wants = batch
                 .rows
                 .iter()
@@ -248,6 +315,54 @@ impl Engine {
         Ok(events)
     }
 
+    /// Frees the cache of the youngest running sequence that holds any, so that older
+    /// ones can go on; it starts again from its tokens when there is room. With one
+    /// sequence left nothing is freed.
+    fn preempt_youngest(&mut self) {
+        let running: Vec<usize> = (0..self.sequences.len())
+            .filter(|&i| self.sequences[i].finished.is_none())
+            .collect();
+        let victim = running
+            .iter()
+            .skip(1)
+            .rev()
+            .find(|&&i| self.kv.n_blocks_held(self.sequences[i].id) > 0);
+        match victim {
+            Some(&i) => {
+                let seq = &mut self.sequences[i];
+                self.kv.remove(seq.id);
+                seq.n_computed = 0;
+                seq.prefix_checked = false;
+            }
+            None => {
+                // Nothing left to free: the oldest sequence cannot grow any further.
+                if let Some(&i) = running.first() {
+                    let seq = &mut self.sequences[i];
+                    seq.finished = Some(FinishReason::ContextFull);
+                    seq.stuck = true;
+                    self.kv.remove(seq.id);
+                }
+            }
+        }
+    }
+
+    /// Final events of the sequences ended because the cache could not hold them.
+    fn finish_stuck(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        for seq in self.sequences.iter_mut().filter(|s| s.stuck) {
+            seq.stuck = false;
+            events.push(Event {
+                seq_id: seq.id,
+                token: None,
+                text: seq.flush_text(),
+                top_logprobs: Vec::new(),
+                logprob: None,
+                finished: seq.finished,
+            });
+        }
+        events
+    }
+
     /// Drops finished sequences and frees their cache.
     fn retire_finished(&mut self) {
         let kv = &mut self.kv;
@@ -269,12 +384,27 @@ fn update_sequence(
     logits: &mut [f32],
     n_ctx: usize,
 ) -> Event {
-    let top = if seq.top_logprobs > 0 {
-        top_logprobs(logits, seq.top_logprobs)
+    let (top, log_norm) = if seq.top_logprobs > 0 {
+        (
+            top_logprobs(logits, seq.top_logprobs),
+            Some(log_sum_exp(logits)),
+        )
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
+    // The sampler reshapes the logits in place; keep the raw logit of every token
+    // only when its log-probability is wanted.
+    let raw = log_norm.map(|_| logits.to_vec());
     let token = seq.sampler.sample(logits, &seq.tokens);
+    // The same number as in the alternatives when the token is among them.
+    let logprob = match (raw, log_norm) {
+        (Some(raw), Some(norm)) => top
+            .iter()
+            .find(|&&(id, _)| id == token)
+            .map(|&(_, lp)| lp)
+            .or_else(|| raw.get(token as usize).map(|&l| l - norm)),
+        _ => None,
+    };
     seq.tokens.push(token);
 
     let is_eog = !seq.ignore_eos && tokenizer.eog_ids().contains(&token);
@@ -301,6 +431,17 @@ fn update_sequence(
         token: Some(token),
         text,
         top_logprobs: top,
+        logprob,
         finished,
     }
+}
+
+/// `log(sum(exp(logits)))`, computed stably.
+fn log_sum_exp(logits: &[f32]) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return max;
+    }
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    max + sum.ln() as f32
 }

@@ -1,15 +1,21 @@
 //! wazn's engine: sequences, the scheduler, the sampler and the loop that drives a
 //! model — schedule → execute → update — for one sequence or many. This is the
-//! library API that the command line (and later the server) use.
+//! library API that the command line and the server use, and the engine thread that
+//! lets an asynchronous front end drive it.
 
 pub mod engine;
 pub mod error;
 pub mod sampler;
 pub mod scheduler;
 pub mod sequence;
+pub mod service;
 pub mod stop;
 
 pub use engine::{Engine, EngineOptions, Event, GenerationStats};
 pub use error::EngineError;
 pub use sampler::{top_logprobs, Sampler, SamplerParams};
 pub use sequence::{FinishReason, Request};
+pub use service::{
+    EngineHandle, EventSink, ServiceCounters, ServiceEvent, ServiceOptions, Submission, SubmitError,
+};
+pub use wazn_models::kv_cache::{KvUsage, KV_BLOCK_SIZE};

@@ -64,6 +64,10 @@ pub(crate) struct Sequence {
     pub tokens: Vec<u32>,
     pub n_prompt: usize,
     pub n_computed: usize,
+    /// Whether the prefix cache was asked for this sequence's leading blocks.
+    pub prefix_checked: bool,
+    /// Ended because the cache could not hold it; its final event is still owed.
+    pub stuck: bool,
     pub sampler: Sampler,
     pub max_tokens: usize,
     pub top_logprobs: usize,
@@ -80,6 +84,8 @@ impl Sequence {
             n_prompt: request.prompt_ids.len(),
             tokens: request.prompt_ids,
             n_computed: 0,
+            prefix_checked: false,
+            stuck: false,
             sampler,
             max_tokens: request.max_tokens,
             top_logprobs: request.top_logprobs,

@@ -156,6 +156,52 @@ pub enum FormatError {
         target: &'static str,
     },
 
+    #[error("invalid safetensors header: {reason}")]
+    BadSafetensorsHeader { reason: String },
+
+    #[error("tensor {tensor:?} has unknown safetensors dtype {dtype:?}")]
+    UnknownDtype { tensor: String, dtype: String },
+
+    #[error("tensor {tensor:?}: data at byte offsets {start}..{end} overlaps tensor {other:?}")]
+    OverlappingTensors {
+        tensor: String,
+        other: String,
+        start: u64,
+        end: u64,
+    },
+
+    #[error(
+        "tensor {tensor:?}: shape {shape:?} of {dtype} needs {expected} bytes but its data \
+         offsets span {found}"
+    )]
+    TensorSizeMismatch {
+        tensor: String,
+        dtype: &'static str,
+        shape: Vec<u64>,
+        expected: u64,
+        found: u64,
+    },
+
+    #[error("{path} is missing ({what})", path = .path.display())]
+    MissingFile { path: PathBuf, what: String },
+
+    #[error("{path} is not valid JSON: {source}", path = .path.display())]
+    InvalidJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("{path}: {reason}", path = .path.display())]
+    BadFolderFile { path: PathBuf, reason: String },
+
+    #[error("{index}: tensor {tensor:?} is mapped to {shard}, which does not hold it", index = .index.display())]
+    TensorNotInShard {
+        index: PathBuf,
+        shard: String,
+        tensor: String,
+    },
+
     /// The writer was asked for something GGUF cannot express.
     #[error("cannot write GGUF: {reason}")]
     Unwritable { reason: String },

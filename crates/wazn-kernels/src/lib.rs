@@ -9,7 +9,9 @@ pub mod dtype;
 pub mod matmul;
 pub mod ops;
 pub mod pool;
+pub mod simd;
 
 pub use dtype::DType;
 pub use matmul::{matmul, Activations, WeightMatrix};
 pub use pool::ThreadPool;
+pub use simd::Isa;

@@ -2,8 +2,10 @@
 //!
 //! `out[r, o] = Σ_i x[r, i] · W[o, i]`: each row of the activations is quantized once
 //! to the weight type's dot partner, then every (activation row, weight row) pair is
-//! one `vec_dot` of the dtype table. Work is split over weight rows, so each thread
-//! reads its own slice of the weights once for all activation rows.
+//! one `vec_dot` of the dtype table, four activation rows at a time where the table has
+//! a four-row kernel (`vec_dot_x4`: each weight block is loaded and unpacked once for
+//! the four). Work is split over weight rows, so each thread reads its own slice of the
+//! weights once for all activation rows.
 
 use crate::dtype::DType;
 use crate::pool::{SyncMutPtr, ThreadPool};
@@ -136,15 +138,35 @@ fn matmul_quantized(
     let partner_data: &[u8] = scratch;
 
     let vec_dot = traits.vec_dot;
+    let vec_dot_x4 = traits.vec_dot_x4;
     let n_out = w.n_rows;
     let out_ptr = SyncMutPtr::new(out);
+    let x_row = |r: usize| &partner_data[r * partner_row_bytes..(r + 1) * partner_row_bytes];
+    // SAFETY (both writes): output element (r, o) belongs to the task that owns weight row o.
+    let store = |r: usize, o: usize, value: f32| unsafe {
+        out_ptr.slice_mut(r * n_out + o, 1)[0] = value;
+    };
     pool.run_chunks(n_out, ROWS_PER_TASK, &|start, end| {
-        for o in start..end {
-            let w_row = w.row(o);
-            for r in 0..n_x_rows {
-                let x_row = &partner_data[r * partner_row_bytes..(r + 1) * partner_row_bytes];
-                // SAFETY: output element (r, o) belongs to the task that owns weight row o.
-                unsafe { out_ptr.slice_mut(r * n_out + o, 1)[0] = vec_dot(n_cols, w_row, x_row) };
+        // Four activation rows at a time against every weight row of the task: each
+        // weight block is loaded once per four rows, and the task's weight rows and the
+        // four activation rows stay in L1 across the inner loop.
+        let mut r = 0;
+        if let Some(x4) = vec_dot_x4 {
+            while r + 4 <= n_x_rows {
+                let xs = [x_row(r), x_row(r + 1), x_row(r + 2), x_row(r + 3)];
+                for o in start..end {
+                    let dots = x4(n_cols, w.row(o), xs);
+                    for (k, &dot) in dots.iter().enumerate() {
+                        store(r + k, o, dot);
+                    }
+                }
+                r += 4;
+            }
+        }
+        for r in r..n_x_rows {
+            let x = x_row(r);
+            for o in start..end {
+                store(r, o, vec_dot(n_cols, w.row(o), x));
             }
         }
     });
@@ -255,6 +277,46 @@ mod tests {
                         (got - exact).abs() < 0.05 * (1.0 + exact.abs()),
                         "{dtype:?} ({r},{o}): {got} vs {exact}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batched_rows_equal_one_vec_dot_per_row() {
+        // Odd row counts exercise the four-row kernels and the rows left over.
+        let pool = ThreadPool::new(3).unwrap();
+        let mut seed = 11u64;
+        for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::F16] {
+            let (n_rows, n_cols) = (45, 256);
+            let row_bytes = dtype.row_bytes(n_cols).unwrap();
+            let mut w_bytes = vec![0u8; n_rows * row_bytes];
+            for dst in w_bytes.chunks_mut(row_bytes) {
+                let src: Vec<f32> = (0..n_cols).map(|_| lcg(&mut seed)).collect();
+                (dtype.traits().from_f32.unwrap())(&src, dst);
+            }
+            let w = WeightMatrix::new(dtype, &w_bytes, n_rows, n_cols).unwrap();
+            let partner = dtype.vec_dot_type();
+            let partner_bytes = partner.row_bytes(n_cols).unwrap();
+            for n_x in [1, 4, 7, 13] {
+                let x: Vec<f32> = (0..n_x * n_cols).map(|_| lcg(&mut seed)).collect();
+                let mut out = vec![0.0; n_x * n_rows];
+                let mut scratch = Vec::new();
+                matmul(
+                    &pool,
+                    &w,
+                    &x,
+                    n_x,
+                    &mut out,
+                    &mut scratch,
+                    Activations::Quantized,
+                );
+                for r in 0..n_x {
+                    let x_row = &scratch[r * partner_bytes..(r + 1) * partner_bytes];
+                    for o in 0..n_rows {
+                        let want = (dtype.traits().vec_dot)(n_cols, w.row(o), x_row);
+                        assert_eq!(out[r * n_rows + o], want, "{dtype} n_x={n_x} ({r},{o})");
+                    }
                 }
             }
         }

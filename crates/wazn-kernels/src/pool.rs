@@ -3,16 +3,53 @@
 //! One op at a time: the caller hands the pool a task count and a closure; the
 //! workers and the caller take task indices from one atomic counter until none are
 //! left, and the call returns when every worker has finished with the op (one
-//! barrier per op). Workers sleep on a condition variable between ops.
+//! barrier per op).
+//!
+//! A model's forward pass runs a few hundred short ops per token, so waiting threads
+//! first spin for a while ([`SPIN_TIME`]) on an atomic, and only then park on a
+//! condition variable: an op that follows closely on the last costs no system call.
+//! Wake-ups and notifications go through the mutex, and are sent only to threads that
+//! are parked, so no wake-up is lost and none is paid for when everyone is spinning.
+//!
+//! A worker joins an op before it touches it, and the caller closes the op to late
+//! joiners once it has run out of tasks itself: it then waits only for the workers that
+//! joined. A worker that was slow to wake (or not scheduled at all, on a busy machine)
+//! costs the op nothing when the others have done its share.
 //!
 //! The closure borrows from the caller's stack. That is sound because `run` does not
-//! return until every worker has acknowledged the op, so no worker can touch the
-//! closure after the borrow ends.
+//! return until every worker that joined the op has finished with it, and no worker
+//! can join once the op is closed.
 
+use std::hint::spin_loop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a waiting thread spins before it parks: a few ops' worth of a small model.
+const SPIN_TIME: Duration = Duration::from_micros(100);
+
+/// Spins until `done()` holds (true) or [`SPIN_TIME`] has passed (false).
+///
+/// Between short bursts of spinning it yields the core: when there are more threads
+/// than cores (a busy machine, or a pool larger than it), the thread that has the work
+/// then gets to run instead of waiting for the spinner's time slice to end.
+fn spin_until(done: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            if done() {
+                return true;
+            }
+            spin_loop();
+        }
+        if start.elapsed() > SPIN_TIME {
+            return done();
+        }
+        std::thread::yield_now();
+    }
+}
 
 /// The op being run: lives on the stack of `ThreadPool::run` for its whole duration.
 struct Op<'a> {
@@ -49,16 +86,39 @@ unsafe impl Send for OpPtr {}
 struct State {
     /// Incremented for every op, so a worker knows whether it has seen this one.
     generation: u64,
+    /// The op of `generation`; a pointer to an op whose `run` has returned stays here
+    /// until the next op replaces it, and is never read again (its generation is seen).
     op: Option<OpPtr>,
-    /// Workers that have not yet finished the current op.
-    busy_workers: usize,
     shutdown: bool,
+    /// Workers parked on `op_ready`.
+    parked_workers: usize,
+    /// Whether the caller is parked on `op_done`.
+    caller_parked: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
     op_ready: Condvar,
     op_done: Condvar,
+    /// `state.generation`, readable without the lock while spinning; also bumped at
+    /// shutdown so that spinning workers go and look.
+    generation: AtomicU64,
+    /// Who joined the current op: its generation tag (`join_tag`), the [`CLOSED`] bit,
+    /// and the count of workers that joined (below [`CLOSED`]).
+    join: AtomicU64,
+    /// Workers that joined the current op and have finished with it.
+    finished: AtomicUsize,
+}
+
+/// Set in `Shared::join` once the caller has run out of tasks: no more workers join.
+const CLOSED: u64 = 1 << 23;
+/// The joined-worker count in `Shared::join`.
+const JOIN_COUNT: u64 = CLOSED - 1;
+
+/// The generation as it is stored in the bits of `Shared::join` above the count and
+/// the closed bit (the low 40 bits of the generation: ops never lag that far).
+fn join_tag(generation: u64) -> u64 {
+    generation.wrapping_shl(24)
 }
 
 impl Shared {
@@ -86,11 +146,15 @@ impl ThreadPool {
             state: Mutex::new(State {
                 generation: 0,
                 op: None,
-                busy_workers: 0,
                 shutdown: false,
+                parked_workers: 0,
+                caller_parked: false,
             }),
             op_ready: Condvar::new(),
             op_done: Condvar::new(),
+            generation: AtomicU64::new(0),
+            join: AtomicU64::new(join_tag(0) | CLOSED),
+            finished: AtomicUsize::new(0),
         });
         let workers = (1..n_threads)
             .map(|i| {
@@ -129,25 +193,38 @@ impl ThreadPool {
             op.work();
         } else {
             // SAFETY: the lifetime is erased only for the duration of this call; the
-            // wait below keeps `op` alive until no worker holds the pointer.
+            // wait below keeps `op` alive until no worker that joined it holds it, and
+            // closing the op keeps any other worker from joining.
             let ptr = OpPtr(std::ptr::from_ref(&op).cast::<Op<'static>>());
+            let shared = &*self.shared;
             {
-                let mut state = self.shared.lock();
+                let mut state = shared.lock();
                 state.generation = state.generation.wrapping_add(1);
                 state.op = Some(ptr);
-                state.busy_workers = self.workers.len();
+                shared.finished.store(0, Ordering::SeqCst);
+                shared
+                    .join
+                    .store(join_tag(state.generation), Ordering::SeqCst);
+                shared.generation.store(state.generation, Ordering::Release);
+                if state.parked_workers > 0 {
+                    shared.op_ready.notify_all();
+                }
             }
-            self.shared.op_ready.notify_all();
             op.work();
-            let mut state = self.shared.lock();
-            while state.busy_workers > 0 {
-                state = self
-                    .shared
-                    .op_done
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner());
+            // No task is left: close the op, then wait for those who joined.
+            let joined = (shared.join.fetch_or(CLOSED, Ordering::SeqCst) & JOIN_COUNT) as usize;
+            let all_done = || shared.finished.load(Ordering::SeqCst) == joined;
+            if !spin_until(all_done) {
+                let mut state = shared.lock();
+                while !all_done() {
+                    state.caller_parked = true;
+                    state = shared
+                        .op_done
+                        .wait(state)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                state.caller_parked = false;
             }
-            state.op = None;
         }
         if op.panicked.load(Ordering::Relaxed) {
             panic!("a task of a thread-pool op panicked");
@@ -169,7 +246,8 @@ impl ThreadPool {
 fn worker_loop(shared: &Shared) {
     let mut seen_generation = 0u64;
     loop {
-        let ptr = {
+        spin_until(|| shared.generation.load(Ordering::Acquire) != seen_generation);
+        let (ptr, generation) = {
             let mut state = shared.lock();
             loop {
                 if state.shutdown {
@@ -178,30 +256,65 @@ fn worker_loop(shared: &Shared) {
                 if state.generation != seen_generation {
                     if let Some(ptr) = state.op {
                         seen_generation = state.generation;
-                        break ptr;
+                        break (ptr, state.generation);
                     }
                 }
+                state.parked_workers += 1;
                 state = shared
                     .op_ready
                     .wait(state)
                     .unwrap_or_else(|e| e.into_inner());
+                state.parked_workers -= 1;
             }
         };
-        // SAFETY: `run` keeps the op alive until `busy_workers` reaches zero, which
-        // cannot happen before this worker decrements it below.
+        if !join(shared, generation) {
+            // Closed (the others did the work) or already replaced: not ours to touch.
+            continue;
+        }
+        // SAFETY: this worker joined the op while it was open, so `run` waits for the
+        // `finished` count below before the op goes out of scope.
         let op = unsafe { &*ptr.0 };
         op.work();
-        let mut state = shared.lock();
-        state.busy_workers -= 1;
-        if state.busy_workers == 0 {
-            shared.op_done.notify_all();
+        let finished = shared.finished.fetch_add(1, Ordering::SeqCst) + 1;
+        let join_word = shared.join.load(Ordering::SeqCst);
+        if join_word & CLOSED != 0 && finished as u64 == join_word & JOIN_COUNT {
+            // The last worker out wakes the caller if it parked. Taking the lock orders
+            // this check after the caller's own check of `finished` (a stale word from a
+            // later op can only cause a spurious wake-up, which the caller re-checks).
+            let state = shared.lock();
+            if state.caller_parked {
+                shared.op_done.notify_one();
+            }
+        }
+    }
+}
+
+/// Joins the op of `generation` if it is still open; false if it is closed or gone.
+fn join(shared: &Shared, generation: u64) -> bool {
+    let open = join_tag(generation);
+    let mut word = shared.join.load(Ordering::SeqCst);
+    loop {
+        // Another generation's tag, or the closed bit, fails the comparison.
+        if word & !JOIN_COUNT != open {
+            return false;
+        }
+        match shared
+            .join
+            .compare_exchange_weak(word, word + 1, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => return true,
+            Err(current) => word = current,
         }
     }
 }
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
-        self.shared.lock().shutdown = true;
+        {
+            let mut state = self.shared.lock();
+            state.shutdown = true;
+            self.shared.generation.fetch_add(1, Ordering::Release);
+        }
         self.shared.op_ready.notify_all();
         for worker in self.workers.drain(..) {
             let _ = worker.join();
@@ -261,6 +374,24 @@ mod tests {
         }
         let expected: u64 = (0..20_000u64).map(|op| 3 * op + 3).sum();
         assert_eq!(total.load(Ordering::Relaxed), expected);
+    }
+
+    #[test]
+    fn ops_after_the_threads_parked_still_run() {
+        // Gaps longer than the spin time send workers (and the caller, when a task is
+        // slow) to the condition variables; no wake-up may be lost.
+        let pool = ThreadPool::new(3).unwrap();
+        let total = AtomicUsize::new(0);
+        for op in 0..30 {
+            std::thread::sleep(SPIN_TIME * (op % 3) as u32);
+            pool.run(4, &|i| {
+                if i == 3 && op % 2 == 0 {
+                    std::thread::sleep(SPIN_TIME * 2);
+                }
+                total.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        assert_eq!(total.load(Ordering::Relaxed), 30 * 4);
     }
 
     #[test]

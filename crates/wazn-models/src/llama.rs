@@ -10,14 +10,14 @@
 use std::sync::Arc;
 
 use wazn_formats::{GgufFile, Metadata};
-use wazn_kernels::attention::{attend, AttentionShape};
+use wazn_kernels::attention::{attend, AttentionShape, KvBlocks};
 use wazn_kernels::ops::{add_assign, rms_norm, swiglu, Rope, RopeLayout};
 use wazn_kernels::pool::SyncMutPtr;
 use wazn_kernels::{matmul, Activations, ThreadPool};
 
-use crate::batch::{Batch, Logits};
+use crate::batch::{Batch, Logits, SeqId};
 use crate::error::ModelError;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, LayerBlocks, KV_BLOCK_SIZE};
 use crate::weights::{MatrixRef, Weights};
 use crate::{Model, ModelInfo, ModelOptions};
 
@@ -287,6 +287,18 @@ impl Model for Llama {
         pool: &ThreadPool,
     ) -> Result<Logits, ModelError> {
         let new_lengths = self.check_batch(batch, kv)?;
+        let blocks_needed: usize = new_lengths
+            .iter()
+            .map(|&(seq_id, n_pos)| kv.blocks_needed(seq_id, n_pos))
+            .sum();
+        if blocks_needed > kv.n_blocks_available() {
+            let &(seq_id, needed) = new_lengths.first().unwrap_or(&(0, 0));
+            return Err(ModelError::ContextFull {
+                seq_id,
+                needed,
+                n_ctx: kv.seq_len(seq_id) + kv.n_blocks_available() * KV_BLOCK_SIZE,
+            });
+        }
         for &(seq_id, n_pos) in &new_lengths {
             kv.reserve(seq_id, n_pos);
         }
@@ -364,16 +376,29 @@ impl Model for Llama {
                     &v[i * kv_width..(i + 1) * kv_width],
                 );
             }
+            // Each sequence's cache blocks in this layer, read in place.
+            let kv_blocks: Vec<(SeqId, LayerBlocks)> = new_lengths
+                .iter()
+                .map(|&(seq_id, n_pos)| (seq_id, kv.layer_blocks(seq_id, layer, n_pos)))
+                .collect();
             let attn_out = SyncMutPtr::new(&mut attn);
-            let (kv_ref, q_ref) = (&*kv, &q);
+            let (kv_blocks, q_ref) = (&kv_blocks, &q);
             pool.run(n, &|i| {
                 let row = batch.rows[i];
                 let n_keys = row.pos + 1; // causal: this position and those before it
-                let (keys, values) = kv_ref.layer(row.seq_id, layer, n_keys);
+                let Some((_, layer_blocks)) = kv_blocks.iter().find(|(s, _)| *s == row.seq_id)
+                else {
+                    return; // every row's sequence has its blocks (check_batch)
+                };
+                let blocks = KvBlocks {
+                    block_size: KV_BLOCK_SIZE,
+                    keys: &layer_blocks.keys,
+                    values: &layer_blocks.values,
+                };
                 // SAFETY: task i writes only row i of the output.
                 let out = unsafe { attn_out.slice_mut(i * q_width, q_width) };
                 let q_row = &q_ref[i * q_width..(i + 1) * q_width];
-                attend(&shape, q_row, keys, values, n_keys, out, &mut Vec::new());
+                attend(&shape, q_row, &blocks, n_keys, out, &mut Vec::new());
             });
             matmul(
                 pool,

@@ -58,4 +58,7 @@ pub enum TextError {
 
     #[error("chat template raised an exception: {0}")]
     TemplateRaised(String),
+
+    #[error("harmony: {0}")]
+    Harmony(String),
 }

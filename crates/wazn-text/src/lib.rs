@@ -1,12 +1,14 @@
-//! wazn's text layer: tokenizers built from GGUF metadata, an incremental detokenizer that never
-//! emits half a UTF-8 character, and chat templates rendered as transformers renders them.
+//! wazn's text layer: tokenizers built from GGUF metadata (and o200k_harmony, built in), an
+//! incremental detokenizer that never emits half a UTF-8 character, chat templates rendered as
+//! transformers renders them, and gpt-oss's harmony format ([`harmony`]).
 
 mod chat_template;
 mod detokenizer;
 mod error;
+pub mod harmony;
 mod tokenizer;
 
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use detokenizer::Detokenizer;
 pub use error::TextError;
-pub use tokenizer::{TokenType, Tokenizer, TokenizerSpec};
+pub use tokenizer::{o200k_ids, TokenType, Tokenizer, TokenizerSpec};

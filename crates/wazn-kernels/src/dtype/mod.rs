@@ -14,6 +14,13 @@ mod k_quants_dot;
 mod q4_q5_q8;
 
 use std::fmt;
+use std::sync::OnceLock;
+
+use crate::simd::Isa;
+
+// Block layouts the SIMD kernels read.
+#[cfg(target_arch = "x86_64")]
+pub(crate) use q4_q5_q8::{Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, QK};
 
 /// An element type of a tensor row, named and numbered as in ggml.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -145,11 +152,23 @@ impl DType {
         (n_elements / self.block_size()).checked_mul(self.type_size())
     }
 
-    /// This type's row of the trait table.
+    /// This type's row of the trait table, with the fastest kernels this CPU runs
+    /// ([`Isa::best`]).
     pub fn traits(self) -> &'static TypeTraits {
-        // TYPE_TRAITS is in declaration order (checked by the tests), so the discriminant is
-        // the index.
-        &TYPE_TRAITS[self as usize]
+        // The tables are in declaration order (checked by the tests), so the discriminant
+        // is the index.
+        &table_for(Isa::best())[self as usize]
+    }
+
+    /// This type's row of the scalar reference table (the oracle for the SIMD kernels).
+    pub fn scalar_traits(self) -> &'static TypeTraits {
+        &SCALAR_TRAITS[self as usize]
+    }
+
+    /// This type's row of the table for instruction-set level `isa`, or None if this CPU
+    /// cannot run it.
+    pub fn traits_for(self, isa: Isa) -> Option<&'static TypeTraits> {
+        isa.is_available().then(|| &table_for(isa)[self as usize])
     }
 
     /// The type activations are quantized to before `vec_dot` with a row of this type.
@@ -170,12 +189,16 @@ pub type ToF32Fn = fn(src: &[u8], dst: &mut [f32]);
 pub type FromF32Fn = fn(src: &[f32], dst: &mut [u8]);
 /// sum_i w[i]*x[i] over `n` elements of a weight row `w` and an activation row `x`.
 pub type VecDotFn = fn(n: usize, w: &[u8], x: &[u8]) -> f32;
+/// `vec_dot` of one weight row with four activation rows at once (each weight block is
+/// loaded once for the four): element r is `vec_dot(n, w, xs[r])`.
+pub type VecDotX4Fn = fn(n: usize, w: &[u8], xs: [&[u8]; 4]) -> [f32; 4];
 
 /// One row of the per-dtype table: everything a matmul needs to know about a type.
 ///
 /// The kernels take whole blocks and never panic on mismatched lengths: they stop at the
 /// shorter of their operands. The checked entry points ([`dequantize_row`], [`quantize_row`],
 /// [`vec_dot_row`]) reject mismatched lengths with an error instead.
+#[derive(Clone, Copy)]
 pub struct TypeTraits {
     pub dtype: DType,
     /// Dequantize whole blocks: src.len() == row_bytes(dst.len()).
@@ -190,16 +213,35 @@ pub struct TypeTraits {
     /// Q8_0, Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K. F32, F16 and BF16 weights take F32
     /// activations (exact), and Q8_1 / Q8_K pair with themselves.
     pub vec_dot_type: DType,
+    /// `vec_dot` with four activation rows at once, where a SIMD level has one (None in
+    /// the scalar table: four `vec_dot` calls do the same).
+    pub vec_dot_x4: Option<VecDotX4Fn>,
 }
 
-/// The trait table, in the order of [`DType::ALL`].
-static TYPE_TRAITS: [TypeTraits; 15] = [
+/// The trait table of `isa` (built once): the scalar table with the entries `isa` has
+/// kernels for replaced. The caller has checked that `isa` is available.
+fn table_for(isa: Isa) -> &'static [TypeTraits; 15] {
+    static TABLES: [OnceLock<[TypeTraits; 15]>; Isa::ALL.len()] =
+        [const { OnceLock::new() }; Isa::ALL.len()];
+    let index = Isa::ALL.iter().position(|&i| i == isa).unwrap_or(0);
+    TABLES[index].get_or_init(|| {
+        let mut table = SCALAR_TRAITS;
+        if isa.is_available() {
+            crate::simd::specialize(isa, &mut table);
+        }
+        table
+    })
+}
+
+/// The scalar reference table, in the order of [`DType::ALL`].
+static SCALAR_TRAITS: [TypeTraits; 15] = [
     TypeTraits {
         dtype: DType::F32,
         to_f32: float::to_f32_f32,
         from_f32: Some(float::from_f32_f32),
         vec_dot: float::vec_dot_f32_f32,
         vec_dot_type: DType::F32,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::F16,
@@ -207,6 +249,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: Some(float::from_f32_f16),
         vec_dot: float::vec_dot_f16_f32,
         vec_dot_type: DType::F32,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::BF16,
@@ -214,6 +257,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: Some(float::from_f32_bf16),
         vec_dot: float::vec_dot_bf16_f32,
         vec_dot_type: DType::F32,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::Q4_0,
@@ -221,6 +265,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: Some(q4_q5_q8::from_f32_q4_0),
         vec_dot: q4_q5_q8::vec_dot_q4_0_q8_0,
         vec_dot_type: DType::Q8_0,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::Q4_1,
@@ -228,6 +273,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: Some(q4_q5_q8::from_f32_q4_1),
         vec_dot: q4_q5_q8::vec_dot_q4_1_q8_1,
         vec_dot_type: DType::Q8_1,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::Q5_0,
@@ -235,6 +281,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: Some(q4_q5_q8::from_f32_q5_0),
         vec_dot: q4_q5_q8::vec_dot_q5_0_q8_0,
         vec_dot_type: DType::Q8_0,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::Q5_1,
@@ -242,6 +289,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: Some(q4_q5_q8::from_f32_q5_1),
         vec_dot: q4_q5_q8::vec_dot_q5_1_q8_1,
         vec_dot_type: DType::Q8_1,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::Q8_0,
@@ -249,6 +297,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: Some(q4_q5_q8::from_f32_q8_0),
         vec_dot: q4_q5_q8::vec_dot_q8_0_q8_0,
         vec_dot_type: DType::Q8_0,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::Q8_1,
@@ -256,6 +305,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: Some(q4_q5_q8::from_f32_q8_1),
         vec_dot: q4_q5_q8::vec_dot_q8_1_q8_1,
         vec_dot_type: DType::Q8_1,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::Q2_K,
@@ -263,6 +313,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: None,
         vec_dot: k_quants_dot::vec_dot_q2_k_q8_k,
         vec_dot_type: DType::Q8_K,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::Q3_K,
@@ -270,6 +321,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: None,
         vec_dot: k_quants_dot::vec_dot_q3_k_q8_k,
         vec_dot_type: DType::Q8_K,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::Q4_K,
@@ -277,6 +329,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: None,
         vec_dot: k_quants_dot::vec_dot_q4_k_q8_k,
         vec_dot_type: DType::Q8_K,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::Q5_K,
@@ -284,6 +337,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: None,
         vec_dot: k_quants_dot::vec_dot_q5_k_q8_k,
         vec_dot_type: DType::Q8_K,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::Q6_K,
@@ -291,6 +345,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: None,
         vec_dot: k_quants_dot::vec_dot_q6_k_q8_k,
         vec_dot_type: DType::Q8_K,
+        vec_dot_x4: None,
     },
     TypeTraits {
         dtype: DType::Q8_K,
@@ -298,6 +353,7 @@ static TYPE_TRAITS: [TypeTraits; 15] = [
         from_f32: Some(k_quants::from_f32_q8_k),
         vec_dot: k_quants_dot::vec_dot_q8_k_q8_k,
         vec_dot_type: DType::Q8_K,
+        vec_dot_x4: None,
     },
 ];
 

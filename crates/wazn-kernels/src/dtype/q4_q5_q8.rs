@@ -19,14 +19,14 @@
 use super::float::{f16_at, f16_le_bytes};
 
 /// Elements per block.
-pub(super) const QK: usize = 32;
+pub(crate) const QK: usize = 32;
 
-pub(super) const Q4_0_BYTES: usize = 18;
-pub(super) const Q4_1_BYTES: usize = 20;
+pub(crate) const Q4_0_BYTES: usize = 18;
+pub(crate) const Q4_1_BYTES: usize = 20;
 pub(super) const Q5_0_BYTES: usize = 22;
 pub(super) const Q5_1_BYTES: usize = 24;
-pub(super) const Q8_0_BYTES: usize = 34;
-pub(super) const Q8_1_BYTES: usize = 36;
+pub(crate) const Q8_0_BYTES: usize = 34;
+pub(crate) const Q8_1_BYTES: usize = 36;
 
 /// Signed integer codes of one block.
 type Codes = [i8; QK];

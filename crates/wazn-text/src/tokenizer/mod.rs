@@ -5,17 +5,22 @@
 //! adds what GGUF defines on top: which tokens are special, the BOS/EOS rule, the
 //! end-of-generation set. Decoding is done here from each token's bytes, so that the
 //! incremental [`crate::Detokenizer`] and [`Tokenizer::decode`] agree byte for byte.
+//!
+//! [`Tokenizer::o200k_harmony`] is the one vocabulary that does not come from a file: gpt-oss's
+//! tiktoken ranks, compiled in (see `tiktoken.rs`), behind the same API.
 
 mod bpe;
 mod pre;
 mod spec;
 mod spm;
+mod tiktoken;
 
 use tokenizers::{AddedToken, Tokenizer as HfTokenizer};
 use wazn_formats::Metadata;
 
 use crate::TextError;
 pub use spec::{TokenType, TokenizerSpec};
+pub use tiktoken::o200k_ids;
 
 /// Token texts that end a generation in common chat models, whatever their ids
 /// (llama.cpp's end-of-generation set).
@@ -38,9 +43,24 @@ enum Family {
     Gpt2,
     /// SentencePiece.
     Llama,
+    /// tiktoken ranks (o200k_harmony).
+    Tiktoken,
 }
 
-/// A tokenizer built from a GGUF file's vocabulary.
+/// What turns text into ids.
+enum Encoder {
+    /// Hugging Face `tokenizers`, built from GGUF metadata.
+    Hf {
+        /// Recognises control tokens written in the text.
+        parses_special: Box<HfTokenizer>,
+        /// Reads control-token strings in the text as plain text.
+        text_only: Box<HfTokenizer>,
+    },
+    /// tiktoken's rank-based BPE.
+    Tiktoken(Box<tiktoken_rs::CoreBPE>),
+}
+
+/// A tokenizer built from a GGUF file's vocabulary, or the built-in o200k_harmony.
 pub struct Tokenizer {
     family: Family,
     /// The vocabulary as stored, indexed by id.
@@ -48,10 +68,7 @@ pub struct Tokenizer {
     types: Vec<TokenType>,
     /// The bytes each token stands for, indexed by id.
     pieces: Vec<Vec<u8>>,
-    /// Recognises control tokens written in the text.
-    parses_special: HfTokenizer,
-    /// Reads control-token strings in the text as plain text.
-    text_only: HfTokenizer,
+    encoder: Encoder,
     bos_id: Option<u32>,
     eos_id: Option<u32>,
     add_bos: bool,
@@ -134,13 +151,36 @@ impl Tokenizer {
             tokens: spec.tokens,
             types,
             pieces,
-            parses_special: hf,
-            text_only,
+            encoder: Encoder::Hf {
+                parses_special: Box::new(hf),
+                text_only: Box::new(text_only),
+            },
             bos_id,
             eos_id,
             add_bos: spec.add_bos.unwrap_or(add_bos_default),
             add_eos: spec.add_eos.unwrap_or(false),
             eog_ids,
+        })
+    }
+
+    /// o200k_harmony, the tokenizer of gpt-oss, from ranks compiled into the binary (no
+    /// download). No BOS is added; `<|return|>` is the EOS, and generation ends at
+    /// `<|return|>`, `<|call|>` or `<|endoftext|>` (not at `<|end|>`, which closes a message
+    /// in the middle of a harmony turn).
+    pub fn o200k_harmony() -> Result<Tokenizer, TextError> {
+        let vocab = tiktoken::o200k_harmony()?;
+        Ok(Tokenizer {
+            family: Family::Tiktoken,
+            tokens: vocab.tokens,
+            types: vocab.types,
+            pieces: vocab.pieces,
+            encoder: Encoder::Tiktoken(Box::new(vocab.bpe)),
+            bos_id: Some(o200k_ids::STARTOFTEXT),
+            eos_id: Some(o200k_ids::RETURN),
+            add_bos: false,
+            add_eos: false,
+            eog_ids: vec![o200k_ids::ENDOFTEXT, o200k_ids::RETURN, o200k_ids::CALL],
+            strip_leading_space: false,
         })
     }
 
@@ -153,19 +193,28 @@ impl Tokenizer {
         add_special: bool,
         parse_special: bool,
     ) -> Result<Vec<u32>, TextError> {
-        let hf = if parse_special {
-            &self.parses_special
-        } else {
-            &self.text_only
+        let body = match &self.encoder {
+            Encoder::Hf {
+                parses_special,
+                text_only,
+            } => {
+                let hf = if parse_special {
+                    parses_special
+                } else {
+                    text_only
+                };
+                hf.encode_fast(text, false)
+                    .map_err(|e| TextError::Encode(e.to_string()))?
+                    .get_ids()
+                    .to_vec()
+            }
+            Encoder::Tiktoken(bpe) => tiktoken::encode(bpe, text, parse_special)?,
         };
-        let encoding = hf
-            .encode_fast(text, false)
-            .map_err(|e| TextError::Encode(e.to_string()))?;
-        let mut ids = Vec::with_capacity(encoding.len() + 2);
+        let mut ids = Vec::with_capacity(body.len() + 2);
         if add_special && self.add_bos {
             ids.extend(self.bos_id);
         }
-        ids.extend_from_slice(encoding.get_ids());
+        ids.extend_from_slice(&body);
         if add_special && self.add_eos {
             ids.extend(self.eos_id);
         }

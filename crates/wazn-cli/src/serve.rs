@@ -1,0 +1,102 @@
+//! `wazn serve`: the OpenAI-compatible HTTP server.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use wazn_server::{AppState, ServerOptions, DEFAULT_BODY_LIMIT_BYTES};
+
+use crate::model_path;
+use crate::options::ModelArgs;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one; the address is printed on stdout).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer <key>` on every route but /health.
+    #[arg(long = "api-key")]
+    pub api_key: Option<String>,
+    /// Sequences computed together at most.
+    #[arg(long = "max-concurrent", default_value_t = 8)]
+    pub max_concurrent: usize,
+    /// Requests that may wait for a place; beyond that the server answers 429.
+    #[arg(long = "max-queued", default_value_t = 64)]
+    pub max_queued: usize,
+    /// KV cache blocks of 16 positions shared by all sequences (0 = enough for
+    /// --max-concurrent full contexts; memory is taken as blocks are first used).
+    #[arg(long = "kv-blocks", default_value_t = 0)]
+    pub kv_blocks: usize,
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let path = model_path::resolve(args.model.model.clone())?;
+    let model_id = model_id(&path);
+    let mut engine = args.model.load()?;
+    let n_ctx = engine.options().n_ctx;
+    let kv_blocks = if args.kv_blocks == 0 {
+        args.max_concurrent.max(1) * n_ctx.div_ceil(wazn_engine::KV_BLOCK_SIZE)
+    } else {
+        args.kv_blocks
+    };
+    engine.set_kv_blocks(kv_blocks)?;
+    let options = ServerOptions {
+        model_id: model_id.clone(),
+        api_key: args.api_key.filter(|k| !k.is_empty()),
+        max_concurrent: args.max_concurrent,
+        max_queued: args.max_queued,
+        body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let state = AppState::new(engine, options).context("cannot start the engine thread")?;
+        println!("wazn serving {model_id} on http://{addr}");
+        std::io::stdout().flush()?;
+        wazn_server::serve(listener, state, shutdown_signal()).await?;
+        eprintln!("wazn: stopped");
+        Ok(())
+    })
+}
+
+/// The name clients use for the model: its file name without `.gguf`.
+fn model_id(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().trim_end_matches(".gguf").to_string())
+        .unwrap_or_else(|| "model".to_string())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

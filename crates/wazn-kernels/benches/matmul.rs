@@ -1,0 +1,101 @@
+//! Matrix-product throughput on SmolLM2-135M's shapes, for 1 activation row (decode) and
+//! 64 / 512 rows (prompt processing).
+//!
+//! Run: `cargo bench -p wazn-kernels --bench matmul [-- THREADS]` (default 2 threads).
+//! Prints, per case, the time per product, the weight bytes read per second and the
+//! multiply-adds per second (counted as 2 FLOP each), for the fastest of many runs.
+//! `WAZN_KERNELS=scalar` measures the scalar reference kernels.
+
+use std::time::{Duration, Instant};
+
+use wazn_kernels::{matmul, Activations, DType, ThreadPool, WeightMatrix};
+
+fn lcg(seed: &mut u64) -> f32 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
+/// Random weights `[n_rows, n_cols]` quantized to `dtype`.
+fn weights(dtype: DType, n_rows: usize, n_cols: usize, seed: &mut u64) -> Vec<u8> {
+    let row_bytes = dtype.row_bytes(n_cols).expect("whole blocks");
+    let quantize = dtype.traits().from_f32.expect("quantizable type");
+    let mut bytes = vec![0u8; n_rows * row_bytes];
+    let mut row = vec![0.0f32; n_cols];
+    for dst in bytes.chunks_exact_mut(row_bytes) {
+        row.iter_mut().for_each(|v| *v = lcg(seed));
+        quantize(&row, dst);
+    }
+    bytes
+}
+
+/// Fastest seconds per call of `f`, run for about `budget` (the machine may be shared:
+/// the fastest run is the one least disturbed).
+fn time_it(budget: Duration, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < budget || samples.len() < 3 {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    samples.into_iter().fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    let n_threads: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(2);
+    let pool = ThreadPool::new(n_threads).expect("thread pool");
+    let shapes: [(&str, DType, usize, usize); 6] = [
+        ("attn_q/o 576x576", DType::Q4_1, 576, 576),
+        ("attn_k/v 192x576", DType::Q4_1, 192, 576),
+        ("ffn_up 1536x576", DType::Q4_1, 1536, 576),
+        ("ffn_down 576x1536", DType::Q4_1, 576, 1536),
+        ("output 49152x576", DType::Q8_0, 49152, 576),
+        ("q8_0 1536x576", DType::Q8_0, 1536, 576),
+    ];
+    println!(
+        "threads: {n_threads}, kernels: {}",
+        wazn_kernels::Isa::best().name()
+    );
+    println!(
+        "{:<20} {:>5} {:>6} {:>11} {:>9} {:>9}",
+        "shape", "dtype", "rows", "us/product", "GB/s", "GFLOP/s"
+    );
+    let mut seed = 1u64;
+    for (name, dtype, n_rows, n_cols) in shapes {
+        let w_bytes = weights(dtype, n_rows, n_cols, &mut seed);
+        let w = WeightMatrix::new(dtype, &w_bytes, n_rows, n_cols).expect("shape");
+        for n_x in [1usize, 64, 512] {
+            if n_rows >= 49152 && n_x > 64 {
+                continue;
+            }
+            let x: Vec<f32> = (0..n_x * n_cols).map(|_| lcg(&mut seed)).collect();
+            let mut out = vec![0.0f32; n_x * n_rows];
+            let mut scratch = Vec::new();
+            let budget = Duration::from_millis(if n_x == 1 { 300 } else { 600 });
+            let seconds = time_it(budget, || {
+                matmul(
+                    &pool,
+                    &w,
+                    &x,
+                    n_x,
+                    &mut out,
+                    &mut scratch,
+                    Activations::Quantized,
+                );
+            });
+            let gb_per_s = w_bytes.len() as f64 / seconds / 1e9;
+            let gflop_per_s = 2.0 * (n_x * n_rows * n_cols) as f64 / seconds / 1e9;
+            println!(
+                "{name:<20} {:>5} {n_x:>6} {:>11.1} {gb_per_s:>9.2} {gflop_per_s:>9.2}",
+                dtype.name(),
+                seconds * 1e6
+            );
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! SIMD versions of the dtype table's kernels, and the choice among them at run time.
+//!
+//! The choice is made once per process from the CPU's features (never from compile-time
+//! `cfg(target_feature)` alone, so a default build is fast): [`Isa::best`]. Each level
+//! overrides only the entries it has kernels for; the rest stay the scalar reference.
+
+use std::sync::OnceLock;
+
+use crate::dtype::TypeTraits;
+
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2;
+
+/// An instruction-set level the kernels are written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Plain Rust: the reference, used on every CPU.
+    Scalar,
+    /// x86-64 with AVX2, FMA and F16C (Haswell, Zen 1 and later).
+    Avx2,
+}
+
+impl Isa {
+    /// Every level, slowest first.
+    pub const ALL: [Isa; 2] = [Isa::Scalar, Isa::Avx2];
+
+    /// Whether this CPU can run the level's kernels.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            Isa::Avx2 => avx2_available(),
+        }
+    }
+
+    /// The level the dtype table uses, chosen once per process: the fastest this CPU
+    /// runs, or the one named by the environment variable `WAZN_KERNELS` (`scalar`,
+    /// `avx2`) if this CPU runs it, to compare levels on one machine.
+    pub fn best() -> Isa {
+        static BEST: OnceLock<Isa> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            let requested = std::env::var("WAZN_KERNELS").ok().and_then(|name| {
+                Isa::ALL
+                    .into_iter()
+                    .find(|isa| isa.name() == name && isa.is_available())
+            });
+            requested.unwrap_or_else(|| {
+                Isa::ALL
+                    .into_iter()
+                    .rev()
+                    .find(|isa| isa.is_available())
+                    .unwrap_or(Isa::Scalar)
+            })
+        })
+    }
+
+    /// The levels this CPU runs, slowest first.
+    pub fn available() -> Vec<Isa> {
+        Isa::ALL
+            .into_iter()
+            .filter(|isa| isa.is_available())
+            .collect()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_available() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2_available() -> bool {
+    false
+}
+
+/// Replaces the entries of `table` (the scalar table) that `isa` has kernels for.
+/// The caller has checked that `isa` is available.
+pub(crate) fn specialize(isa: Isa, table: &mut [TypeTraits]) {
+    for traits in table.iter_mut() {
+        match isa {
+            Isa::Scalar => {}
+            Isa::Avx2 => specialize_avx2(traits),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn specialize_avx2(traits: &mut TypeTraits) {
+    use crate::dtype::DType;
+    use x86_avx2 as k;
+    match traits.dtype {
+        DType::F32 => traits.vec_dot = k::vec_dot_f32_f32,
+        DType::F16 => traits.vec_dot = k::vec_dot_f16_f32,
+        DType::Q4_0 => traits.vec_dot = k::vec_dot_q4_0_q8_0,
+        DType::Q4_1 => {
+            traits.vec_dot = k::vec_dot_q4_1_q8_1;
+            traits.vec_dot_x4 = Some(k::vec_dot_q4_1_q8_1_x4);
+        }
+        DType::Q8_0 => {
+            traits.vec_dot = k::vec_dot_q8_0_q8_0;
+            traits.vec_dot_x4 = Some(k::vec_dot_q8_0_q8_0_x4);
+            traits.from_f32 = Some(k::quantize_q8_0);
+        }
+        DType::Q8_1 => traits.from_f32 = Some(k::quantize_q8_1),
+        _ => {}
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn specialize_avx2(_traits: &mut TypeTraits) {}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+//! wazn's OpenAI-compatible HTTP server (axum): routes, wire types, server-sent
+//! events, errors, auth and metrics. The model runs on the engine thread of
+//! `wazn_engine::service`; this crate only talks to it over channels.
+
+pub mod error;
+mod generate;
+pub mod metrics;
+mod routes;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use wazn_engine::{Engine, EngineHandle, ServiceOptions};
+use wazn_text::{ChatTemplate, Tokenizer};
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Largest request body accepted, in bytes.
+pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1 << 20;
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// The name `/v1/models` lists and requests must use.
+    pub model_id: String,
+    /// Required as `Authorization: Bearer <key>` on every route but `/health`.
+    pub api_key: Option<String>,
+    /// Sequences computed together at most.
+    pub max_concurrent: usize,
+    /// Requests that may wait for a place; more get 429.
+    pub max_queued: usize,
+    pub body_limit_bytes: usize,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub tokenizer: Arc<Tokenizer>,
+    pub chat_template: Option<Arc<ChatTemplate>>,
+    pub model_id: String,
+    pub n_ctx: usize,
+    pub n_vocab: usize,
+    pub api_key: Option<String>,
+    pub metrics: Metrics,
+    pub body_limit_bytes: usize,
+    /// Unix seconds at start, reported as the model's `created`.
+    pub created: u64,
+    next_id: AtomicU64,
+}
+
+impl AppState {
+    /// Starts the engine thread around `engine`.
+    pub fn new(engine: Engine, options: ServerOptions) -> std::io::Result<Arc<AppState>> {
+        let tokenizer = engine.shared_tokenizer();
+        let chat_template = engine.shared_chat_template();
+        let n_ctx = engine.options().n_ctx;
+        let n_vocab = engine.model().info().n_vocab;
+        let handle = EngineHandle::spawn(
+            engine,
+            ServiceOptions {
+                max_running: options.max_concurrent,
+                max_queued: options.max_queued,
+            },
+        )?;
+        Ok(Arc::new(AppState {
+            engine: handle,
+            tokenizer,
+            chat_template,
+            model_id: options.model_id,
+            n_ctx,
+            n_vocab,
+            api_key: options.api_key,
+            metrics: Metrics::default(),
+            body_limit_bytes: options.body_limit_bytes,
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            next_id: AtomicU64::new(1),
+        }))
+    }
+
+    pub(crate) fn next_request_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Every route of the server.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(routes::chat_completions))
+        .route("/v1/completions", post(routes::completions))
+        .route("/v1/models", get(routes::models))
+        .route("/health", get(routes::health))
+        .route("/metrics", get(routes::metrics))
+        .fallback(routes::fallback)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth_and_count,
+        ))
+        .layer(DefaultBodyLimit::max(state.body_limit_bytes))
+        .with_state(state)
+}
+
+/// Checks the API key (every route but `/health`) and counts the answer by route
+/// and status.
+async fn auth_and_count(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    let route = match path.as_str() {
+        "/v1/chat/completions" | "/v1/completions" | "/v1/models" | "/health" | "/metrics" => {
+            path.as_str()
+        }
+        _ => "other",
+    }
+    .to_string();
+    let response = if path != "/health" && !authorized(&state, &request) {
+        ApiError::unauthorized().into_response()
+    } else {
+        next.run(request).await
+    };
+    state
+        .metrics
+        .record_request(&route, response.status().as_u16());
+    response
+}
+
+fn authorized(state: &AppState, request: &Request) -> bool {
+    let Some(key) = &state.api_key else {
+        return true;
+    };
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), key.as_bytes()))
+}
+
+/// Compares secrets without an early exit that would leak their common prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Serves on `listener` until `shutdown` resolves; then cancels what is in flight,
+/// lets the open answers end, and stops the engine thread.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(Arc::clone(&state));
+    let stopping = Arc::clone(&state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.engine.shutdown();
+        })
+        .await
+}

@@ -1,0 +1,205 @@
+//! The handlers: parse and check a request, then hand it to [`generate`].
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use wazn_text::ChatMessage;
+
+use crate::error::ApiError;
+use crate::generate::{self, Job, Kind};
+use crate::wire::{self, ChatRequest, CommonParams, CompletionRequest};
+use crate::AppState;
+
+fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        if status.as_u16() == 413 {
+            ApiError::with_status(
+                status,
+                format!("the request body is larger than the limit of {limit} bytes"),
+            )
+        } else {
+            ApiError::with_status(status, format!("cannot read the request body: {rejection}"))
+        }
+    })
+}
+
+/// Checks the requested model name against the one served.
+fn check_model(state: &AppState, common: &CommonParams) -> Result<(), ApiError> {
+    match &common.model {
+        Some(model) if model != &state.model_id => {
+            Err(ApiError::model_not_found(model, &state.model_id))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn default_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ 0x9e37_79b9_7f4a_7c15
+}
+
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body, state.body_limit_bytes)?;
+    let request: ChatRequest = wire::parse_body(&body)?;
+    check_model(&state, &request.common)?;
+    if request.messages.is_empty() {
+        return Err(ApiError::invalid_param(
+            "messages",
+            "messages is empty; give at least one message",
+        ));
+    }
+    let mut messages = Vec::with_capacity(request.messages.len());
+    for (i, m) in request.messages.iter().enumerate() {
+        let role = wire::check_role(i, &m.role)?;
+        messages.push(ChatMessage::new(role, wire::message_text(i, &m.content)?));
+    }
+    let logprobs = if request.logprobs {
+        Some(wire::check_top_logprobs(
+            "top_logprobs",
+            request.top_logprobs.unwrap_or(0),
+        )?)
+    } else if request.top_logprobs.is_some_and(|k| k > 0) {
+        return Err(ApiError::invalid_param(
+            "top_logprobs",
+            "top_logprobs needs logprobs set to true",
+        ));
+    } else {
+        None
+    };
+    let generation = request.common.check(state.n_ctx, default_seed())?;
+    let template = state.chat_template.as_ref().ok_or_else(|| {
+        ApiError::bad_request("this model has no chat template; use /v1/completions")
+    })?;
+    let text = template
+        .render(&messages, true)
+        .map_err(|e| ApiError::bad_request(format!("cannot render the chat template: {e}")))?;
+    // The template writes its own special tokens, so they are parsed; BOS is added only
+    // where the model wants one and the template did not write it.
+    let mut prompt_ids = state
+        .tokenizer
+        .encode(&text, false, true)
+        .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e}")))?;
+    if let (true, Some(bos)) = (state.tokenizer.adds_bos(), state.tokenizer.bos_id()) {
+        if prompt_ids.first() != Some(&bos) {
+            prompt_ids.insert(0, bos);
+        }
+    }
+    let job = Job {
+        kind: Kind::Chat,
+        prompt_ids,
+        generation,
+        logprobs,
+    };
+    generate::run(state, job).await
+}
+
+pub async fn completions(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body, state.body_limit_bytes)?;
+    let request: CompletionRequest = wire::parse_body(&body)?;
+    check_model(&state, &request.common)?;
+    if request.echo {
+        return Err(ApiError::invalid_param("echo", "echo is not supported"));
+    }
+    if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::invalid_param("suffix", "suffix is not supported"));
+    }
+    let logprobs = request
+        .logprobs
+        .map(|k| wire::check_top_logprobs("logprobs", k))
+        .transpose()?;
+    let generation = request.common.check(state.n_ctx, default_seed())?;
+    let prompt_ids = completion_prompt(&state, &request.prompt)?;
+    let job = Job {
+        kind: Kind::Completion,
+        prompt_ids,
+        generation,
+        logprobs,
+    };
+    generate::run(state, job).await
+}
+
+/// The token ids of a completion's `prompt`: a string, a list of one string, or ids.
+fn completion_prompt(state: &AppState, prompt: &Value) -> Result<Vec<u32>, ApiError> {
+    let encode = |text: &str| {
+        state
+            .tokenizer
+            .encode(text, true, true)
+            .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e}")))
+    };
+    match prompt {
+        Value::String(text) => encode(text),
+        Value::Array(items) if items.len() == 1 && items[0].is_string() => {
+            encode(items[0].as_str().unwrap_or_default())
+        }
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_number) => items
+            .iter()
+            .map(|v| {
+                v.as_u64()
+                    .filter(|&id| id < state.n_vocab as u64)
+                    .map(|id| id as u32)
+                    .ok_or_else(|| {
+                        ApiError::invalid_param(
+                            "prompt",
+                            format!(
+                                "prompt token {v} is not an id of the vocabulary (0..{})",
+                                state.n_vocab
+                            ),
+                        )
+                    })
+            })
+            .collect(),
+        Value::Array(items) if items.len() > 1 && items.iter().all(Value::is_string) => {
+            Err(ApiError::invalid_param(
+                "prompt",
+                "several prompts in one request are not supported; send one request per prompt",
+            ))
+        }
+        _ => Err(ApiError::invalid_param(
+            "prompt",
+            "prompt must be a string, a list of one string, or a list of token ids",
+        )),
+    }
+}
+
+pub async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "object": "list",
+        "data": [{
+            "id": state.model_id,
+            "object": "model",
+            "created": state.created,
+            "owned_by": "wazn",
+        }],
+    }))
+}
+
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(state.engine.counters()),
+    )
+        .into_response()
+}
+
+pub async fn fallback(uri: Uri) -> ApiError {
+    ApiError::not_found(uri.path())
+}
