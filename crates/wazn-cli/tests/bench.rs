@@ -17,12 +17,7 @@ fn wazn(args: &[&str]) -> (i32, String, String) {
 }
 
 fn default_model() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")?;
-    let cache = std::env::var_os("WAZN_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(home).join(".cache/wazn"));
-    let path = cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    path.is_file().then_some(path)
+    wazn_formats::model_cache::default_model_path().filter(|path| path.is_file())
 }
 
 #[test]

@@ -10,12 +10,13 @@ use wazn_kernels::Activations;
 use wazn_models::ModelOptions;
 
 fn default_model_path() -> PathBuf {
-    let cache = std::env::var_os("WAZN_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("wazn")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/wazn")))
-        .expect("HOME or WAZN_CACHE_DIR");
-    cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    let path = wazn_formats::model_cache::default_model_path().expect("HOME or WAZN_CACHE_DIR");
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-default-model",
+        path.display()
+    );
+    path
 }
 
 fn engine(kv_blocks: usize) -> Engine {

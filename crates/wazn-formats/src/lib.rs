@@ -23,6 +23,8 @@ mod reader;
 mod safetensors;
 mod writer;
 
+pub mod model_cache;
+
 pub use error::FormatError;
 pub use ggml_type::GgmlType;
 pub use gguf::{

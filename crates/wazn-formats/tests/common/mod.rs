@@ -13,18 +13,7 @@ pub const DEFAULT_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// The default model's path, found as scripts/fetch-default-model puts it.
 pub fn default_model_path() -> PathBuf {
-    let cache = match std::env::var_os("WAZN_CACHE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let xdg = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            xdg.join("wazn")
-        }
-    };
-    cache.join("models").join(DEFAULT_MODEL)
+    wazn_formats::model_cache::default_model_path().unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL))
 }
 
 pub fn data_path(name: &str) -> PathBuf {

@@ -23,12 +23,7 @@ pub fn read_fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
 
 /// The default model, where scripts/fetch-default-model puts it.
 pub fn smollm2_path() -> PathBuf {
-    let cache = std::env::var_os("WAZN_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("wazn")))
-        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/wazn")))
-        .unwrap_or_else(|| PathBuf::from(".cache/wazn"));
-    let path = cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = wazn_formats::model_cache::default_model_path().expect("HOME or WAZN_CACHE_DIR");
     assert!(
         path.is_file(),
         "{} is missing: run scripts/fetch-default-model",
