@@ -1,22 +1,12 @@
 //! The engine loop on the default model: greedy generation against the
 //! transformers reference, and the same tokens whatever the batching.
 
-use std::path::PathBuf;
+mod common;
 
-use serde::Deserialize;
+use common::{default_model_path, reference};
 use wazn_engine::{Engine, EngineError, EngineOptions, FinishReason, Request, SamplerParams};
 use wazn_kernels::Activations;
 use wazn_models::ModelOptions;
-
-fn default_model_path() -> PathBuf {
-    let path = wazn_formats::model_cache::default_model_path().expect("HOME or WAZN_CACHE_DIR");
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-default-model",
-        path.display()
-    );
-    path
-}
 
 fn engine(n_batch: usize, activations: Activations) -> Engine {
     let options = EngineOptions {
@@ -26,26 +16,6 @@ fn engine(n_batch: usize, activations: Activations) -> Engine {
         model: ModelOptions { activations },
     };
     Engine::load(&default_model_path(), options).expect("load the default model")
-}
-
-#[derive(Deserialize)]
-struct Reference {
-    entries: Vec<Entry>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    id: String,
-    prompt_ids: Vec<u32>,
-    greedy_ids: Vec<u32>,
-}
-
-fn reference() -> Reference {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../wazn-models/tests/data/smollm2_reference.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn greedy_request(prompt_ids: &[u32], max_tokens: usize) -> Request {

@@ -2,22 +2,12 @@
 //! (sequences give their blocks back and compute again later), prefix reuse, and the
 //! same greedy tokens in every case as a sequence alone with room to spare.
 
-use std::path::PathBuf;
+mod common;
 
-use serde::Deserialize;
+use common::{default_model_path, reference};
 use wazn_engine::{Engine, EngineError, EngineOptions, Request, SamplerParams, KV_BLOCK_SIZE};
 use wazn_kernels::Activations;
 use wazn_models::ModelOptions;
-
-fn default_model_path() -> PathBuf {
-    let path = wazn_formats::model_cache::default_model_path().expect("HOME or WAZN_CACHE_DIR");
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-default-model",
-        path.display()
-    );
-    path
-}
 
 fn engine(kv_blocks: usize) -> Engine {
     let options = EngineOptions {
@@ -33,24 +23,8 @@ fn engine(kv_blocks: usize) -> Engine {
     engine
 }
 
-#[derive(Deserialize)]
-struct Reference {
-    entries: Vec<Entry>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    prompt_ids: Vec<u32>,
-}
-
 fn prompts() -> Vec<Vec<u32>> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../wazn-models/tests/data/smollm2_reference.json"
-    );
-    let reference: Reference =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("reference")).expect("JSON");
-    reference
+    reference()
         .entries
         .into_iter()
         .map(|e| e.prompt_ids)
