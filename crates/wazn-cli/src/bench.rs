@@ -7,22 +7,22 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
-use wazn_formats::GgufFile;
+use wazn_formats::{GgufFile, HfFolder};
 use wazn_kernels::{Activations, ThreadPool};
-use wazn_models::{load_model, Batch, Model, ModelOptions};
+use wazn_models::{load_model_from, Batch, Model, ModelOptions, ModelSource};
 
 use crate::model_path;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// GGUF model files (repeatable or comma-separated; default: the default model).
-    #[arg(short = 'm', long = "model", value_name = "GGUF")]
+    /// GGUF model files or Hugging Face model folders (repeatable or comma-separated;
+    /// default: the default model).
+    #[arg(short = 'm', long = "model", value_name = "PATH")]
     pub models: Vec<String>,
     /// Prompt sizes in tokens, one `pp` test each (0 = none) [default: 512].
     #[arg(short = 'p', long = "n-prompt", value_name = "N")]
@@ -138,11 +138,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 
     // Every file is opened (not yet loaded) before anything is printed, so that a bad path
     // ends the command with its error alone.
-    let files = models
+    let sources = models
         .iter()
         .map(|path| {
-            GgufFile::open(path)
-                .map(|file| (path, Arc::new(file)))
+            ModelSource::open(path)
+                .map(|source| (path, source))
                 .with_context(|| format!("cannot load {}", path.display()))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -155,12 +155,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if output == Output::Markdown {
         print_markdown_header();
     }
-    for (path, file) in files {
-        let facts = model_facts(path, &file);
+    for (path, source) in sources {
+        let facts = match &source {
+            ModelSource::Gguf(file) => gguf_facts(path, file),
+            ModelSource::HfFolder(folder) => hf_folder_facts(path, folder),
+        };
         let options = ModelOptions {
             activations: Activations::Quantized,
         };
-        let model = load_model(Arc::clone(&file), &options)
+        let model = load_model_from(&source, &options)
             .with_context(|| format!("cannot load {}", path.display()))?;
         for &n_threads in &threads {
             let pool = ThreadPool::new(n_threads)
@@ -311,7 +314,7 @@ fn bench_tokens(n: usize, n_vocab: usize) -> Vec<u32> {
         .collect()
 }
 
-fn model_facts(path: &Path, file: &GgufFile) -> ModelFacts {
+fn gguf_facts(path: &Path, file: &GgufFile) -> ModelFacts {
     let tensors = file.tensors();
     let n_params: u64 = tensors.iter().map(|t| t.n_elements()).sum();
     let size_bytes: u64 = tensors.iter().map(|t| t.n_bytes).sum();
@@ -335,6 +338,44 @@ fn model_facts(path: &Path, file: &GgufFile) -> ModelFacts {
     ModelFacts {
         filename: path.display().to_string(),
         model_type: format!("{arch} {size_label} {dtype}"),
+        size_bytes,
+        n_params,
+    }
+}
+
+/// The same facts for a Hugging Face folder: MXFP4 `*_blocks` hold two values a byte and
+/// their `*_scales` are not parameters.
+fn hf_folder_facts(path: &Path, folder: &HfFolder) -> ModelFacts {
+    let mut n_params: u64 = 0;
+    let mut size_bytes: u64 = 0;
+    let mut elements_by_type: HashMap<&'static str, u64> = HashMap::new();
+    for info in folder
+        .shards()
+        .iter()
+        .flat_map(|s| s.header().tensors.iter())
+    {
+        size_bytes += info.file_end.saturating_sub(info.file_start);
+        if info.name.ends_with("_scales") {
+            continue;
+        }
+        let (dtype, n) = if info.name.ends_with("_blocks") {
+            ("MXFP4", info.n_elements().saturating_mul(2))
+        } else {
+            (info.dtype.name(), info.n_elements())
+        };
+        n_params += n;
+        if info.shape.len() >= 2 {
+            *elements_by_type.entry(dtype).or_default() += n;
+        }
+    }
+    let arch = folder.model_type().unwrap_or("unknown");
+    let dtype = elements_by_type
+        .into_iter()
+        .max_by_key(|&(name, n)| (n, name))
+        .map_or("?", |(name, _)| name);
+    ModelFacts {
+        filename: path.display().to_string(),
+        model_type: format!("{arch} {} {dtype}", params_label(n_params)),
         size_bytes,
         n_params,
     }

@@ -2,7 +2,6 @@
 //! `/reset` starts over, `/exit` (or Ctrl-D) leaves; Ctrl-C stops the answer being
 //! written, not the program.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -11,9 +10,13 @@ use clap::Args;
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 use wazn_engine::{Engine, FinishReason, Request};
+use wazn_text::harmony::ReasoningEffort;
 use wazn_text::ChatMessage;
 
-use crate::options::{max_tokens, tokenize_chat, ModelArgs, SamplingArgs};
+use crate::options::{
+    max_tokens, reasoning_effort, tokenize_chat, ModelArgs, Reasoning, SamplingArgs,
+};
+use crate::reply_view::ReplyView;
 use crate::run::print_timings;
 
 #[derive(Args, Debug)]
@@ -25,6 +28,10 @@ pub struct ChatArgs {
     /// System message that opens the conversation.
     #[arg(long)]
     pub system: Option<String>,
+    /// Reasoning effort of a harmony model (gpt-oss); an error for other models
+    /// [default: medium].
+    #[arg(long, value_enum)]
+    pub reasoning: Option<Reasoning>,
     /// Most tokens in one answer (-1 = until the end of generation or of the context).
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_hyphen_values = true)]
     pub n_predict: i64,
@@ -35,9 +42,10 @@ pub struct ChatArgs {
 
 pub fn chat(args: ChatArgs) -> Result<()> {
     let mut engine = args.model.load()?;
-    if engine.chat_template().is_none() {
+    if engine.chat_format().is_none() {
         anyhow::bail!("this model has no chat template (tokenizer.chat_template); use `wazn run`");
     }
+    let effort = reasoning_effort(&engine, args.reasoning)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = Arc::clone(&interrupted);
@@ -74,7 +82,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         let _ = editor.add_history_entry(input);
         messages.push(ChatMessage::new("user", input));
         interrupted.store(false, Ordering::SeqCst);
-        match answer(&mut engine, &messages, &args, &interrupted) {
+        match answer(&mut engine, &messages, effort, &args, &interrupted) {
             Ok(reply) => messages.push(ChatMessage::new("assistant", &reply)),
             Err(err) => {
                 // The turn failed (for example, the conversation outgrew the context):
@@ -87,39 +95,39 @@ pub fn chat(args: ChatArgs) -> Result<()> {
     Ok(())
 }
 
-/// Generates and prints one answer; returns its text.
+/// Generates and prints one answer; returns the text to keep in the conversation (for a
+/// harmony model its final answer: earlier turns' reasoning is dropped, as harmony does).
 fn answer(
     engine: &mut Engine,
     messages: &[ChatMessage],
+    effort: ReasoningEffort,
     args: &ChatArgs,
     interrupted: &AtomicBool,
 ) -> Result<String> {
-    let prompt_ids = tokenize_chat(engine, messages)?;
+    let prompt_ids = tokenize_chat(engine, messages, effort)?;
+    let harmony = engine.chat_format().is_some_and(|f| f.is_harmony());
     engine.reset_stats();
     let seq_id = engine.add_request(Request::new(
         prompt_ids,
         args.sampling.params(),
         max_tokens(args.n_predict),
     ))?;
-    let mut reply = String::new();
-    let mut stdout = std::io::stdout();
+    let mut view = ReplyView::new(harmony, true);
     while engine.has_work() {
         if interrupted.swap(false, Ordering::SeqCst) {
             engine.cancel(seq_id);
             break;
         }
         for event in engine.step()? {
-            stdout.write_all(event.text.as_bytes())?;
-            stdout.flush()?;
-            reply.push_str(&event.text);
+            view.on_event(engine.tokenizer(), &event)?;
             if event.finished == Some(FinishReason::ContextFull) {
                 eprint!("\n(the context is full; /reset to start over)");
             }
         }
     }
-    println!();
+    view.end()?;
     if args.timings {
         print_timings(engine);
     }
-    Ok(reply)
+    Ok(view.answer())
 }

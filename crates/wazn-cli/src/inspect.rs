@@ -1,15 +1,15 @@
-//! `wazn inspect`: what a GGUF file holds.
+//! `wazn inspect`: what a GGUF file or a Hugging Face model folder holds.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use wazn_formats::{GgufFile, MetaValue};
+use wazn_formats::{GgufFile, HfFolder, MetaValue};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// The GGUF file.
+    /// The GGUF file or Hugging Face model folder.
     pub file: PathBuf,
     /// Print one JSON object with every metadata value and tensor.
     #[arg(long)]
@@ -20,6 +20,15 @@ pub struct InspectArgs {
 const ARRAY_PREVIEW: usize = 8;
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
+    if args.file.is_dir() {
+        let folder = HfFolder::open(&args.file)?;
+        if args.json {
+            print_folder_json(&folder)?;
+        } else {
+            print_folder_table(&folder)?;
+        }
+        return Ok(());
+    }
     let file = GgufFile::open(&args.file)?;
     if args.json {
         print_json(&file)?;
@@ -88,6 +97,69 @@ fn print_table(file: &GgufFile) {
             t.n_bytes
         );
     }
+}
+
+fn print_folder_json(folder: &HfFolder) -> Result<()> {
+    let tensors: Vec<_> = folder
+        .shards()
+        .iter()
+        .flat_map(|shard| {
+            shard.header().tensors.iter().map(move |t| {
+                json!({
+                    "name": t.name,
+                    "dtype": t.dtype.name(),
+                    "shape": t.shape,
+                    "bytes": t.file_end.saturating_sub(t.file_start),
+                    "file": shard.path().display().to_string(),
+                })
+            })
+        })
+        .collect();
+    let doc = json!({
+        "path": folder.dir().display().to_string(),
+        "config": folder.config(),
+        "tensors": tensors,
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
+fn print_folder_table(folder: &HfFolder) -> Result<()> {
+    let shards = folder.shards();
+    let n_tensors: usize = shards.iter().map(|s| s.header().tensors.len()).sum();
+    println!(
+        "{}: Hugging Face folder, model_type {}, {} safetensors file(s), {} tensors",
+        folder.dir().display(),
+        folder.model_type().unwrap_or("(none)"),
+        shards.len(),
+        n_tensors
+    );
+    println!(
+        "
+config.json:"
+    );
+    for line in serde_json::to_string_pretty(folder.config())?.lines() {
+        println!("  {line}");
+    }
+    println!(
+        "
+tensors:"
+    );
+    println!(
+        "  {:<52} {:<5} {:<22} {:>12}",
+        "name", "dtype", "shape", "bytes"
+    );
+    for t in shards.iter().flat_map(|s| s.header().tensors.iter()) {
+        let shape = format!("{:?}", t.shape);
+        println!(
+            "  {:<52} {:<5} {:<22} {:>12}",
+            t.name,
+            t.dtype.name(),
+            shape,
+            t.file_end.saturating_sub(t.file_start)
+        );
+    }
+    Ok(())
 }
 
 /// A value on one line: strings escaped and cut, arrays shortened.

@@ -5,6 +5,7 @@ mod chat;
 mod inspect;
 mod model_path;
 mod options;
+mod reply_view;
 mod run;
 mod serve;
 mod tokenize;

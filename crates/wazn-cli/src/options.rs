@@ -3,18 +3,20 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use clap::Args;
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
 use wazn_engine::{Engine, EngineOptions, SamplerParams};
 use wazn_kernels::Activations;
 use wazn_models::ModelOptions;
-use wazn_text::{ChatMessage, Tokenizer};
+use wazn_text::harmony::ReasoningEffort;
+use wazn_text::ChatMessage;
 
 use crate::model_path;
 
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// GGUF model file (default: SmolLM2-135M-Instruct Q4_1 from wazn's cache).
+    /// GGUF model file or Hugging Face model folder (default: SmolLM2-135M-Instruct Q4_1
+    /// from wazn's cache).
     #[arg(short = 'm', long = "model")]
     pub model: Option<PathBuf>,
     /// Context size in tokens (0 = the model's training context).
@@ -114,23 +116,38 @@ pub fn max_tokens(n_predict: i64) -> usize {
     usize::try_from(n_predict).unwrap_or(usize::MAX)
 }
 
-/// Token ids of a chat rendered by the model's template. The template writes its
-/// own special tokens, so they are parsed; BOS is added only where the model wants
-/// one and the template did not write it.
-pub fn tokenize_chat(engine: &Engine, messages: &[ChatMessage]) -> Result<Vec<u32>> {
-    let template = engine
-        .chat_template()
-        .context("this model has no chat template (tokenizer.chat_template)")?;
-    let text = template.render(messages, true)?;
-    tokenize_rendered(engine.tokenizer(), &text)
+/// How long a harmony model (gpt-oss) reasons before it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Reasoning {
+    Low,
+    Medium,
+    High,
 }
 
-fn tokenize_rendered(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
-    let mut ids = tokenizer.encode(text, false, true)?;
-    if let (true, Some(bos)) = (tokenizer.adds_bos(), tokenizer.bos_id()) {
-        if ids.first() != Some(&bos) {
-            ids.insert(0, bos);
+/// The reasoning effort of a chat: `--reasoning`, which only harmony models take (the others
+/// have no such setting, and silently ignoring it would mislead), else harmony's default,
+/// medium.
+pub fn reasoning_effort(engine: &Engine, reasoning: Option<Reasoning>) -> Result<ReasoningEffort> {
+    let harmony = engine.chat_format().is_some_and(|f| f.is_harmony());
+    Ok(match reasoning {
+        Some(_) if !harmony => {
+            bail!("--reasoning applies to harmony models (gpt-oss) only; this model has no reasoning setting")
         }
-    }
-    Ok(ids)
+        Some(Reasoning::Low) => ReasoningEffort::Low,
+        Some(Reasoning::High) => ReasoningEffort::High,
+        Some(Reasoning::Medium) | None => ReasoningEffort::Medium,
+    })
+}
+
+/// Token ids of a chat in the model's chat format (template or harmony), ready for the
+/// assistant's answer.
+pub fn tokenize_chat(
+    engine: &Engine,
+    messages: &[ChatMessage],
+    effort: ReasoningEffort,
+) -> Result<Vec<u32>> {
+    let format = engine
+        .chat_format()
+        .context("this model has no chat template (tokenizer.chat_template)")?;
+    Ok(format.render_chat(engine.tokenizer(), messages, effort)?)
 }

@@ -1,14 +1,15 @@
 //! `wazn run`: one prompt, one completion, streamed.
 
-use std::io::Write;
-
 use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
 use wazn_engine::{Engine, Event, Request};
 use wazn_text::ChatMessage;
 
-use crate::options::{max_tokens, tokenize_chat, ModelArgs, SamplingArgs};
+use crate::options::{
+    max_tokens, reasoning_effort, tokenize_chat, ModelArgs, Reasoning, SamplingArgs,
+};
+use crate::reply_view::ReplyView;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -32,13 +33,18 @@ pub struct RunArgs {
     /// System message (with --chat).
     #[arg(long, requires = "chat")]
     pub system: Option<String>,
+    /// Reasoning effort of a harmony model (gpt-oss), with --chat; an error for other
+    /// models [default: medium].
+    #[arg(long, value_enum, requires = "chat")]
+    pub reasoning: Option<Reasoning>,
     /// Stop when this text appears (may be given more than once).
     #[arg(long = "stop")]
     pub stop: Vec<String>,
     /// Keep generating past end-of-generation tokens.
     #[arg(long = "ignore-eos")]
     pub ignore_eos: bool,
-    /// Print one JSON object (prompt_ids, ids, text, ...) instead of streaming text.
+    /// Print one JSON object (prompt_ids, ids, text, ...) instead of streaming text; with
+    /// --chat and a harmony model also `reasoning`, `content` and `tool_calls`.
     #[arg(long)]
     pub json: bool,
     /// With --json: the K most likely tokens and their log-probabilities at every step.
@@ -51,13 +57,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         bail!("--logprobs needs --json");
     }
     let mut engine = args.model.load()?;
+    let harmony_chat = args.chat && engine.chat_format().is_some_and(|f| f.is_harmony());
     let prompt_ids = if args.chat {
+        let effort = reasoning_effort(&engine, args.reasoning)?;
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
             messages.push(ChatMessage::new("system", system));
         }
         messages.push(ChatMessage::new("user", &args.prompt));
-        tokenize_chat(&engine, &messages)?
+        tokenize_chat(&engine, &messages, effort)?
     } else {
         // As llama.cpp's completion tools: the model's BOS rule, special tokens parsed.
         engine.tokenizer().encode(&args.prompt, true, true)?
@@ -76,18 +84,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut text = String::new();
     let mut top_logprobs = Vec::new();
     let mut finish_reason = "stop";
-    let stdout = std::io::stdout();
+    let mut view = ReplyView::new(harmony_chat, !args.json);
     while engine.has_work() {
         for event in engine.step()? {
             if event.seq_id != seq_id {
                 continue;
             }
             record(&event, &mut ids, &mut text, &mut top_logprobs);
-            if !args.json {
-                let mut out = stdout.lock();
-                out.write_all(event.text.as_bytes())?;
-                out.flush()?;
-            }
+            view.on_event(engine.tokenizer(), &event)?;
             if let Some(reason) = event.finished {
                 finish_reason = reason.as_str();
             }
@@ -111,9 +115,22 @@ pub fn run(args: RunArgs) -> Result<()> {
         if args.logprobs > 0 {
             doc["top_logprobs"] = json!(top_logprobs);
         }
+        if let Some(reply) = view.reply() {
+            doc["reasoning"] = json!(reply.reasoning);
+            doc["content"] = json!(reply.content);
+            doc["tool_calls"] = reply
+                .tool_calls
+                .iter()
+                .map(|c| json!({ "name": c.name, "arguments": c.arguments }))
+                .collect();
+            if !reply.tool_calls.is_empty() && finish_reason == "stop" {
+                finish_reason = "tool_calls";
+            }
+            doc["finish_reason"] = json!(finish_reason);
+        }
         println!("{doc}");
     } else {
-        println!();
+        view.end()?;
     }
     print_timings(&engine);
     Ok(())

@@ -8,7 +8,7 @@ use clap::Args;
 use wazn_server::{AppState, ServerOptions, DEFAULT_BODY_LIMIT_BYTES};
 
 use crate::model_path;
-use crate::options::ModelArgs;
+use crate::options::{reasoning_effort, ModelArgs, Reasoning};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -33,12 +33,17 @@ pub struct ServeArgs {
     /// --max-concurrent full contexts; memory is taken as blocks are first used).
     #[arg(long = "kv-blocks", default_value_t = 0)]
     pub kv_blocks: usize,
+    /// Reasoning effort of a harmony model (gpt-oss) for requests that give no
+    /// `reasoning_effort`; an error for other models [default: medium].
+    #[arg(long, value_enum)]
+    pub reasoning: Option<Reasoning>,
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
     let path = model_path::resolve(args.model.model.clone())?;
     let model_id = model_id(&path);
     let mut engine = args.model.load()?;
+    let effort = reasoning_effort(&engine, args.reasoning)?;
     let n_ctx = engine.options().n_ctx;
     let kv_blocks = if args.kv_blocks == 0 {
         args.max_concurrent.max(1) * n_ctx.div_ceil(wazn_engine::KV_BLOCK_SIZE)
@@ -52,6 +57,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         max_concurrent: args.max_concurrent,
         max_queued: args.max_queued,
         body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
+        reasoning_effort: effort,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

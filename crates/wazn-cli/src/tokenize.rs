@@ -9,7 +9,7 @@ use crate::model_path;
 pub struct TokenizeArgs {
     /// The text to tokenize.
     pub text: String,
-    /// GGUF model file (default: the default model).
+    /// GGUF model file or Hugging Face model folder (default: the default model).
     #[arg(short = 'm', long = "model")]
     pub model: Option<std::path::PathBuf>,
     /// Parse special-token strings in the text (e.g. "<|im_start|>") as special tokens.
@@ -22,8 +22,13 @@ pub struct TokenizeArgs {
 
 pub fn tokenize(args: TokenizeArgs) -> Result<()> {
     let path = model_path::resolve(args.model)?;
-    let file = wazn_formats::GgufFile::open(&path)?;
-    let tokenizer = wazn_text::Tokenizer::from_gguf_metadata(file.metadata())?;
+    let text = if path.is_dir() {
+        wazn_text::ModelText::from_hf_folder(&path)?
+    } else {
+        let file = wazn_formats::GgufFile::open(&path)?;
+        wazn_text::ModelText::from_gguf_metadata(file.metadata())?
+    };
+    let tokenizer = text.tokenizer;
     let ids = tokenizer.encode(&args.text, !args.no_bos, args.special)?;
     println!("{}", serde_json::to_string(&ids)?);
     Ok(())

@@ -186,3 +186,15 @@ fn bad_sampling_options() {
     assert_fails_with(&["run", "-m", m, "--top-p", "1.5", "hi"], "top_p");
     assert_fails_with(&["run", "-m", m, "--logprobs", "3", "hi"], "--json");
 }
+
+#[test]
+fn reasoning_effort_is_for_harmony_models_only() {
+    let Some(model) = default_model() else {
+        panic!("the default model is missing: run scripts/fetch-default-model");
+    };
+    let m = model.to_str().unwrap();
+    assert_fails_with(
+        &["run", "-m", m, "--chat", "--reasoning", "high", "hi"],
+        "--reasoning applies to harmony models",
+    );
+}

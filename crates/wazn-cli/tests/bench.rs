@@ -111,3 +111,48 @@ fn bad_flags_give_one_line_errors() {
         "no-such-model.gguf",
     );
 }
+
+/// The tiny gpt-oss fixture, written by `scripts/reference/gptoss_tiny.py` as a Hugging
+/// Face folder and as llama.cpp's GGUF conversion of the same weights.
+fn tiny_gpt_oss(which: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../wazn-models/tests/data/gptoss")
+        .join(which);
+    path.to_str().expect("utf-8 fixture path").to_string()
+}
+
+#[test]
+fn a_hugging_face_folder_benches_like_its_gguf() {
+    let folder = tiny_gpt_oss("hf");
+    let gguf = tiny_gpt_oss("tiny.gguf");
+    let models = format!("{folder},{gguf}");
+    let (code, stdout, stderr) = wazn(&[
+        "bench", "-m", &models, "-p", "8", "-n", "4", "-r", "1", "-t", "1", "-o", "jsonl",
+    ]);
+    assert_eq!(code, 0, "wazn bench failed: {stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(lines.len(), 4, "pp8 and tg4 for each model: {stdout}");
+    let (from_folder, from_gguf) = (&lines[0], &lines[2]);
+    assert_eq!(from_folder["model_filename"], folder.as_str());
+    let model_type = from_folder["model_type"].as_str().expect("model_type");
+    assert!(model_type.ends_with(" MXFP4"), "{from_folder}");
+    // The same weights: the same number of parameters in both layouts.
+    assert_eq!(from_folder["model_n_params"], from_gguf["model_n_params"]);
+}
+
+#[test]
+fn inspect_reads_a_hugging_face_folder() {
+    let (code, stdout, stderr) = wazn(&["inspect", &tiny_gpt_oss("hf"), "--json"]);
+    assert_eq!(code, 0, "wazn inspect failed: {stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(doc["config"]["model_type"], "gpt_oss");
+    let tensors = doc["tensors"].as_array().expect("tensors");
+    let blocks = tensors
+        .iter()
+        .find(|t| t["name"] == "model.layers.0.mlp.experts.down_proj_blocks")
+        .expect("down_proj_blocks listed");
+    assert_eq!(blocks["dtype"], "U8");
+}

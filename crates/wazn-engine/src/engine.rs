@@ -4,16 +4,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wazn_formats::GgufFile;
 use wazn_kernels::ThreadPool;
 use wazn_models::kv_cache::{KvUsage, KV_BLOCK_SIZE};
-use wazn_models::{load_model, KvCache, Model, ModelOptions, SeqId};
-use wazn_text::{ChatTemplate, Tokenizer};
+use wazn_models::{KvCache, Model, ModelOptions, SeqId};
+use wazn_text::{ChatFormat, ChatTemplate, ModelText, Tokenizer};
 
 use crate::error::EngineError;
-use crate::sampler::{top_logprobs, Sampler};
-use crate::scheduler::schedule;
+use crate::profile::StepProfile;
+use crate::sampler::Sampler;
+use crate::scheduler::{schedule, Budget, DEFAULT_PREFILL_ROWS_WITH_DECODES};
 use crate::sequence::{FinishReason, Request, Sequence};
+use crate::source;
+use crate::update::{update_all, Job};
 
 /// How to run a model.
 #[derive(Clone, Debug)]
@@ -88,7 +90,7 @@ fn per_second(n: usize, t: Duration) -> f64 {
 pub struct Engine {
     model: Box<dyn Model>,
     tokenizer: Arc<Tokenizer>,
-    chat_template: Option<Arc<ChatTemplate>>,
+    chat_format: Option<ChatFormat>,
     pool: ThreadPool,
     kv: KvCache,
     options: EngineOptions,
@@ -97,15 +99,26 @@ pub struct Engine {
     /// Blocks the KV cache may hold (`usize::MAX`: no limit).
     max_kv_blocks: usize,
     stats: GenerationStats,
+    profile: StepProfile,
+    /// Prompt rows a step takes at most next to decoding sequences.
+    prefill_rows_with_decodes: usize,
 }
 
 impl Engine {
-    /// Opens a GGUF file and prepares its model, tokenizer and chat template.
-    pub fn load(path: &Path, mut options: EngineOptions) -> Result<Engine, EngineError> {
-        let file = Arc::new(GgufFile::open(path)?);
-        let model = load_model(Arc::clone(&file), &options.model)?;
-        let tokenizer = Tokenizer::from_gguf_metadata(file.metadata())?;
-        let chat_template = ChatTemplate::from_metadata(file.metadata(), &tokenizer)?;
+    /// Opens a model, a GGUF file or a Hugging Face folder, and prepares its weights,
+    /// tokenizer and chat format (gpt-oss: o200k_harmony and harmony).
+    pub fn load(path: &Path, options: EngineOptions) -> Result<Engine, EngineError> {
+        let source::LoadedModel { model, text } = source::open(path, &options.model)?;
+        Engine::with_model(model, text, options)
+    }
+
+    /// An engine around a model made elsewhere (built in code, or a stand-in for tests),
+    /// with its tokenizer and chat format.
+    pub fn with_model(
+        model: Box<dyn Model>,
+        text: ModelText,
+        mut options: EngineOptions,
+    ) -> Result<Engine, EngineError> {
         if options.n_ctx == 0 {
             options.n_ctx = model.info().n_ctx_train;
         }
@@ -121,8 +134,8 @@ impl Engine {
         let kv = model.new_kv_cache(options.n_ctx);
         Ok(Engine {
             model,
-            tokenizer: Arc::new(tokenizer),
-            chat_template: chat_template.map(Arc::new),
+            tokenizer: Arc::new(text.tokenizer),
+            chat_format: text.chat_format,
             pool,
             kv,
             options,
@@ -130,6 +143,8 @@ impl Engine {
             next_seq_id: 0,
             max_kv_blocks: usize::MAX,
             stats: GenerationStats::default(),
+            profile: StepProfile::default(),
+            prefill_rows_with_decodes: DEFAULT_PREFILL_ROWS_WITH_DECODES,
         })
     }
 
@@ -141,8 +156,17 @@ impl Engine {
         &self.tokenizer
     }
 
+    /// How the model wants chats written; `None`: plain completion only.
+    pub fn chat_format(&self) -> Option<&ChatFormat> {
+        self.chat_format.as_ref()
+    }
+
+    /// The chat template, when the model's chat format is one (not harmony).
     pub fn chat_template(&self) -> Option<&ChatTemplate> {
-        self.chat_template.as_deref()
+        self.chat_format
+            .as_ref()
+            .and_then(ChatFormat::template)
+            .map(Arc::as_ref)
     }
 
     /// The tokenizer, shared: for a front end that tokenizes while the engine runs on
@@ -153,7 +177,10 @@ impl Engine {
 
     /// The chat template, shared (see [`Engine::shared_tokenizer`]).
     pub fn shared_chat_template(&self) -> Option<Arc<ChatTemplate>> {
-        self.chat_template.clone()
+        self.chat_format
+            .as_ref()
+            .and_then(ChatFormat::template)
+            .cloned()
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -166,6 +193,15 @@ impl Engine {
 
     pub fn reset_stats(&mut self) {
         self.stats = GenerationStats::default();
+    }
+
+    /// Where the time of the steps since the last [`Engine::reset_profile`] went.
+    pub fn profile(&self) -> StepProfile {
+        self.profile
+    }
+
+    pub fn reset_profile(&mut self) {
+        self.profile = StepProfile::default();
     }
 
     /// Queues a request; its sequence starts computing on the next step.
@@ -216,6 +252,28 @@ impl Engine {
         Ok(())
     }
 
+    /// Limits the prompt rows of a step that also decodes other sequences to `n_rows`
+    /// (the step's batch size still applies): a smaller chunk keeps the decoding streams'
+    /// inter-token latency low while a prompt is computed, a larger one computes the
+    /// prompt in fewer steps. A step with no decode takes as many prompt rows as the
+    /// batch size allows.
+    pub fn set_prefill_rows_with_decodes(&mut self, n_rows: usize) -> Result<(), EngineError> {
+        if n_rows == 0 {
+            return Err(EngineError::InvalidOption(
+                "the prompt rows next to decodes must be at least 1".into(),
+            ));
+        }
+        self.prefill_rows_with_decodes = n_rows;
+        Ok(())
+    }
+
+    fn budget(&self) -> Budget {
+        Budget {
+            rows: self.options.n_batch,
+            prefill_rows_with_decodes: self.prefill_rows_with_decodes,
+        }
+    }
+
     /// How full the KV cache is.
     pub fn kv_usage(&self) -> KvUsage {
         self.kv.usage()
@@ -245,23 +303,25 @@ impl Engine {
     /// One step of the loop. Returns what happened to each sequence that produced a
     /// token or ended.
     pub fn step(&mut self) -> Result<Vec<Event>, EngineError> {
+        let started = Instant::now();
         // Schedule: new sequences first take what the prefix cache holds of them.
         for seq in self.sequences.iter_mut().filter(|s| !s.prefix_checked) {
             seq.prefix_checked = true;
             seq.n_computed = self.kv.attach_prefix(seq.id, &seq.tokens[..seq.n_prompt]);
         }
-        let mut batch = schedule(&self.sequences, self.options.n_batch, &self.kv);
+        let mut batch = schedule(&self.sequences, self.budget(), &self.kv);
         while batch.is_empty() && self.has_work() {
             // Out of cache blocks: the youngest sequence gives its blocks back and will
             // compute again later; a sequence alone that cannot grow has filled the cache.
             self.preempt_youngest();
-            batch = schedule(&self.sequences, self.options.n_batch, &self.kv);
+            batch = schedule(&self.sequences, self.budget(), &self.kv);
         }
         if batch.is_empty() {
             let events = self.finish_stuck();
             self.retire_finished();
             return Ok(events);
         }
+        // Rows come grouped by sequence, in the order of `self.sequences`.
         let n_prompt_rows = batch
             .rows
             .iter()
@@ -273,37 +333,40 @@ impl Engine {
             .count();
 
         // Execute.
-        let started = Instant::now();
-        let logits = self.model.forward(&batch, &mut self.kv, &self.pool)?;
+        let forward_start = Instant::now();
+        let mut logits = self.model.forward(&batch, &mut self.kv, &self.pool)?;
+        let forward_end = Instant::now();
 
-        // Update: advance every sequence by its rows, and sample where logits came back.
-        let mut events = Vec::new();
-        let mut logit_row = 0;
+        // Advance every sequence by its rows; those whose last row asked for logits
+        // sample from them (in place: the logits are not needed afterwards).
+        let n_vocab = logits.n_vocab.max(1);
+        let mut rows = logits.data.chunks_exact_mut(n_vocab);
+        let mut jobs = Vec::with_capacity(self.sequences.len());
+        let mut batch_rows = batch.rows.as_slice();
         for seq in self.sequences.iter_mut().filter(|s| s.finished.is_none()) {
-            let n_rows = batch.rows.iter().filter(|r| r.seq_id == seq.id).count();
-            seq.n_computed += n_rows;
-            if n_rows > 0 {
-                self.kv
-                    .register_tokens(seq.id, &seq.tokens[..seq.n_computed]);
-            }
-            let wants = batch
-                .rows
-                .iter()
-                .any(|r| r.seq_id == seq.id && r.wants_logits);
-            if !wants {
+            let n_rows = batch_rows.iter().take_while(|r| r.seq_id == seq.id).count();
+            let (mine, rest) = batch_rows.split_at(n_rows);
+            batch_rows = rest;
+            if n_rows == 0 {
                 continue;
             }
-            let mut row = logits.row(logit_row).to_vec();
-            logit_row += 1;
-            events.push(update_sequence(
-                seq,
-                &self.tokenizer,
-                &mut row,
-                self.options.n_ctx,
-            ));
+            seq.n_computed += n_rows;
+            self.kv
+                .register_tokens(seq.id, &seq.tokens[..seq.n_computed]);
+            if mine.iter().any(|r| r.wants_logits) {
+                let Some(row) = rows.next() else {
+                    return Err(EngineError::StepFailed(
+                        "the model returned fewer rows of logits than the batch asked for".into(),
+                    ));
+                };
+                jobs.push(Job { seq, logits: row });
+            }
         }
+        let update_start = Instant::now();
+        let (events, times) = update_all(jobs, &self.tokenizer, self.options.n_ctx, &self.pool);
+        let update_end = Instant::now();
 
-        let elapsed = started.elapsed();
+        let elapsed = update_end - forward_start;
         if n_prompt_rows > 0 {
             self.stats.n_prompt_tokens += n_prompt_rows;
             self.stats.prompt_time += elapsed;
@@ -312,6 +375,18 @@ impl Engine {
             self.stats.generation_time += elapsed;
         }
         self.retire_finished();
+
+        let p = &mut self.profile;
+        p.n_steps += 1;
+        p.n_rows += batch.rows.len();
+        p.n_sampled += events.len();
+        p.schedule += forward_start - started;
+        p.forward += forward_end - forward_start;
+        p.update += update_end - update_start;
+        p.sample += times.sample;
+        p.logprobs += times.logprobs;
+        p.text += times.text;
+        p.bookkeeping += (update_start - forward_end) + update_end.elapsed();
         Ok(events)
     }
 
@@ -375,73 +450,4 @@ impl Engine {
             }
         });
     }
-}
-
-/// Samples the next token of `seq` from `logits` and decides whether it ends there.
-fn update_sequence(
-    seq: &mut Sequence,
-    tokenizer: &Tokenizer,
-    logits: &mut [f32],
-    n_ctx: usize,
-) -> Event {
-    let (top, log_norm) = if seq.top_logprobs > 0 {
-        (
-            top_logprobs(logits, seq.top_logprobs),
-            Some(log_sum_exp(logits)),
-        )
-    } else {
-        (Vec::new(), None)
-    };
-    // The sampler reshapes the logits in place; keep the raw logit of every token
-    // only when its log-probability is wanted.
-    let raw = log_norm.map(|_| logits.to_vec());
-    let token = seq.sampler.sample(logits, &seq.tokens);
-    // The same number as in the alternatives when the token is among them.
-    let logprob = match (raw, log_norm) {
-        (Some(raw), Some(norm)) => top
-            .iter()
-            .find(|&&(id, _)| id == token)
-            .map(|&(_, lp)| lp)
-            .or_else(|| raw.get(token as usize).map(|&l| l - norm)),
-        _ => None,
-    };
-    seq.tokens.push(token);
-
-    let is_eog = !seq.ignore_eos && tokenizer.eog_ids().contains(&token);
-    let (mut text, stopped) = if is_eog {
-        (String::new(), false)
-    } else {
-        seq.push_text(tokenizer, token)
-    };
-    let finished = if is_eog || stopped {
-        Some(FinishReason::Stop)
-    } else if seq.n_generated() >= seq.max_tokens {
-        Some(FinishReason::Length)
-    } else if seq.tokens.len() >= n_ctx {
-        Some(FinishReason::ContextFull)
-    } else {
-        None
-    };
-    if finished.is_some() && !stopped {
-        text.push_str(&seq.flush_text());
-    }
-    seq.finished = finished;
-    Event {
-        seq_id: seq.id,
-        token: Some(token),
-        text,
-        top_logprobs: top,
-        logprob,
-        finished,
-    }
-}
-
-/// `log(sum(exp(logits)))`, computed stably.
-fn log_sum_exp(logits: &[f32]) -> f32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if !max.is_finite() {
-        return max;
-    }
-    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
-    max + sum.ln() as f32
 }

@@ -5,17 +5,24 @@
 
 pub mod engine;
 pub mod error;
+mod profile;
 pub mod sampler;
 pub mod scheduler;
 pub mod sequence;
 pub mod service;
+mod source;
 pub mod stop;
+mod top_p;
+mod update;
 
 pub use engine::{Engine, EngineOptions, Event, GenerationStats};
 pub use error::EngineError;
+pub use profile::StepProfile;
 pub use sampler::{top_logprobs, Sampler, SamplerParams};
+pub use scheduler::DEFAULT_PREFILL_ROWS_WITH_DECODES;
 pub use sequence::{FinishReason, Request};
 pub use service::{
     EngineHandle, EventSink, ServiceCounters, ServiceEvent, ServiceOptions, Submission, SubmitError,
 };
 pub use wazn_models::kv_cache::{KvUsage, KV_BLOCK_SIZE};
+pub use wazn_text::ChatFormat;

@@ -20,6 +20,8 @@ use std::collections::BinaryHeap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::top_p::{best_first, finite_entries, scan, top_p_keep, TopPScratch};
+
 /// A sampler setting that cannot be used.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum SamplerError {
@@ -201,6 +203,7 @@ pub struct Sampler {
     counts: Vec<u32>,
     /// The k best tokens seen so far while scanning for top-k.
     top_k_heap: BinaryHeap<WorstFirst>,
+    top_p_scratch: TopPScratch,
 }
 
 impl Sampler {
@@ -215,6 +218,7 @@ impl Sampler {
             weights: Vec::new(),
             counts: Vec::new(),
             top_k_heap: BinaryHeap::new(),
+            top_p_scratch: TopPScratch::default(),
         })
     }
 
@@ -238,10 +242,10 @@ impl Sampler {
         }
         self.apply_logit_bias(logits);
         self.apply_penalties(logits, history);
-        let max = sanitize(logits);
         if self.params.temperature <= 0.0 {
             return argmax(logits);
         }
+        let max = sanitize(logits);
         self.collect_candidates(logits, max);
         self.draw(max)
     }
@@ -311,33 +315,33 @@ impl Sampler {
         };
         let cands = &mut self.candidates;
         cands.clear();
-        // top-p measures mass against the tokens that reached it: the k best when top-k cut
-        // the list, all tokens otherwise.
-        let mass_total: f64;
-        let sorted;
         if p.top_k > 0 && p.top_k < logits.len() {
             best_k(finite_entries(logits), p.top_k, &mut self.top_k_heap, cands);
-            sorted = true;
-            mass_total = if p.top_p < 1.0 {
-                cands.iter().map(|&(_, l)| unscaled_weight(l, max)).sum()
-            } else {
-                0.0
-            };
+            if p.top_p < 1.0 {
+                // top-p measures mass against the k best that reached it.
+                let mass_total: f64 = cands.iter().map(|&(_, l)| unscaled_weight(l, max)).sum();
+                let (keep, _) = scan(
+                    cands,
+                    0.0,
+                    mass_total,
+                    max,
+                    f64::from(p.top_p),
+                    &unscaled_weight,
+                );
+                cands.truncate(keep.unwrap_or(cands.len()));
+            }
+        } else if p.top_p < 1.0 {
+            top_p_keep(
+                logits,
+                max,
+                f64::from(p.top_p),
+                min_logit,
+                unscaled_weight,
+                &mut self.top_p_scratch,
+                cands,
+            );
         } else {
-            mass_total = if p.top_p < 1.0 {
-                logits.iter().map(|&l| unscaled_weight(l, max)).sum()
-            } else {
-                0.0
-            };
-            // min-p keeps a best-first prefix, and so does top-p; with the mass total taken
-            // over all tokens above, applying min-p first gives the same set and leaves far
-            // fewer entries to order.
             cands.extend(finite_entries(logits).filter(|&(_, l)| l >= min_logit));
-            sorted = false;
-        }
-        if p.top_p < 1.0 {
-            let keep = top_p_prefix(cands, sorted, mass_total, max, f64::from(p.top_p));
-            cands.truncate(keep);
         }
         // Always keeps the best token: max >= max + ln(min_p).
         cands.retain(|&(_, l)| l >= min_logit);
@@ -413,48 +417,6 @@ pub fn top_logprobs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
         .collect()
 }
 
-/// Length of the shortest best-first prefix of `cands` whose probability (numerators
-/// `exp(l - max)` over `mass_total`) reaches `top_p`; all of `cands` if rounding keeps it short.
-/// On return that prefix is in best-first order, and so is everything when it is all kept.
-///
-/// Unless `sorted`, only as much is ordered as needed: the best 64 of the rest are selected
-/// and sorted, then the best 128 of what remains, and so on, so a peaked distribution costs
-/// O(n) rather than a sort of the whole vocabulary.
-fn top_p_prefix(
-    cands: &mut [(u32, f32)],
-    sorted: bool,
-    mass_total: f64,
-    max: f32,
-    top_p: f64,
-) -> usize {
-    let mut cumulative = 0.0;
-    let mut done = 0;
-    let mut chunk = 64;
-    while done < cands.len() {
-        let rest = &mut cands[done..];
-        let take = if sorted {
-            rest.len()
-        } else {
-            chunk.min(rest.len())
-        };
-        if !sorted {
-            if take < rest.len() {
-                rest.select_nth_unstable_by(take - 1, best_first);
-            }
-            rest[..take].sort_unstable_by(best_first);
-        }
-        for (i, &(_, l)) in rest[..take].iter().enumerate() {
-            cumulative += unscaled_weight(l, max) / mass_total;
-            if cumulative >= top_p {
-                return done + i + 1;
-            }
-        }
-        done += take;
-        chunk *= 2;
-    }
-    cands.len()
-}
-
 /// Appends to `out` the `k` best of `entries` in best-first order. `entries` must come in
 /// increasing id order.
 ///
@@ -507,28 +469,11 @@ impl PartialEq for WorstFirst {
 
 impl Eq for WorstFirst {}
 
-/// Orders (id, logit) pairs by logit, highest first, then by id, lowest first. Logits here are
-/// never NaN, so this is a total order (and -0.0 ties with 0.0, as in [`argmax`]).
-fn best_first(a: &(u32, f32), b: &(u32, f32)) -> Ordering {
-    b.1.partial_cmp(&a.1)
-        .unwrap_or(Ordering::Equal)
-        .then(a.0.cmp(&b.0))
-}
-
 /// exp(l - max): the softmax numerator at temperature 1. Computed in f32, which is plenty
 /// for mass thresholds and log-probabilities and is faster over a whole vocabulary; callers
 /// add these up in f64.
 fn unscaled_weight(logit: f32, max: f32) -> f64 {
     f64::from((logit - max).exp())
-}
-
-/// The (id, logit) pairs of a row that can still be drawn.
-fn finite_entries(logits: &[f32]) -> impl Iterator<Item = (u32, f32)> + '_ {
-    logits
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.is_finite())
-        .map(|(i, &l)| (i as u32, l))
 }
 
 /// Turns NaN into `-inf` and returns the highest logit. When that is infinite, rewrites the
@@ -551,14 +496,31 @@ fn sanitize(logits: &mut [f32]) -> f32 {
     0.0
 }
 
-/// Index of the highest logit, the lowest index on ties. `logits` must not be empty or hold
-/// NaN.
+/// Index of the highest logit, the lowest index on ties; NaN counts as `-inf`, and when
+/// every logit is `-inf` (or NaN) the answer is 0. The same token as the argmax of the row
+/// [`sanitize`] makes, without writing the row.
+///
+/// Two passes that the compiler can vectorize (the maximum in independent lanes, then
+/// the first index holding it) rather than one with a compare-and-branch per token.
 fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &l) in logits.iter().enumerate().skip(1) {
-        if l > logits[best] {
-            best = i;
+    const LANES: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = logits.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (m, &l) in lanes.iter_mut().zip(chunk) {
+            // NaN compares false, so it never becomes the maximum.
+            *m = if l > *m { l } else { *m };
         }
     }
-    best as u32
+    let mut max = f32::NEG_INFINITY;
+    for &l in lanes.iter().chain(chunks.remainder()) {
+        if l > max {
+            max = l;
+        }
+    }
+    if max == f32::NEG_INFINITY {
+        return 0;
+    }
+    // -0.0 == 0.0, so a tie between them goes to the lower index, as in a plain scan.
+    logits.iter().position(|&l| l == max).unwrap_or(0) as u32
 }

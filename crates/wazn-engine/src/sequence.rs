@@ -75,6 +75,9 @@ pub(crate) struct Sequence {
     pub detokenizer: Detokenizer,
     pub stop: StopMatcher,
     pub finished: Option<FinishReason>,
+    /// The raw logits of the last step, kept while the sampler reshapes its row, when
+    /// log-probabilities are asked for (reused from step to step).
+    pub raw_logits: Vec<f32>,
 }
 
 impl Sequence {
@@ -93,6 +96,7 @@ impl Sequence {
             detokenizer: Detokenizer::new(false),
             stop: StopMatcher::new(request.stop),
             finished: None,
+            raw_logits: Vec::new(),
         }
     }
 

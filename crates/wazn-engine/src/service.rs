@@ -256,6 +256,10 @@ impl Worker {
         let before = self.waiting.len();
         self.waiting.retain(|s| !s.sink.is_closed());
         let dropped = before - self.waiting.len();
+        // Checked every step: allocate only when a client has gone.
+        if dropped == 0 && !self.running.values().any(|sink| sink.is_closed()) {
+            return;
+        }
         let gone: Vec<SeqId> = self
             .running
             .iter()

@@ -81,6 +81,72 @@ fn chunked_prompts_and_concurrent_sequences_give_the_same_tokens() {
 }
 
 #[test]
+fn a_prompt_arriving_during_decodes_is_computed_in_bounded_chunks() {
+    let entries = reference().entries;
+    let short: Vec<Request> = entries
+        .iter()
+        .take(2)
+        .map(|e| greedy_request(&e.prompt_ids, 24))
+        .collect();
+    // A prompt several chunks long, made of the other reference prompts one after
+    // another (none starts like the short ones, so the prefix cache holds none of it).
+    let long_prompt: Vec<u32> = entries
+        .iter()
+        .skip(2)
+        .flat_map(|e| e.prompt_ids.iter().copied())
+        .take(100)
+        .collect();
+    assert!(
+        long_prompt.len() > 3 * 16,
+        "the prompt spans several chunks"
+    );
+    let long = greedy_request(&long_prompt, 6);
+
+    let mut mixed = engine(512, Activations::Quantized);
+    mixed.set_prefill_rows_with_decodes(16).unwrap();
+    let ids: Vec<_> = short
+        .iter()
+        .map(|r| mixed.add_request(r.clone()).unwrap())
+        .collect();
+    let mut tokens = vec![Vec::new(); 3];
+    // Both prompts in the first step, which decodes nothing yet.
+    record(&mut tokens, mixed.step().unwrap(), &ids);
+    let long_id = mixed.add_request(long.clone()).unwrap();
+    let ids = [ids[0], ids[1], long_id];
+    let mut n_chunk_steps = 0;
+    while tokens[2].is_empty() {
+        mixed.reset_profile();
+        let events = mixed.step().unwrap();
+        let rows = mixed.profile().n_rows;
+        // Both decoding streams advance in every step, next to at most 16 prompt rows.
+        assert!(rows <= 2 + 16, "{rows} rows in one step");
+        assert!(events.iter().any(|e| e.seq_id == ids[0]));
+        assert!(events.iter().any(|e| e.seq_id == ids[1]));
+        record(&mut tokens, events, &ids);
+        n_chunk_steps += 1;
+    }
+    assert_eq!(n_chunk_steps, long_prompt.len().div_ceil(16));
+    while mixed.has_work() {
+        record(&mut tokens, mixed.step().unwrap(), &ids);
+    }
+    assert!(mixed.set_prefill_rows_with_decodes(0).is_err());
+
+    // The same tokens as each request alone, its prompt in one step.
+    let mut single = engine(512, Activations::Quantized);
+    for (request, got) in short.into_iter().chain([long]).zip(&tokens) {
+        assert_eq!(&run_all(&mut single, vec![request])[0].0, got);
+    }
+}
+
+/// Appends each event's token to the tokens of its request (`ids` in request order).
+fn record(tokens: &mut [Vec<u32>], events: Vec<wazn_engine::Event>, ids: &[u32]) {
+    for e in events {
+        let i = ids.iter().position(|&id| id == e.seq_id).unwrap();
+        tokens[i].extend(e.token);
+    }
+}
+
+#[test]
 fn a_seed_makes_sampling_reproducible() {
     let mut engine = engine(512, Activations::Quantized);
     let prompt = engine

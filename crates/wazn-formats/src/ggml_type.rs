@@ -175,7 +175,7 @@ impl GgmlType {
     /// not a whole number of blocks or the size overflows.
     pub fn row_bytes(self, n_elems: u64) -> Option<u64> {
         let row = self.row();
-        if n_elems % row.block_size != 0 {
+        if !n_elems.is_multiple_of(row.block_size) {
             return None;
         }
         (n_elems / row.block_size).checked_mul(row.type_size)

@@ -267,7 +267,7 @@ fn parse_tensor(
     }
     let file_start = data_start + start;
     // Views are read as arrays of the dtype straight from the page-aligned map.
-    if file_start % dtype.size_bytes() != 0 {
+    if !file_start.is_multiple_of(dtype.size_bytes()) {
         return Err(FormatError::MisalignedTensor {
             tensor: name.to_string(),
             offset: file_start,

@@ -77,7 +77,7 @@ fn scratch(test: &str) -> PathBuf {
 /// A safetensors file with `header` as its JSON (padded with spaces to 8 bytes) and `data`.
 fn safetensors_bytes(header: &Value, data: &[u8]) -> Vec<u8> {
     let mut json = header.to_string().into_bytes();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = (json.len() as u64).to_le_bytes().to_vec();

@@ -1,7 +1,8 @@
-//! Matrix-product throughput on SmolLM2-135M's shapes, for 1 activation row (decode) and
-//! 64 / 512 rows (prompt processing).
+//! Matrix-product throughput on SmolLM2-135M's shapes, for 1 activation row (decode),
+//! 8 rows (a decode step of 8 sequences) and 64 / 512 rows (prompt processing).
 //!
-//! Run: `cargo bench -p wazn-kernels --bench matmul [-- THREADS]` (default 2 threads).
+//! Run: `cargo bench -p wazn-kernels --bench matmul [-- THREADS] [SHAPE]` (default 2
+//! threads, every shape; SHAPE keeps the shapes whose name contains it).
 //! Prints, per case, the time per product, the weight bytes read per second and the
 //! multiply-adds per second (counted as 2 FLOP each), for the fastest of many runs.
 //! `WAZN_KERNELS=scalar` measures the scalar reference kernels.
@@ -30,18 +31,31 @@ fn weights(dtype: DType, n_rows: usize, n_cols: usize, seed: &mut u64) -> Vec<u8
     bytes
 }
 
+/// Nanoseconds this thread has run on a CPU (the first field of its schedstat), or
+/// None where the kernel does not say.
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// Fastest seconds per call of `f`, run for about `budget` (the machine may be shared:
-/// the fastest run is the one least disturbed).
-fn time_it(budget: Duration, mut f: impl FnMut()) -> f64 {
+/// the fastest run is the one least disturbed), and the mean seconds per call that the
+/// calling thread spent on a CPU (with one thread, the whole product: time taken by
+/// other processes does not count, so the figure holds on a busy machine).
+fn time_it(budget: Duration, mut f: impl FnMut()) -> (f64, Option<f64>) {
     f();
     let mut samples = Vec::new();
+    let cpu_start = thread_cpu_ns();
     let start = Instant::now();
     while start.elapsed() < budget || samples.len() < 3 {
         let t = Instant::now();
         f();
         samples.push(t.elapsed().as_secs_f64());
     }
-    samples.into_iter().fold(f64::INFINITY, f64::min)
+    let cpu = cpu_start
+        .zip(thread_cpu_ns())
+        .map(|(a, b)| b.saturating_sub(a) as f64 * 1e-9 / samples.len() as f64);
+    (samples.into_iter().fold(f64::INFINITY, f64::min), cpu)
 }
 
 fn main() {
@@ -49,28 +63,37 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(2);
+    // Any other argument selects the shapes whose name contains it (e.g. `f16`).
+    let filter: Option<String> = std::env::args()
+        .skip(1)
+        .find(|a| a.parse::<usize>().is_err() && !a.starts_with('-'));
     let pool = ThreadPool::new(n_threads).expect("thread pool");
-    let shapes: [(&str, DType, usize, usize); 6] = [
+    let shapes: [(&str, DType, usize, usize); 8] = [
         ("attn_q/o 576x576", DType::Q4_1, 576, 576),
         ("attn_k/v 192x576", DType::Q4_1, 192, 576),
         ("ffn_up 1536x576", DType::Q4_1, 1536, 576),
         ("ffn_down 576x1536", DType::Q4_1, 576, 1536),
         ("output 49152x576", DType::Q8_0, 49152, 576),
         ("q8_0 1536x576", DType::Q8_0, 1536, 576),
+        ("f16 1536x576", DType::F16, 1536, 576),
+        ("f16 576x1536", DType::F16, 576, 1536),
     ];
     println!(
         "threads: {n_threads}, kernels: {}",
         wazn_kernels::Isa::best().name()
     );
     println!(
-        "{:<20} {:>5} {:>6} {:>11} {:>9} {:>9}",
-        "shape", "dtype", "rows", "us/product", "GB/s", "GFLOP/s"
+        "{:<20} {:>5} {:>6} {:>11} {:>9} {:>9} {:>11} {:>9}",
+        "shape", "dtype", "rows", "us/product", "GB/s", "GFLOP/s", "cpu us", "GFLOP/cpu-s"
     );
     let mut seed = 1u64;
     for (name, dtype, n_rows, n_cols) in shapes {
+        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
+        }
         let w_bytes = weights(dtype, n_rows, n_cols, &mut seed);
         let w = WeightMatrix::new(dtype, &w_bytes, n_rows, n_cols).expect("shape");
-        for n_x in [1usize, 64, 512] {
+        for n_x in [1usize, 8, 64, 512] {
             if n_rows >= 49152 && n_x > 64 {
                 continue;
             }
@@ -78,7 +101,7 @@ fn main() {
             let mut out = vec![0.0f32; n_x * n_rows];
             let mut scratch = Vec::new();
             let budget = Duration::from_millis(if n_x == 1 { 300 } else { 600 });
-            let seconds = time_it(budget, || {
+            let (seconds, cpu_seconds) = time_it(budget, || {
                 matmul(
                     &pool,
                     &w,
@@ -91,8 +114,16 @@ fn main() {
             });
             let gb_per_s = w_bytes.len() as f64 / seconds / 1e9;
             let gflop_per_s = 2.0 * (n_x * n_rows * n_cols) as f64 / seconds / 1e9;
+            // With one thread the caller runs every task: its CPU time is the product's.
+            let (cpu_us, cpu_gflop) = match cpu_seconds.filter(|_| n_threads == 1) {
+                Some(c) => (
+                    format!("{:.1}", c * 1e6),
+                    format!("{:.2}", 2.0 * (n_x * n_rows * n_cols) as f64 / c / 1e9),
+                ),
+                None => ("-".to_string(), "-".to_string()),
+            };
             println!(
-                "{name:<20} {:>5} {n_x:>6} {:>11.1} {gb_per_s:>9.2} {gflop_per_s:>9.2}",
+                "{name:<20} {:>5} {n_x:>6} {:>11.1} {gb_per_s:>9.2} {gflop_per_s:>9.2} {cpu_us:>11} {cpu_gflop:>9}",
                 dtype.name(),
                 seconds * 1e6
             );

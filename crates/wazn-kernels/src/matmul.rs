@@ -1,14 +1,17 @@
 //! Matrix products with weights that stay in their stored (often quantized) type.
 //!
 //! `out[r, o] = Σ_i x[r, i] · W[o, i]`: each row of the activations is quantized once
-//! to the weight type's dot partner, then every (activation row, weight row) pair is
-//! one `vec_dot` of the dtype table, four activation rows at a time where the table has
-//! a four-row kernel (`vec_dot_x4`: each weight block is loaded and unpacked once for
-//! the four). Work is split over weight rows, so each thread reads its own slice of the
-//! weights once for all activation rows.
+//! to the weight type's dot partner. Where the SIMD level has a register-tiled kernel
+//! for the weight type (`simd::gemm`: a few weight rows × a few activation rows per
+//! tile), tasks are (weight row chunk × activation row chunk) rectangles of it.
+//! Otherwise every (activation row, weight row) pair is one `vec_dot` of the dtype
+//! table, four activation rows at a time where the table has a four-row kernel
+//! (`vec_dot_x4`), and work is split over weight rows. Either way a thread reads its
+//! slice of the weights once for all the activation rows of its task.
 
 use crate::dtype::DType;
 use crate::pool::{SyncMutPtr, ThreadPool};
+use crate::simd::{gemm, Isa};
 
 /// A weight matrix `[n_rows, n_cols]` in its stored type: `n_rows` output features,
 /// each a contiguous row of `n_cols` input features.
@@ -137,6 +140,21 @@ fn matmul_quantized(
     });
     let partner_data: &[u8] = scratch;
 
+    // A single activation row (one decode step) is bound by reading the weights, which
+    // the table's `vec_dot` does as one stream; tiles pay off from two rows on.
+    if let Some(tiled) = gemm::kernel(Isa::best(), w.dtype).filter(|_| n_x_rows > 1) {
+        tiled_products(
+            pool,
+            tiled,
+            w,
+            partner_data,
+            partner_row_bytes,
+            n_x_rows,
+            out,
+        );
+        return;
+    }
+
     let vec_dot = traits.vec_dot;
     let vec_dot_x4 = traits.vec_dot_x4;
     let n_out = w.n_rows;
@@ -168,6 +186,52 @@ fn matmul_quantized(
             for o in start..end {
                 store(r, o, vec_dot(n_cols, w.row(o), x));
             }
+        }
+    });
+}
+
+/// The products by a tiled kernel, over (weight row chunk × activation row chunk)
+/// tasks, activation chunks outermost so that the threads share one chunk at a time.
+fn tiled_products(
+    pool: &ThreadPool,
+    tiled: gemm::Tiled,
+    w: &WeightMatrix<'_>,
+    partner_data: &[u8],
+    partner_row_bytes: usize,
+    n_x_rows: usize,
+    out: &mut [f32],
+) {
+    let n_out = w.n_rows;
+    let w_row_bytes = w.row_bytes();
+    let (w_rows_per_task, x_rows_per_task) = gemm::task_shape(w.dtype);
+    let n_w_chunks = n_out.div_ceil(w_rows_per_task);
+    let n_x_chunks = n_x_rows.div_ceil(x_rows_per_task);
+    // Per activation row tables, once for every task: `[n_x_rows, width]`.
+    let x_tables = (tiled.prepare)(w.n_cols, partner_data, n_x_rows);
+    let width = x_tables.len() / n_x_rows.max(1);
+    let out_ptr = SyncMutPtr::new(out);
+    pool.run(n_w_chunks * n_x_chunks, &|task| {
+        let (x_chunk, w_chunk) = (task / n_w_chunks, task % n_w_chunks);
+        let o0 = w_chunk * w_rows_per_task;
+        let o1 = (o0 + w_rows_per_task).min(n_out);
+        let r0 = x_chunk * x_rows_per_task;
+        let r1 = (r0 + x_rows_per_task).min(n_x_rows);
+        let (n_w, n_x) = (o1 - o0, r1 - r0);
+        // The task's results `[n_x, n_w]`, then copied to its rectangle of `out`.
+        let mut block = vec![0.0f32; n_x * n_w];
+        (tiled.run)(
+            w.n_cols,
+            &w.data[o0 * w_row_bytes..o1 * w_row_bytes],
+            n_w,
+            &partner_data[r0 * partner_row_bytes..r1 * partner_row_bytes],
+            n_x,
+            &x_tables[r0 * width..r1 * width],
+            &mut block,
+        );
+        for (r, row) in block.chunks_exact(n_w).enumerate() {
+            // SAFETY: out[r0 + r, o0..o1] belongs to this task alone (its rectangle of
+            // activation rows × weight rows).
+            unsafe { out_ptr.slice_mut((r0 + r) * n_out + o0, n_w) }.copy_from_slice(row);
         }
     });
 }
@@ -283,8 +347,12 @@ mod tests {
     }
 
     #[test]
-    fn batched_rows_equal_one_vec_dot_per_row() {
-        // Odd row counts exercise the four-row kernels and the rows left over.
+    fn a_row_does_not_depend_on_the_other_rows() {
+        // Odd row counts exercise the tiles, the four-row kernels and the rows left
+        // over. For the block types a row's result is the dtype table's `vec_dot` bit
+        // for bit, alone or with any other rows; for F16 it does not depend on the
+        // other rows of a product of two rows or more (a single row takes `vec_dot`,
+        // which sums in another order).
         let pool = ThreadPool::new(3).unwrap();
         let mut seed = 11u64;
         for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::F16] {
@@ -298,7 +366,7 @@ mod tests {
             let w = WeightMatrix::new(dtype, &w_bytes, n_rows, n_cols).unwrap();
             let partner = dtype.vec_dot_type();
             let partner_bytes = partner.row_bytes(n_cols).unwrap();
-            for n_x in [1, 4, 7, 13] {
+            for n_x in [1, 4, 7, 13, 70] {
                 let x: Vec<f32> = (0..n_x * n_cols).map(|_| lcg(&mut seed)).collect();
                 let mut out = vec![0.0; n_x * n_rows];
                 let mut scratch = Vec::new();
@@ -312,10 +380,29 @@ mod tests {
                     Activations::Quantized,
                 );
                 for r in 0..n_x {
+                    // Row r twice: a product of two rows without the others.
+                    let row = &x[r * n_cols..(r + 1) * n_cols];
+                    let twice: Vec<f32> = row.iter().chain(row).copied().collect();
+                    let mut alone = vec![0.0; 2 * n_rows];
+                    matmul(
+                        &pool,
+                        &w,
+                        &twice,
+                        2,
+                        &mut alone,
+                        &mut Vec::new(),
+                        Activations::Quantized,
+                    );
                     let x_row = &scratch[r * partner_bytes..(r + 1) * partner_bytes];
                     for o in 0..n_rows {
-                        let want = (dtype.traits().vec_dot)(n_cols, w.row(o), x_row);
-                        assert_eq!(out[r * n_rows + o], want, "{dtype} n_x={n_x} ({r},{o})");
+                        let got = out[r * n_rows + o];
+                        if n_x > 1 {
+                            assert_eq!(got, alone[o], "{dtype} n_x={n_x} ({r},{o}) vs twice");
+                        }
+                        if dtype != DType::F16 {
+                            let want = (dtype.traits().vec_dot)(n_cols, w.row(o), x_row);
+                            assert_eq!(got, want, "{dtype} n_x={n_x} ({r},{o})");
+                        }
                     }
                 }
             }

@@ -29,6 +29,8 @@ pub struct Rope {
     /// Number of leading dimensions of each head that are rotated (`n_rot`).
     pub n_rot: usize,
     inv_freq: Vec<f32>,
+    /// Multiplies both cos and sin (YaRN's attention factor; 1 for plain RoPE).
+    cos_sin_scale: f32,
 }
 
 impl Rope {
@@ -46,7 +48,30 @@ impl Rope {
             layout,
             n_rot,
             inv_freq,
+            cos_sin_scale: 1.0,
         }
+    }
+
+    /// RoPE with explicit per-pair angles (`inv_freq`: `n_rot / 2` values, e.g. from YaRN
+    /// or Llama 3 scaling) and a factor that multiplies both cos and sin.
+    pub fn from_inv_freq(
+        layout: RopeLayout,
+        n_rot: usize,
+        inv_freq: Vec<f32>,
+        cos_sin_scale: f32,
+    ) -> Rope {
+        debug_assert_eq!(inv_freq.len(), n_rot / 2);
+        Rope {
+            layout,
+            n_rot,
+            inv_freq,
+            cos_sin_scale,
+        }
+    }
+
+    /// The angle per position of each rotated pair.
+    pub fn inv_freq(&self) -> &[f32] {
+        &self.inv_freq
     }
 
     /// Rotates every head of `x` (`[n_heads, head_dim]`, contiguous) for position `pos`.
@@ -56,7 +81,10 @@ impl Rope {
             for (i, &inv) in self.inv_freq.iter().enumerate() {
                 // The angle is computed in f64 so large positions keep their precision.
                 let (sin, cos) = (pos as f64 * inv as f64).sin_cos();
-                let (sin, cos) = (sin as f32, cos as f32);
+                let (sin, cos) = (
+                    sin as f32 * self.cos_sin_scale,
+                    cos as f32 * self.cos_sin_scale,
+                );
                 let (a, b) = match self.layout {
                     RopeLayout::Adjacent => (2 * i, 2 * i + 1),
                     RopeLayout::HalfSplit => (i, i + half),
@@ -77,6 +105,25 @@ pub fn softmax(x: &mut [f32]) {
         return;
     }
     let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Softmax of `x` with one more logit `sink` in the denominator only: `x[j] =
+/// exp(x[j] - m) / (Σ_k exp(x[k] - m) + exp(sink - m))`, `m` the max over both.
+pub fn softmax_with_sink(x: &mut [f32], sink: f32) {
+    let max = x.iter().copied().fold(sink, f32::max);
+    if max == f32::NEG_INFINITY {
+        x.fill(0.0);
+        return;
+    }
+    let mut sum = (sink - max).exp();
     for v in x.iter_mut() {
         *v = (*v - max).exp();
         sum += *v;

@@ -57,7 +57,7 @@ fn f16_scale_offsets(dtype: DType) -> &'static [usize] {
         DType::Q2_K => &[80, 82],
         DType::Q3_K => &[108],
         DType::Q6_K => &[208],
-        DType::F32 | DType::F16 | DType::BF16 | DType::Q8_K => &[],
+        DType::F32 | DType::F16 | DType::BF16 | DType::Q8_K | DType::Mxfp4 => &[],
     }
 }
 

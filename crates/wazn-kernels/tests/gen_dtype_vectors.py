@@ -30,7 +30,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "dtype_ve
 FLOAT_TYPES = [T.F32, T.F16, T.BF16]
 LEGACY_TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0]
 K_TYPES = [T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
-TABLE_TYPES = FLOAT_TYPES + LEGACY_TYPES + [T.Q8_1] + K_TYPES + [T.Q8_K]
+TABLE_TYPES = FLOAT_TYPES + LEGACY_TYPES + [T.Q8_1] + K_TYPES + [T.Q8_K, T.MXFP4]
 
 # Byte offsets of the f16 scale fields in each block (ggml-common.h): d first, then the
 # min/offset field if the type has one.
@@ -141,6 +141,12 @@ def main():
     for qtype in K_TYPES:
         n_blocks = 3
         cases.append(case(qtype, "random_bytes", random_scale_blocks(qtype, n_blocks), n_blocks * 256))
+    # MXFP4 last, so that the draws above are unchanged (tests/gen_mxfp4_vectors.py has its
+    # edge cases): every byte is a valid block, the first being the E8M0 scale.
+    x = legacy_inputs()
+    q = gguf.quants.quantize(x.reshape(1, -1), T.MXFP4).reshape(-1)
+    cases.append(case(T.MXFP4, "gguf.quants.quantize", q, x.size, x))
+    cases.append(case(T.MXFP4, "random_bytes", rng.integers(0, 256, 3 * 17, dtype=np.uint8), 3 * 32))
 
     types = [
         {"name": t.name, "ggml_id": int(t.value), "block_size": GGML_QUANT_SIZES[t][0],

@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use wazn_formats::FormatError;
 
 /// Everything that can go wrong loading or running a model.
@@ -21,6 +23,17 @@ pub enum ModelError {
     },
     #[error("tensor '{name}' has type {dtype}, which wazn cannot compute with yet")]
     UnsupportedDType { name: String, dtype: String },
+    #[error("tensor {0}")]
+    BadTensor(String),
+    /// A problem found in a file of a model folder (config or tensor), with its path.
+    #[error("{path}: {source}", path = .path.display())]
+    InFile {
+        path: PathBuf,
+        #[source]
+        source: Box<ModelError>,
+    },
+    #[error("{path}: {reason}", path = .path.display())]
+    Config { path: PathBuf, reason: String },
     #[error("token id {token} is outside the vocabulary of {n_vocab} tokens")]
     TokenOutOfRange { token: u32, n_vocab: usize },
     #[error("sequence {seq_id}: position {pos} does not follow the {cached} cached positions")]

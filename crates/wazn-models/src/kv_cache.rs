@@ -11,10 +11,26 @@
 //! tokens takes those blocks (shared, counted by reference) instead of computing them
 //! again. A full block nobody uses stays cached until its space is needed, and the
 //! least recently released one is evicted first.
+//!
+//! Sliding-window layers (gpt-oss) only ever read the last `window` positions. A cache
+//! made with [`KvCache::with_sliding_window`] keeps those layers' keys and values in a
+//! second buffer per block and frees it once a block lies wholly before the window of
+//! the only sequence holding it, so their memory stays bounded by the window. A block
+//! whose sliding part is gone still serves its full-attention layers, and as a leading
+//! block of a reused prefix; a prefix (or a truncation) may not end where the window
+//! would reach such a block, so [`KvCache::attach_prefix`] and [`KvCache::truncate`]
+//! stop short of that.
+//!
+//! Keys and values are stored as f32 or f16 ([`KvDtype`], chosen when the cache is
+//! made: [`KvCache::with_dtype`]); f16 halves the memory and the bytes attention
+//! reads, and rounds each key and value once, when it is written.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+
+use half::f16;
+pub use wazn_kernels::attention::KvDtype;
 
 use crate::batch::SeqId;
 
@@ -47,23 +63,84 @@ struct SeqTable {
     hashes: Vec<u64>,
 }
 
-#[derive(Debug)]
 /// One sequence's cache blocks in one layer, in position order: keys and values
 /// `[KV_BLOCK_SIZE, kv_width]` per block.
-pub(crate) struct LayerBlocks<'a> {
-    pub keys: Vec<&'a [f32]>,
-    pub values: Vec<&'a [f32]>,
+#[derive(Debug)]
+pub(crate) struct LayerBlocks<'a, T> {
+    pub keys: Vec<&'a [T]>,
+    pub values: Vec<&'a [T]>,
+}
+
+/// [`LayerBlocks`] in the cache's number type.
+#[derive(Debug)]
+pub(crate) enum LayerKv<'a> {
+    F32(LayerBlocks<'a, f32>),
+    F16(LayerBlocks<'a, f16>),
+}
+
+/// The numbers of one part of a block (all its full-attention layers, or all its
+/// sliding ones).
+#[derive(Clone, Debug)]
+enum KvBuffer {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl KvBuffer {
+    /// `len` zeros of `dtype`.
+    fn zeros(dtype: KvDtype, len: usize) -> Self {
+        match dtype {
+            KvDtype::F32 => KvBuffer::F32(vec![0.0; len]),
+            KvDtype::F16 => KvBuffer::F16(vec![f16::ZERO; len]),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            KvBuffer::F32(data) => data.len(),
+            KvBuffer::F16(data) => data.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `self[offset..offset + x.len()] = x`, rounded to the buffer's type.
+    fn write(&mut self, offset: usize, x: &[f32]) {
+        match self {
+            KvBuffer::F32(data) => {
+                if let Some(dst) = data.get_mut(offset..offset + x.len()) {
+                    dst.copy_from_slice(x);
+                }
+            }
+            KvBuffer::F16(data) => {
+                if let Some(dst) = data.get_mut(offset..offset + x.len()) {
+                    for (d, &v) in dst.iter_mut().zip(x) {
+                        *d = f16::from_f32(v);
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub struct KvCache {
-    n_layer: usize,
     kv_width: usize,
+    dtype: KvDtype,
     n_ctx: usize,
+    /// Per layer: whether it is a sliding-window layer, and its index among the layers
+    /// of its kind (its place in `storage` or `sliding_storage`).
+    layer_slots: Vec<(bool, usize)>,
+    /// Positions a sliding layer's query sees (itself included); 0 without such layers.
+    window: usize,
     /// Most blocks the pool may allocate.
     max_blocks: usize,
-    /// Per block: for each layer, keys `[KV_BLOCK_SIZE, kv_width]` then values
-    /// `[KV_BLOCK_SIZE, kv_width]`. Allocated the first time the block is used.
-    storage: Vec<Vec<f32>>,
+    /// Per block: for each full-attention layer, keys `[KV_BLOCK_SIZE, kv_width]` then
+    /// values `[KV_BLOCK_SIZE, kv_width]`. Allocated the first time the block is used.
+    storage: Vec<KvBuffer>,
+    /// The same for the sliding-window layers; empty once freed (or with none).
+    sliding_storage: Vec<KvBuffer>,
     /// Sequences holding each block.
     ref_count: Vec<u32>,
     /// The prefix hash a block is cached under, if any.
@@ -85,12 +162,40 @@ pub struct KvCache {
 impl KvCache {
     /// A cache for sequences of up to `n_ctx` positions whose pool grows as needed.
     pub fn new(n_layer: usize, kv_width: usize, n_ctx: usize) -> Self {
+        Self::with_sliding_window(n_layer, kv_width, n_ctx, &[], 0)
+    }
+
+    /// A cache whose layers marked in `sliding` (one flag per layer; missing flags are
+    /// false) only need the last `window` positions.
+    pub fn with_sliding_window(
+        n_layer: usize,
+        kv_width: usize,
+        n_ctx: usize,
+        sliding: &[bool],
+        window: usize,
+    ) -> Self {
+        let (mut n_full, mut n_sliding) = (0, 0);
+        let layer_slots = (0..n_layer)
+            .map(|layer| {
+                let is_sliding = window > 0 && sliding.get(layer).copied().unwrap_or(false);
+                let counter = if is_sliding {
+                    &mut n_sliding
+                } else {
+                    &mut n_full
+                };
+                *counter += 1;
+                (is_sliding, *counter - 1)
+            })
+            .collect();
         KvCache {
-            n_layer,
             kv_width,
+            dtype: KvDtype::F32,
             n_ctx,
+            layer_slots,
+            window: if n_sliding > 0 { window } else { 0 },
             max_blocks: usize::MAX,
             storage: Vec::new(),
+            sliding_storage: Vec::new(),
             ref_count: Vec::new(),
             block_hash: Vec::new(),
             free: Vec::new(),
@@ -102,6 +207,20 @@ impl KvCache {
             prefix_lookup_tokens: 0,
             prefix_hit_tokens: 0,
         }
+    }
+
+    /// The same cache storing keys and values as `dtype` (f32 unless set). Only
+    /// before its first block is taken: a cache already in use keeps its type.
+    pub fn with_dtype(mut self, dtype: KvDtype) -> Self {
+        if self.storage.is_empty() {
+            self.dtype = dtype;
+        }
+        self
+    }
+
+    /// The number type keys and values are stored as.
+    pub fn dtype(&self) -> KvDtype {
+        self.dtype
     }
 
     /// Caps the pool at `max_blocks` blocks (blocks already allocated stay).
@@ -136,6 +255,23 @@ impl KvCache {
         }
     }
 
+    /// Bytes of keys and values allocated (sliding parts that were freed do not count).
+    pub fn bytes_allocated(&self) -> usize {
+        let values: usize = self
+            .storage
+            .iter()
+            .chain(&self.sliding_storage)
+            .map(KvBuffer::len)
+            .sum();
+        values * self.dtype.size_bytes()
+    }
+
+    /// Bytes one block takes when all its parts are allocated (keys and values of
+    /// [`KV_BLOCK_SIZE`] positions in every layer), to size the pool by memory.
+    pub fn bytes_per_block(&self) -> usize {
+        (self.full_block_size() + self.sliding_block_size()) * self.dtype.size_bytes()
+    }
+
     /// Blocks that can still be given to sequences (free, never allocated, or
     /// holding an evictable cached prefix).
     pub fn n_blocks_available(&self) -> usize {
@@ -166,8 +302,14 @@ impl KvCache {
         }
     }
 
-    /// Keeps only the first `n_pos` positions of a sequence.
+    /// Keeps only the first `n_pos` positions of a sequence. With sliding-window layers
+    /// it may keep fewer (see [`KvCache::seq_len`]): the window before the new end must
+    /// still be held.
     pub fn truncate(&mut self, seq_id: SeqId, n_pos: usize) {
+        let n_pos = match self.seqs.get(&seq_id) {
+            Some(table) => self.resumable_len(&table.blocks, n_pos.min(table.n_pos)),
+            None => return,
+        };
         let Some(table) = self.seqs.get_mut(&seq_id) else {
             return;
         };
@@ -218,10 +360,17 @@ impl KvCache {
             let Some(&block) = self.by_hash.get(&hash) else {
                 break;
             };
-            self.retain(block);
             table.blocks.push(block);
             table.hashes.push(hash);
             parent = hash;
+        }
+        // The prefix must end where the sliding layers still hold their window.
+        let n_blocks =
+            self.resumable_len(&table.blocks, table.blocks.len() * KV_BLOCK_SIZE) / KV_BLOCK_SIZE;
+        table.blocks.truncate(n_blocks);
+        table.hashes.truncate(n_blocks);
+        for &block in &table.blocks {
+            self.retain(block);
         }
         table.n_pos = table.blocks.len() * KV_BLOCK_SIZE;
         self.prefix_lookup_tokens += tokens.len() as u64;
@@ -267,11 +416,50 @@ impl KvCache {
         true
     }
 
-    /// Marks the first `n_pos` positions of `seq_id` as cached.
+    /// Marks the first `n_pos` positions of `seq_id` as cached, and frees the sliding
+    /// layers' part of its blocks that no later query of it can see (unless another
+    /// sequence holds the block too).
     pub(crate) fn set_len(&mut self, seq_id: SeqId, n_pos: usize) {
-        if let Some(seq) = self.seqs.get_mut(&seq_id) {
-            seq.n_pos = n_pos;
+        let Some(seq) = self.seqs.get_mut(&seq_id) else {
+            return;
+        };
+        seq.n_pos = n_pos;
+        if self.window == 0 {
+            return;
         }
+        // Later queries are at n_pos or after and see keys from n_pos + 1 - window on;
+        // one block more is kept so that a prefix ending at the last block boundary
+        // (where attach_prefix cuts) still has its window.
+        let first_kept = (n_pos + 1).saturating_sub(self.window + KV_BLOCK_SIZE);
+        for &block in seq.blocks.iter().take(first_kept / KV_BLOCK_SIZE) {
+            if self.ref_count[block] == 1 {
+                self.sliding_storage[block] = KvBuffer::zeros(self.dtype, 0);
+            }
+        }
+    }
+
+    /// The largest `p <= n_pos` (a whole number of blocks when below `n_pos`) from
+    /// which a sequence with `blocks` can go on: every block the sliding layers' window
+    /// before `p` covers still holds its sliding part.
+    fn resumable_len(&self, blocks: &[usize], n_pos: usize) -> usize {
+        if self.window == 0 {
+            return n_pos;
+        }
+        let mut p = n_pos;
+        while p > 0 {
+            let first_seen = (p + 1).saturating_sub(self.window) / KV_BLOCK_SIZE;
+            let last = (p - 1) / KV_BLOCK_SIZE;
+            let freed = (first_seen..=last).rev().find(|&i| {
+                blocks
+                    .get(i)
+                    .is_some_and(|&b| self.sliding_storage[b].is_empty())
+            });
+            match freed {
+                Some(i) => p = i * KV_BLOCK_SIZE,
+                None => break,
+            }
+        }
+        p
     }
 
     /// Writes the key and value of `seq_id` at `pos` in `layer` (space reserved before).
@@ -291,40 +479,86 @@ impl KvCache {
         else {
             return;
         };
-        let (keys, values) = self.layer_offsets(layer);
+        let (sliding, keys, values) = self.layer_offsets(layer);
         let row = (pos % KV_BLOCK_SIZE) * w;
-        let data = &mut self.storage[block];
-        data[keys + row..keys + row + w].copy_from_slice(key);
-        data[values + row..values + row + w].copy_from_slice(value);
+        let sliding_size = self.sliding_block_size();
+        let data = if sliding {
+            let data = &mut self.sliding_storage[block];
+            if data.is_empty() {
+                // Only a freed block's old positions are gone; writing a new one
+                // (never the case in a forward pass) gets fresh space.
+                *data = KvBuffer::zeros(self.dtype, sliding_size);
+            }
+            data
+        } else {
+            &mut self.storage[block]
+        };
+        data.write(keys + row, &key[..w.min(key.len())]);
+        data.write(values + row, &value[..w.min(value.len())]);
     }
 
     /// The key blocks and value blocks (`[KV_BLOCK_SIZE, kv_width]` each) that hold the
     /// first `n_pos` positions of `seq_id` in `layer`, in position order.
-    pub(crate) fn layer_blocks(
-        &self,
-        seq_id: SeqId,
-        layer: usize,
-        n_pos: usize,
-    ) -> LayerBlocks<'_> {
+    pub(crate) fn layer_blocks(&self, seq_id: SeqId, layer: usize, n_pos: usize) -> LayerKv<'_> {
         let plane = KV_BLOCK_SIZE * self.kv_width;
-        let (k_off, v_off) = self.layer_offsets(layer);
+        let (sliding, k_off, v_off) = self.layer_offsets(layer);
         let blocks = self.seqs.get(&seq_id).map_or(&[][..], |t| &t.blocks[..]);
         let used = &blocks[..n_pos.div_ceil(KV_BLOCK_SIZE).min(blocks.len())];
-        let keys = used
-            .iter()
-            .map(|&b| &self.storage[b][k_off..k_off + plane])
-            .collect();
-        let values = used
-            .iter()
-            .map(|&b| &self.storage[b][v_off..v_off + plane])
-            .collect();
-        LayerBlocks { keys, values }
+        let storage = if sliding {
+            &self.sliding_storage
+        } else {
+            &self.storage
+        };
+        // A freed sliding part reads as empty: it lies before every query's window.
+        fn part<T>(data: &[T], off: usize, plane: usize) -> &[T] {
+            data.get(off..off + plane).unwrap_or(&[])
+        }
+        match self.dtype {
+            KvDtype::F32 => {
+                let data = |b: usize| match &storage[b] {
+                    KvBuffer::F32(data) => &data[..],
+                    KvBuffer::F16(_) => &[],
+                };
+                LayerKv::F32(LayerBlocks {
+                    keys: used.iter().map(|&b| part(data(b), k_off, plane)).collect(),
+                    values: used.iter().map(|&b| part(data(b), v_off, plane)).collect(),
+                })
+            }
+            KvDtype::F16 => {
+                let data = |b: usize| match &storage[b] {
+                    KvBuffer::F16(data) => &data[..],
+                    KvBuffer::F32(_) => &[],
+                };
+                LayerKv::F16(LayerBlocks {
+                    keys: used.iter().map(|&b| part(data(b), k_off, plane)).collect(),
+                    values: used.iter().map(|&b| part(data(b), v_off, plane)).collect(),
+                })
+            }
+        }
     }
 
-    /// Offsets of a layer's keys and values inside a block.
-    fn layer_offsets(&self, layer: usize) -> (usize, usize) {
+    /// Whether a layer's keys and values are in the sliding part of a block, and
+    /// their offsets inside that part.
+    fn layer_offsets(&self, layer: usize) -> (bool, usize, usize) {
         let plane = KV_BLOCK_SIZE * self.kv_width;
-        (layer * 2 * plane, layer * 2 * plane + plane)
+        let (sliding, slot) = self
+            .layer_slots
+            .get(layer)
+            .copied()
+            .unwrap_or((false, layer));
+        (sliding, slot * 2 * plane, slot * 2 * plane + plane)
+    }
+
+    /// Values in a block's full-attention part.
+    fn full_block_size(&self) -> usize {
+        let n_full = self.layer_slots.iter().filter(|s| !s.0).count();
+        n_full * 2 * KV_BLOCK_SIZE * self.kv_width
+    }
+
+    /// Values in a block's sliding part.
+    fn sliding_block_size(&self) -> usize {
+        let n_sliding = self.layer_slots.iter().filter(|s| s.0).count();
+        n_sliding * 2 * KV_BLOCK_SIZE * self.kv_width
     }
 
     /// A block for new positions: a free one, a new one, or the oldest evictable
@@ -333,8 +567,9 @@ impl KvCache {
         let block = if let Some(block) = self.free.pop() {
             block
         } else if self.storage.len() < self.max_blocks {
-            let size = self.n_layer * 2 * KV_BLOCK_SIZE * self.kv_width;
-            self.storage.push(vec![0.0; size]);
+            self.storage
+                .push(KvBuffer::zeros(self.dtype, self.full_block_size()));
+            self.sliding_storage.push(KvBuffer::zeros(self.dtype, 0));
             self.ref_count.push(0);
             self.block_hash.push(None);
             self.released_at.push(0);
@@ -347,6 +582,10 @@ impl KvCache {
             block
         };
         self.ref_count[block] = 1;
+        let sliding_size = self.sliding_block_size();
+        if self.sliding_storage[block].len() != sliding_size {
+            self.sliding_storage[block] = KvBuffer::zeros(self.dtype, sliding_size);
+        }
         Some(block)
     }
 
@@ -383,6 +622,8 @@ impl KvCache {
         };
         let copy = self.storage[shared].clone();
         self.storage[own] = copy;
+        let copy = self.sliding_storage[shared].clone();
+        self.sliding_storage[own] = copy;
         if let Some(table) = self.seqs.get_mut(&seq_id) {
             table.blocks[index] = own;
         }
@@ -402,11 +643,19 @@ fn block_hash(parent: u64, tokens: &[u32]) -> u64 {
 mod tests {
     use super::*;
 
+    /// The f32 blocks of a cache made with the default type.
+    fn f32_blocks(kv: LayerKv<'_>) -> LayerBlocks<'_, f32> {
+        match kv {
+            LayerKv::F32(blocks) => blocks,
+            LayerKv::F16(_) => panic!("an f32 cache returned f16 blocks"),
+        }
+    }
+
     fn filled(cache: &mut KvCache, seq_id: SeqId, tokens: &[u32]) {
         let start = cache.seq_len(seq_id);
         assert!(cache.reserve(seq_id, tokens.len()));
         for pos in start..tokens.len() {
-            for layer in 0..cache.n_layer {
+            for layer in 0..cache.layer_slots.len() {
                 let key = vec![(pos * 10 + layer) as f32; cache.kv_width];
                 let value = vec![-((pos * 10 + layer) as f32); cache.kv_width];
                 cache.write(seq_id, layer, pos, &key, &value);
@@ -431,7 +680,7 @@ mod tests {
         assert_eq!(cache.usage().blocks_used, 4);
         // The first 40 rows of a sequence's blocks in layer 1, flattened.
         let rows = |cache: &KvCache, seq_id| {
-            let LayerBlocks { keys, values } = cache.layer_blocks(seq_id, 1, 40);
+            let LayerBlocks { keys, values } = f32_blocks(cache.layer_blocks(seq_id, 1, 40));
             let flat = |blocks: Vec<&[f32]>| -> Vec<f32> {
                 let mut all: Vec<f32> = blocks.concat();
                 all.truncate(40 * 3);
@@ -477,5 +726,69 @@ mod tests {
         let prompt: Vec<u32> = (0..32).collect();
         filled(&mut cache, 0, &prompt);
         assert_eq!(cache.attach_prefix(1, &prompt), 16);
+    }
+
+    #[test]
+    fn sliding_layers_free_what_the_window_left_behind() {
+        // Layer 0 slides over 20 positions, layer 1 sees everything.
+        let mut cache = KvCache::with_sliding_window(2, 3, 1024, &[true, false], 20);
+        let prompt: Vec<u32> = (0..200).collect();
+        filled(&mut cache, 0, &prompt);
+        let per_layer_block = 2 * KV_BLOCK_SIZE * 3 * 4;
+        // 13 blocks of the full layer; the sliding layer keeps blocks 10..=12 (the
+        // window 181..200 and one block of slack for prefixes ending at 176).
+        assert_eq!(
+            cache.bytes_allocated(),
+            13 * per_layer_block + 3 * per_layer_block
+        );
+        let LayerBlocks { keys, .. } = f32_blocks(cache.layer_blocks(0, 0, 200));
+        assert_eq!(keys[11][3 * (181 - 176)], 1810.0);
+        assert!(keys[9].is_empty() && !keys[10].is_empty());
+
+        // A second copy of the prompt reuses the 12 full blocks: the window of 192
+        // (173..192) lies in the held blocks 10 and 11.
+        assert_eq!(cache.attach_prefix(1, &prompt), 192);
+        filled(&mut cache, 1, &prompt);
+        let LayerBlocks { keys, .. } = f32_blocks(cache.layer_blocks(1, 0, 200));
+        assert_eq!(keys[12][3 * (199 - 192)], 1990.0);
+
+        // Truncation keeps a length whose window is held: 195 (window 176..195 in
+        // blocks 11, 12); 150 would need block 8 and 9, which are gone, and so would
+        // every shorter length but 0.
+        cache.truncate(0, 195);
+        assert_eq!(cache.seq_len(0), 195);
+        cache.truncate(0, 150);
+        assert_eq!(cache.seq_len(0), 0);
+        cache.remove(0);
+        cache.remove(1);
+
+        // Without sliding layers nothing is freed.
+        let mut plain = KvCache::new(2, 3, 1024);
+        filled(&mut plain, 0, &prompt);
+        assert_eq!(plain.bytes_allocated(), 13 * 2 * per_layer_block);
+    }
+
+    #[test]
+    fn an_f16_cache_rounds_once_and_takes_half_the_bytes() {
+        let prompt: Vec<u32> = (0..40).collect();
+        let mut wide = KvCache::new(2, 3, 64);
+        filled(&mut wide, 0, &prompt);
+        let mut half = KvCache::new(2, 3, 64).with_dtype(KvDtype::F16);
+        assert_eq!(half.dtype(), KvDtype::F16);
+        assert!(half.reserve(0, 40));
+        let key = [1.0f32 / 3.0, -2.5e-3, 70000.0];
+        half.write(0, 1, 33, &key, &[0.1, 0.2, 0.3]);
+        half.set_len(0, 40);
+        assert_eq!(half.bytes_allocated() * 2, wide.bytes_allocated());
+        assert_eq!(half.bytes_per_block(), 2 * 2 * KV_BLOCK_SIZE * 3 * 2);
+        assert_eq!(wide.bytes_per_block(), 2 * half.bytes_per_block());
+        let LayerKv::F16(blocks) = half.layer_blocks(0, 1, 40) else {
+            panic!("an f16 cache returned f32 blocks");
+        };
+        let stored: Vec<f32> = blocks.keys[2][3..6].iter().map(|x| x.to_f32()).collect();
+        let want: Vec<f32> = key.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
+        assert_eq!(stored, want);
+        // A type set on a cache already in use is ignored.
+        assert_eq!(half.with_dtype(KvDtype::F32).dtype(), KvDtype::F16);
     }
 }

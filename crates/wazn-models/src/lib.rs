@@ -1,22 +1,29 @@
-//! wazn's model architectures. Each architecture is one file that reads like the
-//! paper: hyper-parameters from the file's metadata, the weights by name, and the
-//! forward pass over a [`Batch`] of rows from any number of sequences.
+//! wazn's model architectures (Llama, gpt-oss), from a GGUF file or a Hugging Face
+//! folder ([`ModelSource`], [`load_model_from`]). Each architecture reads like the
+//! paper: hyper-parameters from the file's metadata or `config.json`, the weights by
+//! name, and the forward pass over a [`Batch`] of rows from any number of sequences;
+//! the pieces they share (attention over the paged cache, biased linear layers,
+//! logits) are in `layers`.
 //!
 //! This crate knows nothing of HTTP or sampling.
 
 pub mod batch;
 pub mod error;
+pub mod gpt_oss;
+mod hf_config;
 pub mod kv_cache;
+mod layers;
 pub mod llama;
 mod load;
+pub mod rope_scaling;
 pub mod weights;
 
 pub use batch::{Batch, BatchRow, Logits, SeqId};
 pub use error::ModelError;
-pub use kv_cache::KvCache;
-pub use load::{load_model, SUPPORTED_ARCHITECTURES};
+pub use kv_cache::{KvCache, KvDtype};
+pub use load::{load_model, load_model_from, ModelSource, SUPPORTED_ARCHITECTURES};
 
-use wazn_kernels::{Activations, ThreadPool};
+use wazn_kernels::{Activations, DType, ThreadPool};
 
 /// Choices made when a model is loaded.
 #[derive(Clone, Copy, Debug, Default)]
@@ -25,10 +32,28 @@ pub struct ModelOptions {
     pub activations: Activations,
 }
 
+impl ModelOptions {
+    /// The number type of a KV cache whose keys and values come from products with
+    /// weights of the types `kv_weights` (the K and V projections). f16, as llama.cpp
+    /// stores its cache, where those products already round their inputs to 8 bits
+    /// (quantized activations and quantized weights): the f16 rounding is far below
+    /// theirs, and the cache takes half the memory and attention reads half the bytes.
+    /// f32 otherwise: with f32 activations (the reference path) or float weights every
+    /// number of the forward pass stays f32, and the cache does not spoil that.
+    pub fn kv_dtype(&self, kv_weights: &[DType]) -> KvDtype {
+        let rounded = kv_weights.iter().all(|d| d.vec_dot_type() != DType::F32);
+        match self.activations {
+            Activations::Quantized if rounded && !kv_weights.is_empty() => KvDtype::F16,
+            _ => KvDtype::F32,
+        }
+    }
+}
+
 /// Facts about a loaded model that the layers above it need.
 #[derive(Clone, Debug)]
 pub struct ModelInfo {
-    /// `general.architecture` of the file, e.g. `llama`.
+    /// The architecture as GGUF's `general.architecture` names it (`llama`, `gpt-oss`),
+    /// whichever format the model came from.
     pub architecture: String,
     pub n_vocab: usize,
     /// The context length the model was trained for.

@@ -1,23 +1,28 @@
-//! The Llama family (Llama 2 / 3, SmolLM2, Mistral-style) as GGUF stores it.
+//! The Llama family (Llama 2 / 3, SmolLM2, Mistral-style), from GGUF or a Hugging
+//! Face folder (`LlamaForCausalLM`).
 //!
 //! Pre-norm decoder blocks:
 //!   h = h + W_o · Attention(RoPE(W_q · n), RoPE(W_k · n), W_v · n),  n = RMSNorm(h)
 //!   h = h + W_down · (silu(W_gate · n) ⊙ (W_up · n)),                n = RMSNorm(h)
 //! then a final RMSNorm and the output projection (tied to the embedding when the
-//! file has no `output.weight`). Grouped-query attention; RoPE rotates adjacent
-//! pairs, since GGUF's converter undoes Hugging Face's half-split permutation.
+//! file has no output matrix). Grouped-query attention. RoPE rotates half-split pairs
+//! in Hugging Face checkpoints and adjacent pairs in GGUF, whose converter permutes
+//! the rows of the query and key matrices.
 
 use std::sync::Arc;
 
-use wazn_formats::{GgufFile, Metadata};
-use wazn_kernels::attention::{attend, AttentionShape, KvBlocks};
+use wazn_formats::{GgufFile, HfFolder, Metadata};
+use wazn_kernels::attention::AttentionShape;
 use wazn_kernels::ops::{add_assign, rms_norm, swiglu, Rope, RopeLayout};
-use wazn_kernels::pool::SyncMutPtr;
-use wazn_kernels::{matmul, Activations, ThreadPool};
+use wazn_kernels::{Activations, ThreadPool};
 
-use crate::batch::{Batch, Logits, SeqId};
+use crate::batch::{Batch, Logits};
 use crate::error::ModelError;
-use crate::kv_cache::{KvCache, LayerBlocks, KV_BLOCK_SIZE};
+use crate::hf_config::HfConfig;
+use crate::kv_cache::{KvCache, KvDtype};
+use crate::layers::{self, AttentionParams, Compute};
+use crate::load::ModelSource;
+use crate::rope_scaling::Llama3Scaling;
 use crate::weights::{MatrixRef, Weights};
 use crate::{Model, ModelInfo, ModelOptions};
 
@@ -36,7 +41,12 @@ pub struct LlamaConfig {
     pub rope_theta: f32,
     /// Linear RoPE scaling: positions are divided by this factor.
     pub rope_linear_factor: f32,
+    /// Llama 3's frequency schedule (Hugging Face `rope_scaling`; GGUF bakes it into
+    /// `rope_freqs.weight` instead).
+    pub llama3_scaling: Option<Llama3Scaling>,
     pub rms_eps: f32,
+    /// The output projection is the embedding table.
+    pub tied_embeddings: bool,
 }
 
 impl LlamaConfig {
@@ -98,7 +108,65 @@ impl LlamaConfig {
             n_rot,
             rope_theta: md.get_f32(&key("rope.freq_base"))?.unwrap_or(10000.0),
             rope_linear_factor,
+            llama3_scaling: None,
             rms_eps,
+            tied_embeddings: false,
+        })
+    }
+
+    /// Hyper-parameters from a Hugging Face `config.json`.
+    fn from_hf_config(cfg: &HfConfig<'_>) -> Result<Self, ModelError> {
+        let n_embd = cfg.usize("hidden_size")?;
+        let n_head = cfg.usize("num_attention_heads")?;
+        let n_kv_head = cfg.opt_usize("num_key_value_heads")?.unwrap_or(n_head);
+        if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 {
+            return Err(cfg.error(format!(
+                "{n_head} attention heads cannot share {n_kv_head} key/value heads"
+            )));
+        }
+        let head_dim = cfg.opt_usize("head_dim")?.unwrap_or(n_embd / n_head);
+        if head_dim == 0 || head_dim % 2 != 0 {
+            return Err(cfg.error(format!("head_dim {head_dim} must be even and non-zero")));
+        }
+        if cfg.opt_bool("attention_bias")? == Some(true) || cfg.opt_bool("mlp_bias")? == Some(true)
+        {
+            return Err(cfg.error("Llama with biases is not supported".into()));
+        }
+        let (mut rope_linear_factor, mut llama3_scaling) = (1.0, None);
+        match cfg.rope_type() {
+            None => {}
+            Some("linear") => rope_linear_factor = cfg.rope_f64("factor")?.unwrap_or(1.0) as f32,
+            Some("llama3") => {
+                let need = |key: &str| {
+                    cfg.rope_f64(key)?
+                        .ok_or_else(|| cfg.error(format!("llama3 RoPE scaling needs \"{key}\"")))
+                };
+                llama3_scaling = Some(Llama3Scaling {
+                    factor: need("factor")?,
+                    low_freq_factor: need("low_freq_factor")?,
+                    high_freq_factor: need("high_freq_factor")?,
+                    original_context: need("original_max_position_embeddings")?,
+                });
+            }
+            Some(other) => {
+                return Err(cfg.error(format!("RoPE scaling '{other}' is not supported for llama")))
+            }
+        }
+        Ok(LlamaConfig {
+            n_vocab: cfg.usize("vocab_size")?,
+            n_ctx_train: cfg.opt_usize("max_position_embeddings")?.unwrap_or(4096),
+            n_embd,
+            n_layer: cfg.usize("num_hidden_layers")?,
+            n_ff: cfg.usize("intermediate_size")?,
+            n_head,
+            n_kv_head,
+            head_dim,
+            n_rot: head_dim,
+            rope_theta: cfg.rope_theta()?.unwrap_or(10000.0) as f32,
+            rope_linear_factor,
+            llama3_scaling,
+            rms_eps: cfg.opt_f64("rms_norm_eps")?.unwrap_or(1e-6) as f32,
+            tied_embeddings: cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
         })
     }
 
@@ -111,7 +179,7 @@ impl LlamaConfig {
     }
 }
 
-/// The weights of one decoder block, named as in the file.
+/// The weights of one decoder block.
 struct Block {
     attn_norm: Vec<f32>,
     attn_q: MatrixRef,
@@ -124,6 +192,43 @@ struct Block {
     ffn_down: MatrixRef,
 }
 
+/// Tensor names of one file format.
+struct Names {
+    token_embd: &'static str,
+    output_norm: &'static str,
+    output: &'static str,
+    /// Block `i`'s tensor for a GGUF-style short name (`attn_q`, `ffn_norm`, ...).
+    block: fn(usize, &str) -> String,
+}
+
+const GGUF_NAMES: Names = Names {
+    token_embd: "token_embd.weight",
+    output_norm: "output_norm.weight",
+    output: "output.weight",
+    block: |i, t| format!("blk.{i}.{t}.weight"),
+};
+
+const HF_NAMES: Names = Names {
+    token_embd: "model.embed_tokens.weight",
+    output_norm: "model.norm.weight",
+    output: "lm_head.weight",
+    block: |i, t| {
+        let hf = match t {
+            "attn_norm" => "input_layernorm",
+            "attn_q" => "self_attn.q_proj",
+            "attn_k" => "self_attn.k_proj",
+            "attn_v" => "self_attn.v_proj",
+            "attn_output" => "self_attn.o_proj",
+            "ffn_norm" => "post_attention_layernorm",
+            "ffn_gate" => "mlp.gate_proj",
+            "ffn_up" => "mlp.up_proj",
+            "ffn_down" => "mlp.down_proj",
+            other => other,
+        };
+        format!("model.layers.{i}.{hf}.weight")
+    },
+};
+
 pub struct Llama {
     cfg: LlamaConfig,
     info: ModelInfo,
@@ -131,73 +236,115 @@ pub struct Llama {
     token_embd: MatrixRef,
     blocks: Vec<Block>,
     output_norm: Vec<f32>,
-    /// `output.weight`, or `token_embd.weight` when the embedding is tied.
+    /// The output matrix, or the token embedding when the embedding is tied.
     output: MatrixRef,
     rope: Rope,
     activations: Activations,
+    /// The number type of its KV cache ([`ModelOptions::kv_dtype`]).
+    kv_dtype: KvDtype,
 }
 
 impl Llama {
+    /// A Llama from a GGUF file (`general.architecture` names the family).
     pub fn load(file: Arc<GgufFile>, options: &ModelOptions) -> Result<Self, ModelError> {
         let arch = file.architecture()?.to_string();
-        let weights = Weights::new(file);
-        let embd_info = weights.file().tensor("token_embd.weight").ok_or_else(|| {
-            ModelError::MissingTensor {
-                name: "token_embd.weight".into(),
-            }
-        })?;
+        let embd_info =
+            file.tensor(GGUF_NAMES.token_embd)
+                .ok_or_else(|| ModelError::MissingTensor {
+                    name: GGUF_NAMES.token_embd.into(),
+                })?;
         let n_vocab = match embd_info.dims.as_slice() {
             [_, n] => *n as usize,
             dims => {
                 return Err(ModelError::TensorShape {
-                    name: "token_embd.weight".into(),
+                    name: GGUF_NAMES.token_embd.into(),
                     actual: dims.to_vec(),
                     expected: vec![0, 0],
                 })
             }
         };
-        let cfg = LlamaConfig::from_metadata(weights.file().metadata(), &arch, n_vocab)?;
-        let (d, q, kv, ff) = (cfg.n_embd, cfg.q_width(), cfg.kv_width(), cfg.n_ff);
-
-        let token_embd = weights.matrix("token_embd.weight", n_vocab, d)?;
-        let blocks = (0..cfg.n_layer)
-            .map(|i| {
-                let name = |t: &str| format!("blk.{i}.{t}.weight");
-                Ok(Block {
-                    attn_norm: weights.vector(&name("attn_norm"), d)?,
-                    attn_q: weights.matrix(&name("attn_q"), q, d)?,
-                    attn_k: weights.matrix(&name("attn_k"), kv, d)?,
-                    attn_v: weights.matrix(&name("attn_v"), kv, d)?,
-                    attn_output: weights.matrix(&name("attn_output"), d, q)?,
-                    ffn_norm: weights.vector(&name("ffn_norm"), d)?,
-                    ffn_gate: weights.matrix(&name("ffn_gate"), ff, d)?,
-                    ffn_up: weights.matrix(&name("ffn_up"), ff, d)?,
-                    ffn_down: weights.matrix(&name("ffn_down"), d, ff)?,
-                })
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
-        let output_norm = weights.vector("output_norm.weight", d)?;
-        let output = if weights.has("output.weight") {
-            weights.matrix("output.weight", n_vocab, d)?
-        } else {
-            token_embd
-        };
-
-        // Llama 3's long-context scaling ships as per-pair frequency divisors.
-        let mut freq_factors = if weights.has("rope_freqs.weight") {
-            weights.vector("rope_freqs.weight", cfg.n_rot / 2)?
-        } else {
-            vec![1.0; cfg.n_rot / 2]
-        };
-        freq_factors
-            .iter_mut()
-            .for_each(|f| *f *= cfg.rope_linear_factor);
-        let rope = Rope::new(
+        let mut cfg = LlamaConfig::from_metadata(file.metadata(), &arch, n_vocab)?;
+        cfg.tied_embeddings = file.tensor(GGUF_NAMES.output).is_none();
+        let weights = Weights::new(ModelSource::Gguf(file));
+        Self::build(
+            cfg,
+            arch,
+            weights,
+            &GGUF_NAMES,
             RopeLayout::Adjacent,
-            cfg.n_rot,
-            cfg.rope_theta,
-            Some(&freq_factors),
+            options,
+        )
+    }
+
+    /// A Llama from a Hugging Face folder (`model_type: "llama"`).
+    pub fn load_hf(folder: Arc<HfFolder>, options: &ModelOptions) -> Result<Self, ModelError> {
+        let cfg = LlamaConfig::from_hf_config(&HfConfig::new(&folder))?;
+        let weights = Weights::new(ModelSource::HfFolder(folder));
+        Self::build(
+            cfg,
+            "llama".to_string(),
+            weights,
+            &HF_NAMES,
+            RopeLayout::HalfSplit,
+            options,
+        )
+    }
+
+    fn build(
+        cfg: LlamaConfig,
+        arch: String,
+        mut weights: Weights,
+        names: &Names,
+        layout: RopeLayout,
+        options: &ModelOptions,
+    ) -> Result<Self, ModelError> {
+        let (n_vocab, d, q, kv, ff) = (
+            cfg.n_vocab,
+            cfg.n_embd,
+            cfg.q_width(),
+            cfg.kv_width(),
+            cfg.n_ff,
         );
+        let token_embd = weights.matrix(names.token_embd, n_vocab, d)?;
+        let mut blocks = Vec::with_capacity(cfg.n_layer);
+        for i in 0..cfg.n_layer {
+            let name = |t: &str| (names.block)(i, t);
+            blocks.push(Block {
+                attn_norm: weights.vector(&name("attn_norm"), d)?,
+                attn_q: weights.matrix(&name("attn_q"), q, d)?,
+                attn_k: weights.matrix(&name("attn_k"), kv, d)?,
+                attn_v: weights.matrix(&name("attn_v"), kv, d)?,
+                attn_output: weights.matrix(&name("attn_output"), d, q)?,
+                ffn_norm: weights.vector(&name("ffn_norm"), d)?,
+                ffn_gate: weights.matrix(&name("ffn_gate"), ff, d)?,
+                ffn_up: weights.matrix(&name("ffn_up"), ff, d)?,
+                ffn_down: weights.matrix(&name("ffn_down"), d, ff)?,
+            });
+        }
+        let output_norm = weights.vector(names.output_norm, d)?;
+        let output = if cfg.tied_embeddings {
+            token_embd
+        } else {
+            weights.matrix(names.output, n_vocab, d)?
+        };
+
+        let rope = if let Some(scaling) = &cfg.llama3_scaling {
+            let inv_freq = scaling.inv_freq(cfg.rope_theta as f64, cfg.n_rot);
+            Rope::from_inv_freq(layout, cfg.n_rot, inv_freq, 1.0)
+        } else if weights.has("rope_freqs.weight") || cfg.rope_linear_factor != 1.0 {
+            // Llama 3's long-context scaling ships in GGUF as per-pair frequency divisors.
+            let mut freq_factors = if weights.has("rope_freqs.weight") {
+                weights.vector("rope_freqs.weight", cfg.n_rot / 2)?
+            } else {
+                vec![1.0; cfg.n_rot / 2]
+            };
+            freq_factors
+                .iter_mut()
+                .for_each(|f| *f *= cfg.rope_linear_factor);
+            Rope::new(layout, cfg.n_rot, cfg.rope_theta, Some(&freq_factors))
+        } else {
+            Rope::new(layout, cfg.n_rot, cfg.rope_theta, None)
+        };
 
         let matrices = blocks.iter().flat_map(|b| {
             [
@@ -219,6 +366,10 @@ impl Llama {
             kv_width: cfg.kv_width(),
             weight_bytes,
         };
+        let kv_weights: Vec<_> = blocks
+            .iter()
+            .flat_map(|b| [b.attn_k.dtype, b.attn_v.dtype])
+            .collect();
         Ok(Llama {
             cfg,
             info,
@@ -229,49 +380,12 @@ impl Llama {
             output,
             rope,
             activations: options.activations,
+            kv_dtype: options.kv_dtype(&kv_weights),
         })
     }
 
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
-    }
-
-    /// Checks the batch against the cache: known tokens, positions that continue each
-    /// sequence, room in the context. Returns each sequence's length after the batch.
-    fn check_batch(&self, batch: &Batch, kv: &KvCache) -> Result<Vec<(u32, usize)>, ModelError> {
-        let mut next_pos: Vec<(u32, usize)> = Vec::new();
-        for row in &batch.rows {
-            if row.token as usize >= self.cfg.n_vocab {
-                return Err(ModelError::TokenOutOfRange {
-                    token: row.token,
-                    n_vocab: self.cfg.n_vocab,
-                });
-            }
-            let index = match next_pos.iter().position(|(s, _)| *s == row.seq_id) {
-                Some(index) => index,
-                None => {
-                    next_pos.push((row.seq_id, kv.seq_len(row.seq_id)));
-                    next_pos.len() - 1
-                }
-            };
-            let entry = &mut next_pos[index];
-            if row.pos != entry.1 {
-                return Err(ModelError::PositionGap {
-                    seq_id: row.seq_id,
-                    pos: row.pos,
-                    cached: entry.1,
-                });
-            }
-            entry.1 += 1;
-            if entry.1 > kv.n_ctx() {
-                return Err(ModelError::ContextFull {
-                    seq_id: row.seq_id,
-                    needed: entry.1,
-                    n_ctx: kv.n_ctx(),
-                });
-            }
-        }
-        Ok(next_pos)
     }
 }
 
@@ -280,41 +394,31 @@ impl Model for Llama {
         &self.info
     }
 
+    /// A cache in the number type chosen at load ([`ModelOptions::kv_dtype`]).
+    fn new_kv_cache(&self, n_ctx: usize) -> KvCache {
+        KvCache::new(self.cfg.n_layer, self.cfg.kv_width(), n_ctx).with_dtype(self.kv_dtype)
+    }
+
     fn forward(
         &self,
         batch: &Batch,
         kv: &mut KvCache,
         pool: &ThreadPool,
     ) -> Result<Logits, ModelError> {
-        let new_lengths = self.check_batch(batch, kv)?;
-        let blocks_needed: usize = new_lengths
-            .iter()
-            .map(|&(seq_id, n_pos)| kv.blocks_needed(seq_id, n_pos))
-            .sum();
-        if blocks_needed > kv.n_blocks_available() {
-            let &(seq_id, needed) = new_lengths.first().unwrap_or(&(0, 0));
-            return Err(ModelError::ContextFull {
-                seq_id,
-                needed,
-                n_ctx: kv.seq_len(seq_id) + kv.n_blocks_available() * KV_BLOCK_SIZE,
-            });
-        }
-        for &(seq_id, n_pos) in &new_lengths {
-            kv.reserve(seq_id, n_pos);
-        }
         let cfg = &self.cfg;
-        let w = &self.weights;
+        let new_lengths = layers::check_batch(batch, kv, cfg.n_vocab)?;
+        layers::reserve_cache(kv, &new_lengths)?;
+        let compute = Compute {
+            pool,
+            weights: &self.weights,
+            activations: self.activations,
+        };
         let n = batch.len();
         let (d, q_width, kv_width) = (cfg.n_embd, cfg.q_width(), cfg.kv_width());
         let mut scratch = Vec::new();
 
         // [n, d]: the residual stream, starting from the token embeddings.
-        let mut hidden = vec![0.0f32; n * d];
-        let embd = w.view(&self.token_embd);
-        for (row, h) in batch.rows.iter().zip(hidden.chunks_exact_mut(d)) {
-            embd.dequantize_row_into(row.token as usize, h);
-        }
-
+        let mut hidden = layers::embed(&self.weights, &self.token_embd, batch);
         let mut normed = vec![0.0f32; n * d]; // [n, d]
         let mut q = vec![0.0f32; n * q_width]; // [n, n_head * head_dim]
         let mut k = vec![0.0f32; n * kv_width]; // [n, n_kv_head * head_dim]
@@ -323,11 +427,16 @@ impl Model for Llama {
         let mut proj = vec![0.0f32; n * d]; // [n, d]
         let mut gate = vec![0.0f32; n * cfg.n_ff]; // [n, n_ff]
         let mut up = vec![0.0f32; n * cfg.n_ff]; // [n, n_ff]
-        let shape = AttentionShape {
-            n_head: cfg.n_head,
-            n_kv_head: cfg.n_kv_head,
-            head_dim: cfg.head_dim,
-            scale: 1.0 / (cfg.head_dim as f32).sqrt(),
+        let params = AttentionParams {
+            shape: AttentionShape {
+                n_head: cfg.n_head,
+                n_kv_head: cfg.n_kv_head,
+                head_dim: cfg.head_dim,
+                scale: 1.0 / (cfg.head_dim as f32).sqrt(),
+            },
+            rope: &self.rope,
+            window: None,
+            sinks: None,
         };
 
         for (layer, blk) in self.blocks.iter().enumerate() {
@@ -335,144 +444,37 @@ impl Model for Llama {
             for (x, out) in hidden.chunks_exact(d).zip(normed.chunks_exact_mut(d)) {
                 rms_norm(x, &blk.attn_norm, cfg.rms_eps, out);
             }
-            matmul(
+            compute.matmul(&blk.attn_q, &normed, n, &mut q, &mut scratch);
+            compute.matmul(&blk.attn_k, &normed, n, &mut k, &mut scratch);
+            compute.matmul(&blk.attn_v, &normed, n, &mut v, &mut scratch);
+            layers::self_attention(
                 pool,
-                &w.view(&blk.attn_q),
-                &normed,
-                n,
+                batch,
+                kv,
+                layer,
+                &new_lengths,
+                &params,
                 &mut q,
-                &mut scratch,
-                self.activations,
-            );
-            matmul(
-                pool,
-                &w.view(&blk.attn_k),
-                &normed,
-                n,
                 &mut k,
-                &mut scratch,
-                self.activations,
+                &v,
+                &mut attn,
             );
-            matmul(
-                pool,
-                &w.view(&blk.attn_v),
-                &normed,
-                n,
-                &mut v,
-                &mut scratch,
-                self.activations,
-            );
-            for (i, row) in batch.rows.iter().enumerate() {
-                let pos = row.pos;
-                self.rope
-                    .apply(&mut q[i * q_width..(i + 1) * q_width], cfg.head_dim, pos);
-                self.rope
-                    .apply(&mut k[i * kv_width..(i + 1) * kv_width], cfg.head_dim, pos);
-                kv.write(
-                    row.seq_id,
-                    layer,
-                    pos,
-                    &k[i * kv_width..(i + 1) * kv_width],
-                    &v[i * kv_width..(i + 1) * kv_width],
-                );
-            }
-            // Each sequence's cache blocks in this layer, read in place.
-            let kv_blocks: Vec<(SeqId, LayerBlocks)> = new_lengths
-                .iter()
-                .map(|&(seq_id, n_pos)| (seq_id, kv.layer_blocks(seq_id, layer, n_pos)))
-                .collect();
-            let attn_out = SyncMutPtr::new(&mut attn);
-            let (kv_blocks, q_ref) = (&kv_blocks, &q);
-            pool.run(n, &|i| {
-                let row = batch.rows[i];
-                let n_keys = row.pos + 1; // causal: this position and those before it
-                let Some((_, layer_blocks)) = kv_blocks.iter().find(|(s, _)| *s == row.seq_id)
-                else {
-                    return; // every row's sequence has its blocks (check_batch)
-                };
-                let blocks = KvBlocks {
-                    block_size: KV_BLOCK_SIZE,
-                    keys: &layer_blocks.keys,
-                    values: &layer_blocks.values,
-                };
-                // SAFETY: task i writes only row i of the output.
-                let out = unsafe { attn_out.slice_mut(i * q_width, q_width) };
-                let q_row = &q_ref[i * q_width..(i + 1) * q_width];
-                attend(&shape, q_row, &blocks, n_keys, out, &mut Vec::new());
-            });
-            matmul(
-                pool,
-                &w.view(&blk.attn_output),
-                &attn,
-                n,
-                &mut proj,
-                &mut scratch,
-                self.activations,
-            );
+            compute.matmul(&blk.attn_output, &attn, n, &mut proj, &mut scratch);
             add_assign(&mut hidden, &proj);
 
             // Feed-forward (SwiGLU).
             for (x, out) in hidden.chunks_exact(d).zip(normed.chunks_exact_mut(d)) {
                 rms_norm(x, &blk.ffn_norm, cfg.rms_eps, out);
             }
-            matmul(
-                pool,
-                &w.view(&blk.ffn_gate),
-                &normed,
-                n,
-                &mut gate,
-                &mut scratch,
-                self.activations,
-            );
-            matmul(
-                pool,
-                &w.view(&blk.ffn_up),
-                &normed,
-                n,
-                &mut up,
-                &mut scratch,
-                self.activations,
-            );
+            compute.matmul(&blk.ffn_gate, &normed, n, &mut gate, &mut scratch);
+            compute.matmul(&blk.ffn_up, &normed, n, &mut up, &mut scratch);
             swiglu(&mut gate, &up);
-            matmul(
-                pool,
-                &w.view(&blk.ffn_down),
-                &gate,
-                n,
-                &mut proj,
-                &mut scratch,
-                self.activations,
-            );
+            compute.matmul(&blk.ffn_down, &gate, n, &mut proj, &mut scratch);
             add_assign(&mut hidden, &proj);
         }
         for &(seq_id, n_pos) in &new_lengths {
             kv.set_len(seq_id, n_pos);
         }
-
-        // Logits only for the rows that want them: [n_out, n_vocab].
-        let wanted: Vec<usize> = (0..n).filter(|&i| batch.rows[i].wants_logits).collect();
-        let mut final_normed = vec![0.0f32; wanted.len() * d];
-        for (&i, out) in wanted.iter().zip(final_normed.chunks_exact_mut(d)) {
-            rms_norm(
-                &hidden[i * d..(i + 1) * d],
-                &self.output_norm,
-                cfg.rms_eps,
-                out,
-            );
-        }
-        let mut logits = vec![0.0f32; wanted.len() * cfg.n_vocab];
-        matmul(
-            pool,
-            &w.view(&self.output),
-            &final_normed,
-            wanted.len(),
-            &mut logits,
-            &mut scratch,
-            self.activations,
-        );
-        Ok(Logits {
-            n_vocab: cfg.n_vocab,
-            data: logits,
-        })
+        Ok(compute.logits(batch, &hidden, &self.output_norm, cfg.rms_eps, &self.output))
     }
 }

@@ -1,19 +1,43 @@
-//! Weights by name: views into the mapped file, checked for shape and type at load.
+//! Weights by name, from a GGUF file or a Hugging Face folder, checked for shape and
+//! type at load.
+//!
+//! Matrices stay where they lie (the mapped file) in their stored type: GGUF's ggml
+//! types, or a safetensors tensor's F32 / F16 / BF16 (all in the dtype table, so BF16
+//! weights are multiplied as stored). The one exception is MXFP4 from a Hugging Face
+//! folder: its codes and scales are separate tensors in another nibble order, so they
+//! are converted once at load into ggml's MXFP4 blocks, owned here. Vectors (norm
+//! gains, biases, sinks) are small and are read into f32 at load.
+//!
+//! Shapes are given in PyTorch order (`[n_rows, n_cols]`, the last dim contiguous);
+//! GGUF lists the same dims reversed.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use wazn_formats::{GgufFile, TensorInfo};
+use wazn_formats::{GgufFile, HfFolder, SafeDtype, SafeTensorView, TensorInfo};
 use wazn_kernels::{DType, WeightMatrix};
 
 use crate::error::ModelError;
+use crate::load::ModelSource;
 
-/// Where a weight matrix `[n_rows, n_cols]` lies in the file, and its type.
+/// Where the bytes of a matrix are.
+#[derive(Clone, Copy, Debug)]
+enum Location {
+    /// A byte range of the mapped GGUF file.
+    Gguf { offset: usize },
+    /// The `i`-th tensor handed out from the Hugging Face folder (by name).
+    Hf(usize),
+    /// The `i`-th buffer converted at load.
+    Owned(usize),
+}
+
+/// A weight matrix `[n_rows, n_cols]`: its type, shape and where its bytes are.
 #[derive(Clone, Copy, Debug)]
 pub struct MatrixRef {
     pub dtype: DType,
     pub n_rows: usize,
     pub n_cols: usize,
-    offset: usize,
+    location: Location,
     n_bytes: usize,
 }
 
@@ -23,85 +47,210 @@ impl MatrixRef {
     }
 }
 
-/// The weights of one model file. Matrices stay in the mapped file, as stored;
-/// vectors (norm gains, frequency factors) are small and are read into f32 at load.
+/// The weights of one model, from either kind of source.
 pub struct Weights {
-    file: Arc<GgufFile>,
+    source: ModelSource,
+    /// Names of the folder tensors behind [`Location::Hf`].
+    hf_names: Vec<String>,
+    /// Buffers behind [`Location::Owned`].
+    owned: Vec<Vec<u8>>,
+}
+
+/// The kernel type of a safetensors dtype, for the floating-point types matrices use.
+fn safe_dtype(dtype: SafeDtype) -> Option<DType> {
+    match dtype {
+        SafeDtype::F32 => Some(DType::F32),
+        SafeDtype::F16 => Some(DType::F16),
+        SafeDtype::BF16 => Some(DType::BF16),
+        _ => None,
+    }
 }
 
 impl Weights {
-    pub fn new(file: Arc<GgufFile>) -> Self {
-        Weights { file }
+    pub fn new(source: ModelSource) -> Self {
+        Weights {
+            source,
+            hf_names: Vec::new(),
+            owned: Vec::new(),
+        }
     }
 
-    pub fn file(&self) -> &GgufFile {
-        &self.file
+    pub fn source(&self) -> &ModelSource {
+        &self.source
     }
 
-    fn info(&self, name: &str) -> Result<&TensorInfo, ModelError> {
-        self.file
-            .tensor(name)
-            .ok_or_else(|| ModelError::MissingTensor {
-                name: name.to_string(),
-            })
-    }
-
+    /// Whether the source has a tensor called `name` (for MXFP4 in a folder, the
+    /// `{name}_blocks` half counts).
     pub fn has(&self, name: &str) -> bool {
-        self.file.tensor(name).is_some()
+        match &self.source {
+            ModelSource::Gguf(file) => file.tensor(name).is_some(),
+            ModelSource::HfFolder(folder) => {
+                folder.tensor(name).is_some()
+                    || folder
+                        .tensor(&wazn_formats::mxfp4_blocks_name(name))
+                        .is_some()
+            }
+        }
     }
 
-    /// A matrix of `n_rows` rows of `n_cols` values (GGUF dims `[n_cols, n_rows]`).
+    /// A matrix of `n_rows` rows of `n_cols` values.
     pub fn matrix(
-        &self,
+        &mut self,
         name: &str,
         n_rows: usize,
         n_cols: usize,
     ) -> Result<MatrixRef, ModelError> {
-        let info = self.info(name)?;
-        let expected = [n_cols as u64, n_rows as u64];
-        if info.dims != expected {
-            return Err(ModelError::TensorShape {
-                name: name.to_string(),
-                actual: info.dims.clone(),
-                expected: expected.to_vec(),
-            });
-        }
-        let dtype = compute_dtype(info)?;
-        let as_usize = |v: u64| {
-            usize::try_from(v).map_err(|_| ModelError::TensorShape {
-                name: name.to_string(),
-                actual: info.dims.clone(),
-                expected: expected.to_vec(),
-            })
+        self.stacked(name, &[n_rows, n_cols])
+    }
+
+    /// `n_expert` matrices `[n_rows, n_cols]` stored as one tensor `[n_expert, n_rows,
+    /// n_cols]`, as one matrix of `n_expert * n_rows` rows ([`Weights::expert_view`]
+    /// picks one). MXFP4 experts of a folder are converted to ggml blocks here.
+    pub fn experts(
+        &mut self,
+        name: &str,
+        n_expert: usize,
+        n_rows: usize,
+        n_cols: usize,
+    ) -> Result<MatrixRef, ModelError> {
+        let ModelSource::HfFolder(folder) = &self.source else {
+            return self.stacked(name, &[n_expert, n_rows, n_cols]);
         };
+        let folder = Arc::clone(folder);
+        let Some(pair) = folder.mxfp4(name)? else {
+            return self.stacked(name, &[n_expert, n_rows, n_cols]);
+        };
+        let blocks_name = wazn_formats::mxfp4_blocks_name(name);
+        let in_file = |source: ModelError| hf_error(&folder, &blocks_name, source);
+        let expected = [n_expert as u64, n_rows as u64, n_cols as u64];
+        let actual = pair.logical_shape();
+        if actual != expected {
+            return Err(in_file(ModelError::TensorShape {
+                name: name.to_string(),
+                actual,
+                expected: expected.to_vec(),
+            }));
+        }
+        let dtype = DType::Mxfp4;
+        let n_bytes = dtype
+            .row_bytes(n_cols)
+            .and_then(|b| b.checked_mul(n_expert * n_rows))
+            .ok_or_else(|| {
+                in_file(ModelError::BadHyperParameter(format!(
+                    "{n_cols} columns are not whole MXFP4 blocks"
+                )))
+            })?;
+        let mut converted = vec![0u8; n_bytes];
+        wazn_kernels::dtype::mxfp4_blocks_from_hf(
+            pair.blocks.data,
+            pair.scales.data,
+            &mut converted,
+        )
+        .map_err(|e| in_file(ModelError::BadTensor(format!("{name}: {e}"))))?;
+        self.owned.push(converted);
         Ok(MatrixRef {
             dtype,
-            n_rows,
+            n_rows: n_expert * n_rows,
             n_cols,
-            offset: as_usize(info.offset)?,
-            n_bytes: as_usize(info.n_bytes)?,
+            location: Location::Owned(self.owned.len() - 1),
+            n_bytes,
         })
+    }
+
+    /// A tensor of PyTorch shape `shape` (its last dim the row length) as one matrix of
+    /// all the leading dims' rows.
+    fn stacked(&mut self, name: &str, shape: &[usize]) -> Result<MatrixRef, ModelError> {
+        let Some((&n_cols, lead)) = shape.split_last() else {
+            return Err(ModelError::BadHyperParameter(format!("{name}: no shape")));
+        };
+        let n_rows: usize = lead.iter().product();
+        match &self.source {
+            ModelSource::Gguf(file) => {
+                let info = gguf_info(file, name)?;
+                check_gguf_dims(info, shape)?;
+                let dtype = gguf_dtype(info)?;
+                let offset = to_usize(info.offset, name)?;
+                let n_bytes = to_usize(info.n_bytes, name)?;
+                Ok(MatrixRef {
+                    dtype,
+                    n_rows,
+                    n_cols,
+                    location: Location::Gguf { offset },
+                    n_bytes,
+                })
+            }
+            ModelSource::HfFolder(folder) => {
+                let view = hf_tensor(folder, name, shape)?;
+                let dtype = safe_dtype(view.dtype).ok_or_else(|| {
+                    hf_error(
+                        folder,
+                        name,
+                        ModelError::UnsupportedDType {
+                            name: name.to_string(),
+                            dtype: view.dtype.to_string(),
+                        },
+                    )
+                })?;
+                let n_bytes = view.data.len();
+                self.hf_names.push(name.to_string());
+                Ok(MatrixRef {
+                    dtype,
+                    n_rows,
+                    n_cols,
+                    location: Location::Hf(self.hf_names.len() - 1),
+                    n_bytes,
+                })
+            }
+        }
     }
 
     /// A vector of `len` values, converted to f32.
     pub fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
-        let info = self.info(name)?;
-        if info.dims != [len as u64] {
-            return Err(ModelError::TensorShape {
-                name: name.to_string(),
-                actual: info.dims.clone(),
-                expected: vec![len as u64],
-            });
+        self.tensor_f32(name, &[len])
+    }
+
+    /// A small tensor of PyTorch shape `shape`, converted to f32 (row-major).
+    pub fn tensor_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
+        let n: usize = shape.iter().product();
+        let mut out = vec![0.0f32; n];
+        match &self.source {
+            ModelSource::Gguf(file) => {
+                let info = gguf_info(file, name)?;
+                check_gguf_dims(info, shape)?;
+                let dtype = gguf_dtype(info)?;
+                (dtype.traits().to_f32)(file.tensor_data(info), &mut out);
+            }
+            ModelSource::HfFolder(folder) => {
+                let view = hf_tensor(folder, name, shape)?;
+                let Some(dtype) = safe_dtype(view.dtype) else {
+                    let err = ModelError::UnsupportedDType {
+                        name: name.to_string(),
+                        dtype: view.dtype.to_string(),
+                    };
+                    return Err(hf_error(folder, name, err));
+                };
+                (dtype.traits().to_f32)(view.data, &mut out);
+            }
         }
-        let dtype = compute_dtype(info)?;
-        let mut out = vec![0.0f32; len];
-        (dtype.traits().to_f32)(self.file.tensor_data(info), &mut out);
         Ok(out)
     }
 
     /// The bytes of a matrix as a kernel operand.
     pub fn view(&self, m: &MatrixRef) -> WeightMatrix<'_> {
-        let data = &self.file.as_bytes()[m.offset..m.offset + m.n_bytes];
+        let data: &[u8] = match (m.location, &self.source) {
+            (Location::Gguf { offset }, ModelSource::Gguf(file)) => file
+                .as_bytes()
+                .get(offset..offset + m.n_bytes)
+                .unwrap_or(&[]),
+            (Location::Hf(i), ModelSource::HfFolder(folder)) => self
+                .hf_names
+                .get(i)
+                .and_then(|name| folder.tensor(name))
+                .map_or(&[], |view| view.data),
+            (Location::Owned(i), _) => self.owned.get(i).map_or(&[], Vec::as_slice),
+            // A MatrixRef only comes from these weights, so the kinds always match.
+            _ => &[],
+        };
         WeightMatrix {
             dtype: m.dtype,
             data,
@@ -109,12 +258,87 @@ impl Weights {
             n_cols: m.n_cols,
         }
     }
+
+    /// Expert `expert` (`[rows_per_expert, n_cols]`) of a stack from [`Weights::experts`].
+    pub fn expert_view(
+        &self,
+        m: &MatrixRef,
+        expert: usize,
+        rows_per_expert: usize,
+    ) -> WeightMatrix<'_> {
+        let all = self.view(m);
+        let n_bytes = all.row_bytes() * rows_per_expert;
+        WeightMatrix {
+            dtype: m.dtype,
+            data: &all.data[expert * n_bytes..(expert + 1) * n_bytes],
+            n_rows: rows_per_expert,
+            n_cols: m.n_cols,
+        }
+    }
+}
+
+fn to_usize(v: u64, name: &str) -> Result<usize, ModelError> {
+    usize::try_from(v).map_err(|_| ModelError::BadTensor(format!("{name}: size {v} too large")))
+}
+
+fn gguf_info<'a>(file: &'a GgufFile, name: &str) -> Result<&'a TensorInfo, ModelError> {
+    file.tensor(name).ok_or_else(|| ModelError::MissingTensor {
+        name: name.to_string(),
+    })
+}
+
+/// GGUF dims are the PyTorch shape reversed.
+fn check_gguf_dims(info: &TensorInfo, shape: &[usize]) -> Result<(), ModelError> {
+    let expected: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
+    if info.dims != expected {
+        return Err(ModelError::TensorShape {
+            name: info.name.clone(),
+            actual: info.dims.clone(),
+            expected,
+        });
+    }
+    Ok(())
 }
 
 /// The kernel type of a tensor, or a clear error if wazn cannot compute with it.
-fn compute_dtype(info: &TensorInfo) -> Result<DType, ModelError> {
+fn gguf_dtype(info: &TensorInfo) -> Result<DType, ModelError> {
     DType::from_ggml_id(info.ggml_type.id()).ok_or_else(|| ModelError::UnsupportedDType {
         name: info.name.clone(),
         dtype: info.ggml_type.name().to_string(),
     })
+}
+
+/// `err`, located in the file that holds tensor `name` (the folder when none does).
+fn hf_error(folder: &HfFolder, name: &str, err: ModelError) -> ModelError {
+    let path: PathBuf = folder
+        .tensor_file(name)
+        .map_or_else(|| folder.dir().to_path_buf(), |p| p.to_path_buf());
+    ModelError::InFile {
+        path,
+        source: Box::new(err),
+    }
+}
+
+/// The folder tensor `name`, checked to have PyTorch shape `shape`.
+fn hf_tensor<'a>(
+    folder: &'a HfFolder,
+    name: &str,
+    shape: &[usize],
+) -> Result<SafeTensorView<'a>, ModelError> {
+    let Some(view) = folder.tensor(name) else {
+        let err = ModelError::MissingTensor {
+            name: name.to_string(),
+        };
+        return Err(hf_error(folder, name, err));
+    };
+    let expected: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    if view.shape != expected.as_slice() {
+        let err = ModelError::TensorShape {
+            name: name.to_string(),
+            actual: view.shape.to_vec(),
+            expected,
+        };
+        return Err(hf_error(folder, name, err));
+    }
+    Ok(view)
 }

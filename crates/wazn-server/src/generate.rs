@@ -14,8 +14,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use wazn_engine::{
     EngineError, Event, EventSink, FinishReason, Request, ServiceEvent, Submission, SubmitError,
 };
+use wazn_text::harmony::{ReplyAssembler, ReplyDelta};
 
 use crate::error::ApiError;
+use crate::harmony_answer;
 use crate::wire::Generation;
 use crate::AppState;
 
@@ -33,6 +35,8 @@ pub struct Job {
     pub generation: Generation,
     /// `Some(k)`: report each token's log-probability and its `k` best alternatives.
     pub logprobs: Option<usize>,
+    /// The model writes harmony: a chat answer is read from the generated ids.
+    pub harmony: bool,
 }
 
 /// Events of one choice, tagged with the choice's index.
@@ -125,6 +129,8 @@ struct Choice {
     finish: Option<FinishReason>,
     last_token_at: Option<Instant>,
     started: bool,
+    /// Harmony chats: the reply read from the ids (`text` is then unused).
+    reply: Option<ReplyAssembler>,
 }
 
 /// The state of a whole answer, and how to write it.
@@ -157,7 +163,12 @@ impl Answer {
             logprobs: job.logprobs,
             include_usage: job.generation.include_usage,
             started: Instant::now(),
-            choices: (0..job.generation.n).map(|_| Choice::default()).collect(),
+            choices: (0..job.generation.n)
+                .map(|_| Choice {
+                    reply: (job.harmony && job.kind == Kind::Chat).then(ReplyAssembler::new),
+                    ..Choice::default()
+                })
+                .collect(),
         }
     }
 
@@ -165,10 +176,12 @@ impl Answer {
         self.choices.iter().all(|c| c.finish.is_some())
     }
 
-    /// Adds an event to its choice, timing it.
-    fn update(&mut self, state: &AppState, index: usize, event: &Event) {
+    /// Adds an event to its choice, timing it; returns the pieces of a harmony reply it
+    /// completed.
+    fn update(&mut self, state: &AppState, index: usize, event: &Event) -> Vec<ReplyDelta> {
+        let mut deltas = Vec::new();
         let Some(choice) = self.choices.get_mut(index) else {
-            return;
+            return deltas;
         };
         if let Some(token) = event.token {
             let now = Instant::now();
@@ -186,10 +199,30 @@ impl Answer {
                     top,
                 });
             }
+            if let Some(reply) = &mut choice.reply {
+                deltas.extend(reply.push(&state.tokenizer, token));
+            }
         }
         choice.text.push_str(&event.text);
         if event.finished.is_some() {
             choice.finish = event.finished;
+            if let Some(reply) = &mut choice.reply {
+                deltas.extend(reply.finish());
+            }
+        }
+        deltas
+    }
+
+    fn tool_call_id(&self, choice: usize, index: usize) -> String {
+        harmony_answer::tool_call_id(&self.id, choice, index)
+    }
+
+    /// `finish_reason` of a choice: "tool_calls" when a harmony reply called tools.
+    fn finish_json(&self, choice: &Choice, finish: Option<FinishReason>) -> Value {
+        let reason = finish_reason(finish);
+        match &choice.reply {
+            Some(reply) => harmony_answer::finish_reason(reply.reply(), reason),
+            None => reason,
         }
     }
 
@@ -257,11 +290,17 @@ impl Answer {
             .enumerate()
             .map(|(index, c)| {
                 let logprobs = self.logprobs_json(state, &c.logprobs);
-                let finish = finish_reason(c.finish);
+                let finish = self.finish_json(c, c.finish);
+                let message = match &c.reply {
+                    Some(reply) => {
+                        harmony_answer::message_json(reply.reply(), |i| self.tool_call_id(index, i))
+                    }
+                    None => json!({ "role": "assistant", "content": c.text }),
+                };
                 match self.kind {
                     Kind::Chat => json!({
                         "index": index,
-                        "message": { "role": "assistant", "content": c.text },
+                        "message": message,
                         "logprobs": logprobs,
                         "finish_reason": finish,
                     }),
@@ -302,7 +341,7 @@ impl Answer {
     /// The chunks one event turns into.
     fn event_chunks(&mut self, state: &AppState, index: usize, event: &Event) -> Vec<Value> {
         let before = self.choices.get(index).map_or(0, |c| c.logprobs.len());
-        self.update(state, index, event);
+        let deltas = self.update(state, index, event);
         let Some(choice) = self.choices.get(index) else {
             return Vec::new();
         };
@@ -321,7 +360,27 @@ impl Answer {
                         "finish_reason": Value::Null,
                     })]));
                 }
-                if has_content {
+                if choice.reply.is_some() {
+                    // One chunk per piece of the reply; the token's log-probabilities ride
+                    // on the first (or on an empty delta when the token added no text).
+                    let mut logprobs = Some(logprobs).filter(|l| !l.is_null());
+                    for delta in &deltas {
+                        chunks.push(self.chunk(vec![json!({
+                            "index": index,
+                            "delta": harmony_answer::delta_json(delta, |i| self.tool_call_id(index, i)),
+                            "logprobs": logprobs.take().unwrap_or(Value::Null),
+                            "finish_reason": Value::Null,
+                        })]));
+                    }
+                    if let Some(logprobs) = logprobs {
+                        chunks.push(self.chunk(vec![json!({
+                            "index": index,
+                            "delta": {},
+                            "logprobs": logprobs,
+                            "finish_reason": Value::Null,
+                        })]));
+                    }
+                } else if has_content {
                     chunks.push(self.chunk(vec![json!({
                         "index": index,
                         "delta": { "content": event.text },
@@ -334,7 +393,7 @@ impl Answer {
                         "index": index,
                         "delta": {},
                         "logprobs": Value::Null,
-                        "finish_reason": finish_reason(event.finished),
+                        "finish_reason": self.finish_json(choice, event.finished),
                     })]));
                 }
             }
@@ -376,7 +435,9 @@ async fn collect(
     while !answer.done() {
         match rx.recv().await {
             Some((_, ServiceEvent::Rejected(err))) => return Err(rejected(err)),
-            Some((index, ServiceEvent::Event(event))) => answer.update(&state, index, &event),
+            Some((index, ServiceEvent::Event(event))) => {
+                answer.update(&state, index, &event);
+            }
             None => return Err(ApiError::unavailable("the engine stopped")),
         }
     }

@@ -4,6 +4,8 @@
 
 pub mod error;
 mod generate;
+mod harmony_answer;
+pub mod harmony_request;
 pub mod metrics;
 mod routes;
 pub mod wire;
@@ -20,7 +22,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use wazn_engine::{Engine, EngineHandle, ServiceOptions};
-use wazn_text::{ChatTemplate, Tokenizer};
+use wazn_text::harmony::ReasoningEffort;
+use wazn_text::{ChatFormat, Tokenizer};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -40,19 +43,23 @@ pub struct ServerOptions {
     /// Requests that may wait for a place; more get 429.
     pub max_queued: usize,
     pub body_limit_bytes: usize,
+    /// Harmony models: the reasoning effort of requests that give no `reasoning_effort`.
+    pub reasoning_effort: ReasoningEffort,
 }
 
 /// What every handler shares.
 pub struct AppState {
     pub engine: EngineHandle,
     pub tokenizer: Arc<Tokenizer>,
-    pub chat_template: Option<Arc<ChatTemplate>>,
+    /// The model's chat template or harmony; `None`: completions only.
+    pub chat_format: Option<ChatFormat>,
     pub model_id: String,
     pub n_ctx: usize,
     pub n_vocab: usize,
     pub api_key: Option<String>,
     pub metrics: Metrics,
     pub body_limit_bytes: usize,
+    pub reasoning_effort: ReasoningEffort,
     /// Unix seconds at start, reported as the model's `created`.
     pub created: u64,
     next_id: AtomicU64,
@@ -62,7 +69,7 @@ impl AppState {
     /// Starts the engine thread around `engine`.
     pub fn new(engine: Engine, options: ServerOptions) -> std::io::Result<Arc<AppState>> {
         let tokenizer = engine.shared_tokenizer();
-        let chat_template = engine.shared_chat_template();
+        let chat_format = engine.chat_format().cloned();
         let n_ctx = engine.options().n_ctx;
         let n_vocab = engine.model().info().n_vocab;
         let handle = EngineHandle::spawn(
@@ -75,13 +82,14 @@ impl AppState {
         Ok(Arc::new(AppState {
             engine: handle,
             tokenizer,
-            chat_template,
+            chat_format,
             model_id: options.model_id,
             n_ctx,
             n_vocab,
             api_key: options.api_key,
             metrics: Metrics::default(),
             body_limit_bytes: options.body_limit_bytes,
+            reasoning_effort: options.reasoning_effort,
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),

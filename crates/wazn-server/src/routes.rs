@@ -9,10 +9,11 @@ use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use wazn_text::ChatMessage;
+use wazn_text::{ChatFormat, ChatMessage};
 
 use crate::error::ApiError;
 use crate::generate::{self, Job, Kind};
+use crate::harmony_request;
 use crate::wire::{self, ChatRequest, CommonParams, CompletionRequest};
 use crate::AppState;
 
@@ -60,11 +61,6 @@ pub async fn chat_completions(
             "messages is empty; give at least one message",
         ));
     }
-    let mut messages = Vec::with_capacity(request.messages.len());
-    for (i, m) in request.messages.iter().enumerate() {
-        let role = wire::check_role(i, &m.role)?;
-        messages.push(ChatMessage::new(role, wire::message_text(i, &m.content)?));
-    }
     let logprobs = if request.logprobs {
         Some(wire::check_top_logprobs(
             "top_logprobs",
@@ -79,9 +75,35 @@ pub async fn chat_completions(
         None
     };
     let generation = request.common.check(state.n_ctx, default_seed())?;
-    let template = state.chat_template.as_ref().ok_or_else(|| {
-        ApiError::bad_request("this model has no chat template; use /v1/completions")
-    })?;
+    let template = match &state.chat_format {
+        Some(ChatFormat::Template(template)) => template,
+        Some(ChatFormat::Harmony) => {
+            let prompt_ids = harmony_request::prompt_ids(
+                &state.tokenizer,
+                &body,
+                &request,
+                state.reasoning_effort,
+            )?;
+            let job = Job {
+                kind: Kind::Chat,
+                prompt_ids,
+                generation,
+                logprobs,
+                harmony: true,
+            };
+            return generate::run(state, job).await;
+        }
+        None => {
+            return Err(ApiError::bad_request(
+                "this model has no chat template; use /v1/completions",
+            ))
+        }
+    };
+    let mut messages = Vec::with_capacity(request.messages.len());
+    for (i, m) in request.messages.iter().enumerate() {
+        let role = wire::check_role(i, &m.role)?;
+        messages.push(ChatMessage::new(role, wire::message_text(i, &m.content)?));
+    }
     let text = template
         .render(&messages, true)
         .map_err(|e| ApiError::bad_request(format!("cannot render the chat template: {e}")))?;
@@ -101,6 +123,7 @@ pub async fn chat_completions(
         prompt_ids,
         generation,
         logprobs,
+        harmony: false,
     };
     generate::run(state, job).await
 }
@@ -129,6 +152,7 @@ pub async fn completions(
         prompt_ids,
         generation,
         logprobs,
+        harmony: false,
     };
     generate::run(state, job).await
 }

@@ -77,6 +77,35 @@ pub struct ChatMessageIn {
     /// A string, a list of `{"type": "text", "text": ...}` parts, or null.
     #[serde(default)]
     pub content: Value,
+    /// An assistant turn's reasoning (harmony models; `reasoning` is read the same).
+    #[serde(default, alias = "reasoning")]
+    pub reasoning_content: Option<String>,
+    /// An assistant turn's function calls.
+    #[serde(default)]
+    pub tool_calls: Option<Vec<ToolCallIn>>,
+    /// A tool result: the call it answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+    /// A tool result: the function's name (else found through `tool_call_id`).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ToolCallIn {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    pub function: FunctionCallIn,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FunctionCallIn {
+    pub name: String,
+    /// JSON text, as OpenAI sends it.
+    #[serde(default)]
+    pub arguments: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +114,16 @@ pub struct ChatRequest {
     #[serde(default)]
     pub logprobs: bool,
     pub top_logprobs: Option<i64>,
+    /// Function tools (read again in document order where they are rendered: see
+    /// `harmony_request`).
+    #[serde(default)]
+    pub tools: Option<Value>,
+    /// "none" leaves the tools out of the prompt; "auto" and "required" keep them.
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
+    /// low, medium or high (harmony models).
+    #[serde(default)]
+    pub reasoning_effort: Option<String>,
     #[serde(flatten)]
     pub common: CommonParams,
 }

@@ -2,13 +2,17 @@
 //! incremental detokenizer that never emits half a UTF-8 character, chat templates rendered as
 //! transformers renders them, and gpt-oss's harmony format ([`harmony`]).
 
+mod chat_format;
 mod chat_template;
 mod detokenizer;
 mod error;
 pub mod harmony;
+mod model_text;
 mod tokenizer;
 
+pub use chat_format::{harmony_chat, tokenize_rendered, ChatFormat};
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use detokenizer::Detokenizer;
 pub use error::TextError;
-pub use tokenizer::{o200k_ids, TokenType, Tokenizer, TokenizerSpec};
+pub use model_text::ModelText;
+pub use tokenizer::{o200k_ids, HfSpecialTokens, TokenType, Tokenizer, TokenizerSpec};

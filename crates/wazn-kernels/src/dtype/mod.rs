@@ -11,6 +11,7 @@
 mod float;
 mod k_quants;
 mod k_quants_dot;
+mod mxfp4;
 mod q4_q5_q8;
 
 use std::fmt;
@@ -18,7 +19,11 @@ use std::sync::OnceLock;
 
 use crate::simd::Isa;
 
+pub use mxfp4::{mxfp4_blocks_from_hf, MXFP4_HF_BLOCK_BYTES};
+
 // Block layouts the SIMD kernels read.
+#[cfg(target_arch = "x86_64")]
+pub(crate) use mxfp4::{e8m0_half_scale, KVALUES, MXFP4_BYTES};
 #[cfg(target_arch = "x86_64")]
 pub(crate) use q4_q5_q8::{Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, QK};
 
@@ -41,11 +46,13 @@ pub enum DType {
     Q5_K,
     Q6_K,
     Q8_K,
+    /// OCP microscaling FP4 (gpt-oss expert weights).
+    Mxfp4,
 }
 
 impl DType {
     /// Every type, in declaration order (the order of the trait table).
-    pub const ALL: [DType; 15] = [
+    pub const ALL: [DType; 16] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -61,6 +68,7 @@ impl DType {
         DType::Q5_K,
         DType::Q6_K,
         DType::Q8_K,
+        DType::Mxfp4,
     ];
 
     /// The type with this `ggml_type` id, or None for ids wazn does not support.
@@ -86,6 +94,7 @@ impl DType {
             DType::Q6_K => 14,
             DType::Q8_K => 15,
             DType::BF16 => 30,
+            DType::Mxfp4 => 39,
         }
     }
 
@@ -107,6 +116,7 @@ impl DType {
             DType::Q5_K => "Q5_K",
             DType::Q6_K => "Q6_K",
             DType::Q8_K => "Q8_K",
+            DType::Mxfp4 => "MXFP4",
         }
     }
 
@@ -120,6 +130,7 @@ impl DType {
             DType::Q2_K | DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q8_K => {
                 k_quants::QK_K
             }
+            DType::Mxfp4 => mxfp4::QK_MXFP4,
         }
     }
 
@@ -140,13 +151,14 @@ impl DType {
             DType::Q5_K => k_quants::Q5_K_BYTES,
             DType::Q6_K => k_quants::Q6_K_BYTES,
             DType::Q8_K => k_quants::Q8_K_BYTES,
+            DType::Mxfp4 => mxfp4::MXFP4_BYTES,
         }
     }
 
     /// Bytes of a row of `n_elements`; None if `n_elements` is not a whole number of blocks
     /// (or the size overflows usize).
     pub fn row_bytes(self, n_elements: usize) -> Option<usize> {
-        if n_elements % self.block_size() != 0 {
+        if !n_elements.is_multiple_of(self.block_size()) {
             return None;
         }
         (n_elements / self.block_size()).checked_mul(self.type_size())
@@ -209,8 +221,8 @@ pub struct TypeTraits {
     /// Dot product of one row of this type (n elements) with one row of `vec_dot_type`
     /// (n elements): sum_i w[i]*x[i] in f32.
     pub vec_dot: VecDotFn,
-    /// The type activations are quantized to before `vec_dot`, as in ggml: Q4_0/Q5_0/Q8_0 ->
-    /// Q8_0, Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K. F32, F16 and BF16 weights take F32
+    /// The type activations are quantized to before `vec_dot`, as in ggml: Q4_0/Q5_0/Q8_0/
+    /// MXFP4 -> Q8_0, Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K. F32, F16 and BF16 weights take F32
     /// activations (exact), and Q8_1 / Q8_K pair with themselves.
     pub vec_dot_type: DType,
     /// `vec_dot` with four activation rows at once, where a SIMD level has one (None in
@@ -220,8 +232,8 @@ pub struct TypeTraits {
 
 /// The trait table of `isa` (built once): the scalar table with the entries `isa` has
 /// kernels for replaced. The caller has checked that `isa` is available.
-fn table_for(isa: Isa) -> &'static [TypeTraits; 15] {
-    static TABLES: [OnceLock<[TypeTraits; 15]>; Isa::ALL.len()] =
+fn table_for(isa: Isa) -> &'static [TypeTraits; 16] {
+    static TABLES: [OnceLock<[TypeTraits; 16]>; Isa::ALL.len()] =
         [const { OnceLock::new() }; Isa::ALL.len()];
     let index = Isa::ALL.iter().position(|&i| i == isa).unwrap_or(0);
     TABLES[index].get_or_init(|| {
@@ -234,7 +246,7 @@ fn table_for(isa: Isa) -> &'static [TypeTraits; 15] {
 }
 
 /// The scalar reference table, in the order of [`DType::ALL`].
-static SCALAR_TRAITS: [TypeTraits; 15] = [
+static SCALAR_TRAITS: [TypeTraits; 16] = [
     TypeTraits {
         dtype: DType::F32,
         to_f32: float::to_f32_f32,
@@ -355,6 +367,14 @@ static SCALAR_TRAITS: [TypeTraits; 15] = [
         vec_dot_type: DType::Q8_K,
         vec_dot_x4: None,
     },
+    TypeTraits {
+        dtype: DType::Mxfp4,
+        to_f32: mxfp4::to_f32_mxfp4,
+        from_f32: Some(mxfp4::from_f32_mxfp4),
+        vec_dot: mxfp4::vec_dot_mxfp4_q8_0,
+        vec_dot_type: DType::Q8_0,
+        vec_dot_x4: None,
+    },
 ];
 
 /// Why a row could not be converted or multiplied.
@@ -379,6 +399,14 @@ pub enum DTypeError {
     },
     #[error("wazn cannot quantize to {0}")]
     NoQuantizer(DType),
+    #[error(
+        "MXFP4 blocks in HF layout: {code_bytes} code bytes, {scale_bytes} scales and {out_bytes} output bytes are not the same number of blocks (16, 1 and 17 bytes each)"
+    )]
+    Mxfp4HfLengths {
+        code_bytes: usize,
+        scale_bytes: usize,
+        out_bytes: usize,
+    },
 }
 
 /// The byte length of a row of `n_elements` of `dtype`, checked against `actual_bytes`.

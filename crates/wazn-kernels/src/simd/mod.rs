@@ -8,8 +8,17 @@ use std::sync::OnceLock;
 
 use crate::dtype::TypeTraits;
 
+pub(crate) mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx2_attention;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2_kquants;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2_mxfp4;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2_q5;
 
 /// An instruction-set level the kernels are written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -110,6 +119,39 @@ fn specialize_avx2(traits: &mut TypeTraits) {
             traits.from_f32 = Some(k::quantize_q8_0);
         }
         DType::Q8_1 => traits.from_f32 = Some(k::quantize_q8_1),
+        DType::Mxfp4 => {
+            traits.vec_dot = x86_avx2_mxfp4::vec_dot_mxfp4_q8_0;
+            traits.vec_dot_x4 = Some(x86_avx2_mxfp4::vec_dot_mxfp4_q8_0_x4);
+        }
+        DType::Q2_K => {
+            traits.vec_dot = x86_avx2_kquants::vec_dot_q2_k_q8_k;
+            traits.vec_dot_x4 = Some(x86_avx2_kquants::vec_dot_q2_k_q8_k_x4);
+        }
+        DType::Q3_K => {
+            traits.vec_dot = x86_avx2_kquants::vec_dot_q3_k_q8_k;
+            traits.vec_dot_x4 = Some(x86_avx2_kquants::vec_dot_q3_k_q8_k_x4);
+        }
+        DType::Q4_K => {
+            traits.vec_dot = x86_avx2_kquants::vec_dot_q4_k_q8_k;
+            traits.vec_dot_x4 = Some(x86_avx2_kquants::vec_dot_q4_k_q8_k_x4);
+        }
+        DType::Q5_K => {
+            traits.vec_dot = x86_avx2_kquants::vec_dot_q5_k_q8_k;
+            traits.vec_dot_x4 = Some(x86_avx2_kquants::vec_dot_q5_k_q8_k_x4);
+        }
+        DType::Q6_K => {
+            traits.vec_dot = x86_avx2_kquants::vec_dot_q6_k_q8_k;
+            traits.vec_dot_x4 = Some(x86_avx2_kquants::vec_dot_q6_k_q8_k_x4);
+        }
+        DType::Q8_K => traits.from_f32 = Some(x86_avx2_kquants::quantize_q8_k),
+        DType::Q5_0 => {
+            traits.vec_dot = x86_avx2_q5::vec_dot_q5_0_q8_0;
+            traits.vec_dot_x4 = Some(x86_avx2_q5::vec_dot_q5_0_q8_0_x4);
+        }
+        DType::Q5_1 => {
+            traits.vec_dot = x86_avx2_q5::vec_dot_q5_1_q8_1;
+            traits.vec_dot_x4 = Some(x86_avx2_q5::vec_dot_q5_1_q8_1_x4);
+        }
         _ => {}
     }
 }

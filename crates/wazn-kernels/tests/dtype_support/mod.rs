@@ -9,7 +9,7 @@ use wazn_kernels::dtype::{dequantize_row, quantize_row, DType};
 pub const U: f64 = 1.0 / (1u64 << 24) as f64;
 
 pub fn hex_bytes(hex: &str) -> Vec<u8> {
-    assert!(hex.len() % 2 == 0, "odd-length hex string");
+    assert!(hex.len().is_multiple_of(2), "odd-length hex string");
     (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digit"))

@@ -66,16 +66,22 @@ impl TestServer {
                 activations: config.activations,
             },
         };
-        let mut engine = Engine::load(&default_model_path(), options).expect("load the model");
+        let engine = Engine::load(&default_model_path(), options).expect("load the model");
+        TestServer::start_with(engine, MODEL_ID, config)
+    }
+
+    /// A server around `engine`, serving it as `model_id`.
+    pub fn start_with(mut engine: Engine, model_id: &str, config: Config) -> TestServer {
         engine.set_kv_blocks(config.kv_blocks).expect("kv blocks");
         let state = AppState::new(
             engine,
             ServerOptions {
-                model_id: MODEL_ID.into(),
+                model_id: model_id.into(),
                 api_key: config.api_key,
                 max_concurrent: config.max_concurrent,
                 max_queued: config.max_queued,
                 body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
+                reasoning_effort: Default::default(),
             },
         )
         .expect("engine thread");

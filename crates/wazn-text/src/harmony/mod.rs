@@ -11,6 +11,7 @@
 mod json;
 mod parser;
 mod render;
+mod reply;
 mod typescript;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use json::OrderedJson;
 pub use parser::{ParserState, StreamParser};
 pub use render::{HarmonyRenderer, RenderConfig};
+pub use reply::{AssistantReply, ReplyAssembler, ReplyDelta, ReplyToolCall};
 
 /// Who wrote a message, in harmony's order of authority.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -10,6 +10,7 @@
 //! tiktoken ranks, compiled in (see `tiktoken.rs`), behind the same API.
 
 mod bpe;
+mod hf_json;
 mod pre;
 mod spec;
 mod spm;
@@ -19,6 +20,7 @@ use tokenizers::{AddedToken, Tokenizer as HfTokenizer};
 use wazn_formats::Metadata;
 
 use crate::TextError;
+pub use hf_json::HfSpecialTokens;
 pub use spec::{TokenType, TokenizerSpec};
 pub use tiktoken::o200k_ids;
 

@@ -1,49 +1,28 @@
-//! Causal self-attention of one query row over the keys and values cached for its
-//! sequence, with grouped-query heads. The cache is read where it lies, block by
-//! block, so a step never copies a sequence's history.
+//! The two-pass attention kernel: every score of a head, then its softmax, then the
+//! weighted sum of the values. Plain and slow; it is the oracle the fast kernel
+//! ([`super::attend_rows`]) is tested against.
 
-use crate::ops::softmax;
+use std::ops::Range;
 
-/// Shapes of one attention call.
-#[derive(Clone, Copy, Debug)]
-pub struct AttentionShape {
-    pub n_head: usize,
-    pub n_kv_head: usize,
-    pub head_dim: usize,
-    /// Multiplies `q·k` before the softmax (usually `1/sqrt(head_dim)`).
-    pub scale: f32,
-}
+use super::{AttentionShape, KvBlocks, KvElement};
+use crate::ops::{softmax, softmax_with_sink};
 
-/// The keys and values of one sequence in one layer, in blocks of `block_size`
-/// positions: block `b` holds positions `b·block_size ..`, each block's keys and
-/// values `[block_size, n_kv_head, head_dim]` (the last block may be shorter).
-#[derive(Clone, Copy, Debug)]
-pub struct KvBlocks<'a> {
-    pub block_size: usize,
-    pub keys: &'a [&'a [f32]],
-    pub values: &'a [&'a [f32]],
-}
-
-impl<'a> KvBlocks<'a> {
-    /// Row `pos` (`kv_width` values) of `blocks`.
-    #[inline]
-    fn row(&self, blocks: &'a [&'a [f32]], pos: usize, kv_width: usize) -> &'a [f32] {
-        let block = blocks[pos / self.block_size];
-        &block[(pos % self.block_size) * kv_width..][..kv_width]
-    }
-}
-
-/// `out[h] = Σ_j softmax_j(scale · q[h]·k[j, g(h)]) · v[j, g(h)]` over the first
-/// `n_keys` cached positions, where query head `h` reads key/value head
-/// `g(h) = h / (n_head / n_kv_head)`.
+/// `out[h] = Σ_j p_j(h) · v[j, g(h)]` over the cached positions `keys` (a sliding
+/// window ends at the query and starts `window - 1` positions before it), where query
+/// head `h` reads key/value head `g(h) = h / (n_head / n_kv_head)` and
+/// `p_j(h) = softmax_j(scale · q[h]·k[j, g(h)])`. With a learned "sink" logit per query
+/// head (`sinks`: `[n_head]`, not scaled) the softmax denominator gains a term with
+/// no value: `p_j = exp(s_j) / (Σ_k exp(s_k) + exp(sink))`, so the weights of a head
+/// may sum to less than one.
 ///
 /// `q`: `[n_head, head_dim]`; `out`: `[n_head, head_dim]`; `scores` is scratch,
-/// grown to `n_keys`.
-pub fn attend(
+/// grown to `keys.len()`.
+pub fn attend_reference<T: KvElement>(
     shape: &AttentionShape,
     q: &[f32],
-    kv: &KvBlocks<'_>,
-    n_keys: usize,
+    kv: &KvBlocks<'_, T>,
+    keys: Range<usize>,
+    sinks: Option<&[f32]>,
     out: &mut [f32],
     scores: &mut Vec<f32>,
 ) {
@@ -55,21 +34,30 @@ pub fn attend(
     } = *shape;
     let kv_width = n_kv_head * head_dim;
     let group = n_head / n_kv_head;
-    scores.resize(n_keys, 0.0);
+    let first_key = keys.start;
+    scores.resize(keys.len(), 0.0);
     for h in 0..n_head {
         let kv_offset = (h / group) * head_dim;
         let q_head = &q[h * head_dim..(h + 1) * head_dim];
         for (j, score) in scores.iter_mut().enumerate() {
-            let k = &kv.row(kv.keys, j, kv_width)[kv_offset..kv_offset + head_dim];
-            *score = q_head.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale;
+            let k = &kv.row(kv.keys, first_key + j, kv_width)[kv_offset..kv_offset + head_dim];
+            *score = q_head
+                .iter()
+                .zip(k)
+                .map(|(a, b)| a * b.to_f32())
+                .sum::<f32>()
+                * scale;
         }
-        softmax(scores);
+        match sinks.and_then(|s| s.get(h)) {
+            Some(&sink) => softmax_with_sink(scores, sink),
+            None => softmax(scores),
+        }
         let out_head = &mut out[h * head_dim..(h + 1) * head_dim];
         out_head.fill(0.0);
         for (j, &p) in scores.iter().enumerate() {
-            let v = &kv.row(kv.values, j, kv_width)[kv_offset..kv_offset + head_dim];
+            let v = &kv.row(kv.values, first_key + j, kv_width)[kv_offset..kv_offset + head_dim];
             for (o, &x) in out_head.iter_mut().zip(v) {
-                *o += p * x;
+                *o += p * x.to_f32();
             }
         }
     }
@@ -93,7 +81,7 @@ mod tests {
             keys: &[keys],
             values: &[values],
         };
-        attend(shape, q, &kv, n_keys, out, &mut Vec::new());
+        attend_reference(shape, q, &kv, 0..n_keys, None, out, &mut Vec::new());
     }
 
     #[test]
@@ -176,7 +164,56 @@ mod tests {
             values: &value_refs,
         };
         let mut blocked = vec![0.0; 12];
-        attend(&shape, &q, &kv, n_keys, &mut blocked, &mut Vec::new());
+        attend_reference(
+            &shape,
+            &q,
+            &kv,
+            0..n_keys,
+            None,
+            &mut blocked,
+            &mut Vec::new(),
+        );
         assert_eq!(whole, blocked);
+    }
+
+    #[test]
+    fn a_sink_and_a_window_match_the_explicit_softmax() {
+        let shape = AttentionShape {
+            n_head: 2,
+            n_kv_head: 1,
+            head_dim: 2,
+            scale: 0.5,
+        };
+        let keys = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, -1.0, 0.5];
+        let values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let kv = KvBlocks {
+            block_size: 4,
+            keys: &[&keys],
+            values: &[&values],
+        };
+        let q = [2.0, -1.0, 0.5, 3.0];
+        let sinks = [0.3, -2.0];
+        let mut out = [0.0; 4];
+        attend_reference(
+            &shape,
+            &q,
+            &kv,
+            1..4,
+            Some(&sinks),
+            &mut out,
+            &mut Vec::new(),
+        );
+        for h in 0..2 {
+            let s: Vec<f64> = (1..4)
+                .map(|j| 0.5 * (q[2 * h] * keys[2 * j] + q[2 * h + 1] * keys[2 * j + 1]) as f64)
+                .collect();
+            let denom: f64 = s.iter().map(|x| x.exp()).sum::<f64>() + (sinks[h] as f64).exp();
+            for d in 0..2 {
+                let want: f64 = (1..4)
+                    .map(|j| s[j - 1].exp() / denom * values[2 * j + d] as f64)
+                    .sum();
+                assert!((out[2 * h + d] as f64 - want).abs() < 1e-5, "{h} {d}");
+            }
+        }
     }
 }

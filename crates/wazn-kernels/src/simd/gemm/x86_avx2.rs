@@ -1,0 +1,709 @@
+//! AVX2 + FMA + F16C tiled kernels for Q8_0 · Q8_0, Q4_1 · Q8_1 and F16 · F32.
+//!
+//! Block types: the weight rows of a call are first rearranged, 8 rows at a time, so
+//! that each 32-byte vector holds 4 consecutive codes of each of the 8 rows (row `j` in
+//! i32 lane `j`). A product step then broadcasts 4 codes of one activation row to all
+//! lanes, and `maddubs` + `madd` leave in lane `j` row `j`'s partial dot product:
+//! after the 8 steps of a block, every lane holds its pair's exact integer block sum,
+//! with no horizontal reduction. The block's scales are applied to the 8 lanes at once
+//! with the scalar reference's products and sums in its order (plain multiplies and
+//! adds, never fused), so every lane equals the reference's `vec_dot` bit for bit.
+//! The rearranged rows are a per-call copy of a few KiB (the weights in memory stay as
+//! stored); each is used for every activation row of the call.
+//!
+//! F16: a tile is up to 4 weight rows × 3 activation rows, 12 accumulators of 8 f32
+//! lanes; each step multiplies 8 weights of each row into the 3 activation rows. With
+//! enough activation rows the call's weight rows are widened to f32 once first (exact),
+//! so the steps do not spend the multiply ports on conversions.
+//!
+//! The safe entry points are handed out only after AVX2, FMA and F16C were detected at
+//! run time (`super::kernel`).
+
+// The tile loops index several arrays (accumulators, rows, pointers) by the same row and
+// column counters, over constant bounds that unroll; iterators would hide that.
+#![allow(clippy::needless_range_loop)]
+
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+use crate::dtype::{Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, QK};
+
+/// Weight rows per group of the block kernels (one i32 lane each).
+const GROUP: usize = 8;
+/// Activation rows per tile of the block kernels.
+const NR_BLOCK: usize = 4;
+/// Bytes of one rearranged block of a group: 8 steps × 8 rows × 4 codes.
+const GROUP_BLOCK_BYTES: usize = GROUP * QK;
+/// Weight rows per tile of the F16 kernel.
+const MR: usize = 4;
+/// Activation rows per tile of the F16 kernel (MR · NR_F16 = 12 accumulators).
+const NR_F16: usize = 3;
+/// Activation rows from which the F16 kernel widens its weight rows first.
+const F16_WIDEN_MIN_ROWS: usize = 16;
+
+/// `out[r, o] = value` for `out`: `[_, stride]` (nothing past its end).
+#[inline]
+fn put(out: &mut [f32], stride: usize, r: usize, o: usize, value: f32) {
+    if let Some(slot) = out.get_mut(r * stride + o) {
+        *slot = value;
+    }
+}
+
+/// The f16 stored little-endian at `bytes[at..at + 2]`, widened (0 past the end).
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    half::f16::from_bits(f16_bits_at(bytes, at)).to_f32()
+}
+
+fn f16_bits_at(bytes: &[u8], at: usize) -> u16 {
+    match bytes.get(at..at + 2) {
+        Some(&[b0, b1]) => u16::from_le_bytes([b0, b1]),
+        _ => 0,
+    }
+}
+
+/// `bits` widened from f16, 8 at a time by the F16C unit (exact either way).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn widen_f16(bits: &[u16]) -> Vec<f32> {
+    let mut out = vec![0.0f32; bits.len()];
+    let mut dst = out.chunks_exact_mut(8);
+    let mut src = bits.chunks_exact(8);
+    for (d, s) in (&mut dst).zip(&mut src) {
+        // SAFETY: `s` is 8 readable u16 and `d` 8 writable f32; no alignment needed.
+        unsafe {
+            let v = _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast()));
+            _mm256_storeu_ps(d.as_mut_ptr(), v);
+        }
+    }
+    for (d, &s) in dst.into_remainder().iter_mut().zip(src.remainder()) {
+        *d = half::f16::from_bits(s).to_f32();
+    }
+    out
+}
+
+/// The little-endian f16 values of `bytes`, widened by the F16C unit.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn widen_f16_le(bytes: &[u8]) -> Vec<f32> {
+    let mut out = vec![0.0f32; bytes.len() / 2];
+    let mut dst = out.chunks_exact_mut(8);
+    let mut src = bytes.chunks_exact(16);
+    for (d, s) in (&mut dst).zip(&mut src) {
+        // SAFETY: `s` is 16 readable bytes and `d` 8 writable f32; no alignment needed.
+        unsafe {
+            let v = _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast()));
+            _mm256_storeu_ps(d.as_mut_ptr(), v);
+        }
+    }
+    for (d, s) in dst
+        .into_remainder()
+        .iter_mut()
+        .zip(src.remainder().chunks_exact(2))
+    {
+        *d = f16_at(s, 0);
+    }
+    out
+}
+
+/// Per group of 8 weight rows and block, the f16 at `offset` of each row's block,
+/// widened: `[n_groups, n_blocks, GROUP]`, rows past `n_rows` as 0.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn group_scales(
+    w: &[u8],
+    n_rows: usize,
+    n_blocks: usize,
+    block_bytes: usize,
+    offset: usize,
+) -> Vec<f32> {
+    let row_bytes = n_blocks * block_bytes;
+    let mut bits = vec![0u16; n_rows.div_ceil(GROUP) * n_blocks * GROUP];
+    for (o, row) in w.chunks_exact(row_bytes).take(n_rows).enumerate() {
+        let first = (o / GROUP) * n_blocks * GROUP + o % GROUP;
+        for b in 0..n_blocks {
+            let at = b * block_bytes + offset;
+            bits[first + b * GROUP] = u16::from_le_bytes([row[at], row[at + 1]]);
+        }
+    }
+    widen_f16(&bits)
+}
+
+/// Per activation row and block, the block's f16 scale and, for Q8_1, its f16 sum,
+/// widened: `[n_rows, n_blocks, 1]` (Q8_0) or `[n_rows, n_blocks, 2]` (Q8_1).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn activation_tables(pair: BlockPair, n_cols: usize, x: &[u8], n_rows: usize) -> Vec<f32> {
+    let (n_blocks, block_bytes) = (n_cols / QK, pair.x_block_bytes());
+    let per_block = pair.x_table_stride();
+    let mut bits = Vec::with_capacity(n_rows * n_blocks * per_block);
+    if n_blocks == 0 {
+        return Vec::new();
+    }
+    for row in x.chunks_exact(n_blocks * block_bytes).take(n_rows) {
+        for block in row.chunks_exact(block_bytes) {
+            // d at bytes 0..2, then Q8_1's s at bytes 2..4.
+            for k in 0..per_block {
+                bits.push(u16::from_le_bytes([block[2 * k], block[2 * k + 1]]));
+            }
+        }
+    }
+    widen_f16(&bits)
+}
+
+/// Which block layout a call multiplies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BlockPair {
+    Q8_0Q8_0,
+    Q4_1Q8_1,
+}
+
+impl BlockPair {
+    fn w_block_bytes(self) -> usize {
+        match self {
+            BlockPair::Q8_0Q8_0 => Q8_0_BYTES,
+            BlockPair::Q4_1Q8_1 => Q4_1_BYTES,
+        }
+    }
+
+    /// f32 per block in the activation tables: the scale, and Q8_1's sum.
+    fn x_table_stride(self) -> usize {
+        match self {
+            BlockPair::Q8_0Q8_0 => 1,
+            BlockPair::Q4_1Q8_1 => 2,
+        }
+    }
+
+    fn x_block_bytes(self) -> usize {
+        match self {
+            BlockPair::Q8_0Q8_0 => Q8_0_BYTES,
+            BlockPair::Q4_1Q8_1 => Q8_1_BYTES,
+        }
+    }
+
+    /// The 32 codes of the weight block at `block`, one byte each in element order:
+    /// Q8_0's i8 codes as stored, Q4_1's 4-bit codes unpacked (low nibbles are
+    /// elements 0..16). Zeros for a slice shorter than a block.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn codes(self, block: &[u8]) -> __m256i {
+        match self {
+            BlockPair::Q8_0Q8_0 => match block.get(2..2 + QK) {
+                // SAFETY: `stored` is 32 readable bytes; loadu has no alignment need.
+                Some(stored) => unsafe { _mm256_loadu_si256(stored.as_ptr().cast()) },
+                None => _mm256_setzero_si256(),
+            },
+            BlockPair::Q4_1Q8_1 => match block.get(4..4 + QK / 2) {
+                Some(packed) => {
+                    // SAFETY: `packed` is 16 readable bytes.
+                    let packed = unsafe { _mm_loadu_si128(packed.as_ptr().cast()) };
+                    let both = _mm256_broadcastsi128_si256(packed);
+                    let halves = _mm256_blend_epi32::<0xF0>(both, _mm256_srli_epi16::<4>(both));
+                    _mm256_and_si256(halves, _mm256_set1_epi8(0x0F))
+                }
+                None => _mm256_setzero_si256(),
+            },
+        }
+    }
+}
+
+/// 8 rows of 8 i32 lanes transposed: lane `j` of `out[i]` is lane `i` of `rows[j]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn transpose8(rows: &[__m256i; 8]) -> [__m256i; 8] {
+    let t: [__m256i; 8] = [
+        _mm256_unpacklo_epi32(rows[0], rows[1]),
+        _mm256_unpackhi_epi32(rows[0], rows[1]),
+        _mm256_unpacklo_epi32(rows[2], rows[3]),
+        _mm256_unpackhi_epi32(rows[2], rows[3]),
+        _mm256_unpacklo_epi32(rows[4], rows[5]),
+        _mm256_unpackhi_epi32(rows[4], rows[5]),
+        _mm256_unpacklo_epi32(rows[6], rows[7]),
+        _mm256_unpackhi_epi32(rows[6], rows[7]),
+    ];
+    // u[k]: lanes k (low half) and k + 4 (high half) of rows 0..4, then of rows 4..8.
+    let u: [__m256i; 8] = [
+        _mm256_unpacklo_epi64(t[0], t[2]),
+        _mm256_unpackhi_epi64(t[0], t[2]),
+        _mm256_unpacklo_epi64(t[1], t[3]),
+        _mm256_unpackhi_epi64(t[1], t[3]),
+        _mm256_unpacklo_epi64(t[4], t[6]),
+        _mm256_unpackhi_epi64(t[4], t[6]),
+        _mm256_unpacklo_epi64(t[5], t[7]),
+        _mm256_unpackhi_epi64(t[5], t[7]),
+    ];
+    [
+        _mm256_permute2x128_si256::<0x20>(u[0], u[4]),
+        _mm256_permute2x128_si256::<0x20>(u[1], u[5]),
+        _mm256_permute2x128_si256::<0x20>(u[2], u[6]),
+        _mm256_permute2x128_si256::<0x20>(u[3], u[7]),
+        _mm256_permute2x128_si256::<0x31>(u[0], u[4]),
+        _mm256_permute2x128_si256::<0x31>(u[1], u[5]),
+        _mm256_permute2x128_si256::<0x31>(u[2], u[6]),
+        _mm256_permute2x128_si256::<0x31>(u[3], u[7]),
+    ]
+}
+
+thread_local! {
+    /// Each thread's buffer for the rearranged weight rows of a call (reused, so that a
+    /// call neither allocates nor clears it).
+    static REARRANGED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The codes of `n_rows` weight rows rearranged by groups of 8 rows into `out`:
+/// `[n_groups, n_blocks, 8 steps, 8 rows, 4 codes]`, rows past `n_rows` as 0. Every
+/// byte of `out[..n_groups · n_blocks · 256]` is written; `out` grows as needed.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rearrange(pair: BlockPair, w: &[u8], n_rows: usize, n_blocks: usize, out: &mut Vec<u8>) {
+    let block_bytes = pair.w_block_bytes();
+    let row_bytes = n_blocks * block_bytes;
+    let n_groups = n_rows.div_ceil(GROUP);
+    let len = n_groups * n_blocks * GROUP_BLOCK_BYTES;
+    if out.len() < len {
+        out.resize(len, 0);
+    }
+    let mut dst_blocks = out[..len].chunks_exact_mut(GROUP_BLOCK_BYTES);
+    for group in 0..n_groups {
+        for b in 0..n_blocks {
+            let mut rows = [_mm256_setzero_si256(); GROUP];
+            for (j, row) in rows.iter_mut().enumerate() {
+                let o = group * GROUP + j;
+                if o < n_rows {
+                    let at = o * row_bytes + b * block_bytes;
+                    *row = pair.codes(w.get(at..at + block_bytes).unwrap_or(&[]));
+                }
+            }
+            let Some(dst) = dst_blocks.next() else {
+                return;
+            };
+            for (step, v) in transpose8(&rows).iter().enumerate() {
+                // SAFETY: `dst` is 256 writable bytes: 8 steps of 32.
+                unsafe { _mm256_storeu_si256(dst[step * 32..].as_mut_ptr().cast(), *v) };
+            }
+        }
+    }
+}
+
+/// Pointers to one tile: a group of 8 rearranged weight rows and up to 4 activation
+/// rows, with their scale tables.
+struct BlockTile {
+    /// The group's rearranged codes `[n_blocks, 256]`.
+    w: *const u8,
+    /// The group's weight scales (and offsets, for Q4_1) `[n_blocks, 8]`.
+    w_d: *const f32,
+    w_m: *const f32,
+    /// The activation rows, as stored (whole blocks).
+    x: [*const u8; NR_BLOCK],
+    /// Each activation row's scales, every `x_table_stride` f32 (`[n_blocks, 1]`), and
+    /// for Q8_1 its sums (`x_s[r] = x_d[r] + 1`, the same stride).
+    x_d: [*const f32; NR_BLOCK],
+    x_s: [*const f32; NR_BLOCK],
+}
+
+/// One group of 8 weight rows · N activation rows: `out[r]` lane `j` is
+/// `vec_dot(w[j], x[r])`.
+///
+/// # Safety
+/// `t.w` points to `n_blocks · 256` bytes, `t.w_d` (and `t.w_m` for Q4_1) to
+/// `n_blocks · 8` f32, and for r < N `t.x[r]` to `n_blocks` whole blocks of the
+/// partner type, `t.x_d[r]` (and `t.x_s[r]` for Q4_1) to `n_blocks` f32 at the
+/// table stride (1 for Q8_0, 2 for Q4_1).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_blocks<const Q4_1: bool, const N: usize>(
+    n_blocks: usize,
+    t: &BlockTile,
+) -> [__m256; NR_BLOCK] {
+    let ones = _mm256_set1_epi16(1);
+    let (x_block, x_codes, x_stride) = if Q4_1 {
+        (Q8_1_BYTES, 4, 2)
+    } else {
+        (Q8_0_BYTES, 2, 1)
+    };
+    let mut acc = [_mm256_setzero_ps(); NR_BLOCK];
+    for b in 0..n_blocks {
+        // SAFETY (every read of this loop body): block b of each table and row is in
+        // bounds (caller).
+        let w_block = unsafe { t.w.add(b * GROUP_BLOCK_BYTES) };
+        let mut isum = [_mm256_setzero_si256(); NR_BLOCK];
+        if Q4_1 {
+            // u8 codes 0..=15 against i8 codes: a maddubs lane is at most 2·15·127, so
+            // the 8 steps of a block add up in i16 (≤ 30480) before one widening.
+            let mut sum16 = [_mm256_setzero_si256(); NR_BLOCK];
+            for step in 0..GROUP {
+                let wv = unsafe { _mm256_loadu_si256(w_block.add(step * 32).cast()) };
+                for r in 0..N {
+                    let four = unsafe { t.x[r].add(b * x_block + x_codes + step * 4) };
+                    let xv = _mm256_set1_epi32(unsafe { four.cast::<i32>().read_unaligned() });
+                    sum16[r] = _mm256_add_epi16(sum16[r], _mm256_maddubs_epi16(wv, xv));
+                }
+            }
+            for r in 0..N {
+                isum[r] = _mm256_madd_epi16(sum16[r], ones);
+            }
+        } else {
+            // Sign trick: |w| · (x · sign(w)); no activation code is -128. A maddubs
+            // lane may reach 2·127·127, so each step widens to i32 at once.
+            for step in 0..GROUP {
+                let wv = unsafe { _mm256_loadu_si256(w_block.add(step * 32).cast()) };
+                let abs_w = _mm256_sign_epi8(wv, wv);
+                for r in 0..N {
+                    let four = unsafe { t.x[r].add(b * x_block + x_codes + step * 4) };
+                    let xv = _mm256_set1_epi32(unsafe { four.cast::<i32>().read_unaligned() });
+                    let products = _mm256_maddubs_epi16(abs_w, _mm256_sign_epi8(xv, wv));
+                    isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(products, ones));
+                }
+            }
+        }
+        let dw = unsafe { _mm256_loadu_ps(t.w_d.add(b * GROUP)) };
+        let m = if Q4_1 {
+            unsafe { _mm256_loadu_ps(t.w_m.add(b * GROUP)) }
+        } else {
+            _mm256_setzero_ps()
+        };
+        for r in 0..N {
+            let dx = _mm256_set1_ps(unsafe { *t.x_d[r].add(b * x_stride) });
+            // The reference: sum += (dw·dx)·isum (+ m·s for Q4_1).
+            let scaled = _mm256_mul_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum[r]));
+            let term = if Q4_1 {
+                let s = _mm256_set1_ps(unsafe { *t.x_s[r].add(b * x_stride) });
+                _mm256_add_ps(scaled, _mm256_mul_ps(m, s))
+            } else {
+                scaled
+            };
+            acc[r] = _mm256_add_ps(acc[r], term);
+        }
+    }
+    acc
+}
+
+/// Runs the tiles of a block-type product: activation row tiles outside, groups of
+/// weight rows inside (the call's rearranged weight rows stay in L1 while the
+/// activations stream).
+// The pair, then a kernel's own arguments.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn block_gemm(
+    pair: BlockPair,
+    n_cols: usize,
+    w: &[u8],
+    n_w_rows: usize,
+    x: &[u8],
+    n_x_rows: usize,
+    x_tables: &[f32],
+    out: &mut [f32],
+) {
+    let (w_block, x_block) = (pair.w_block_bytes(), pair.x_block_bytes());
+    let n_blocks = n_cols / QK;
+    if n_blocks == 0 {
+        for r in 0..n_x_rows {
+            for o in 0..n_w_rows {
+                put(out, n_w_rows, r, o, 0.0);
+            }
+        }
+        return;
+    }
+    let (w_row, x_row) = (n_blocks * w_block, n_blocks * x_block);
+    let n_w = n_w_rows.min(w.len() / w_row);
+    let x_width = n_blocks * pair.x_table_stride();
+    let n_x = n_x_rows.min(x.len() / x_row).min(x_tables.len() / x_width);
+    // The thread's buffer is taken for the call and put back after it.
+    let mut codes = REARRANGED.with(|buffer| buffer.take());
+    rearrange(pair, w, n_w, n_blocks, &mut codes);
+    let w_d = group_scales(w, n_w, n_blocks, w_block, 0);
+    // Q4_1's offsets m follow its scales, and Q8_1's sums its scales in the activation
+    // tables; Q8_0 has neither (the pointers then alias the scales, never read).
+    let w_m = match pair {
+        BlockPair::Q4_1Q8_1 => group_scales(w, n_w, n_blocks, w_block, 2),
+        BlockPair::Q8_0Q8_0 => Vec::new(),
+    };
+    let w_m = match pair {
+        BlockPair::Q4_1Q8_1 => &w_m[..],
+        BlockPair::Q8_0Q8_0 => &w_d[..],
+    };
+    let s_offset = pair.x_table_stride() - 1;
+
+    for r0 in (0..n_x).step_by(NR_BLOCK) {
+        let nr = (n_x - r0).min(NR_BLOCK);
+        // Rows past the last one point at it again and are never read (N = nr).
+        let row = |r: usize| r0 + r.min(nr - 1);
+        let x_ptrs = [0, 1, 2, 3].map(|r| x[row(r) * x_row..].as_ptr());
+        let x_d_ptrs = [0, 1, 2, 3].map(|r| x_tables[row(r) * x_width..].as_ptr());
+        let x_s_ptrs = [0, 1, 2, 3].map(|r| x_tables[row(r) * x_width + s_offset..].as_ptr());
+        for group in 0..n_w.div_ceil(GROUP) {
+            let table = group * n_blocks * GROUP;
+            let t = BlockTile {
+                w: codes[group * n_blocks * GROUP_BLOCK_BYTES..].as_ptr(),
+                w_d: w_d[table..].as_ptr(),
+                w_m: w_m[table..].as_ptr(),
+                x: x_ptrs,
+                x_d: x_d_ptrs,
+                x_s: x_s_ptrs,
+            };
+            // SAFETY: the group's codes and scale tables hold n_blocks blocks (built
+            // for exactly these rows), and every activation pointer starts a whole row
+            // of `x` (n_x rows fit it) or its row of a scale table.
+            let acc = unsafe {
+                match (pair, nr) {
+                    (BlockPair::Q8_0Q8_0, 4) => tile_blocks::<false, 4>(n_blocks, &t),
+                    (BlockPair::Q8_0Q8_0, 3) => tile_blocks::<false, 3>(n_blocks, &t),
+                    (BlockPair::Q8_0Q8_0, 2) => tile_blocks::<false, 2>(n_blocks, &t),
+                    (BlockPair::Q8_0Q8_0, _) => tile_blocks::<false, 1>(n_blocks, &t),
+                    (BlockPair::Q4_1Q8_1, 4) => tile_blocks::<true, 4>(n_blocks, &t),
+                    (BlockPair::Q4_1Q8_1, 3) => tile_blocks::<true, 3>(n_blocks, &t),
+                    (BlockPair::Q4_1Q8_1, 2) => tile_blocks::<true, 2>(n_blocks, &t),
+                    (BlockPair::Q4_1Q8_1, _) => tile_blocks::<true, 1>(n_blocks, &t),
+                }
+            };
+            let o0 = group * GROUP;
+            let mr = (n_w - o0).min(GROUP);
+            for (r, lanes) in acc.iter().enumerate().take(nr) {
+                let mut sums = [0.0f32; GROUP];
+                // SAFETY: `sums` is 8 writable f32.
+                unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), *lanes) };
+                for (o, &sum) in sums.iter().enumerate().take(mr) {
+                    put(out, n_w_rows, r0 + r, o0 + o, sum);
+                }
+            }
+        }
+    }
+    REARRANGED.with(|buffer| buffer.replace(codes));
+}
+
+/// The sum of the 8 lanes, by a fixed tree.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_ps(v: __m256) -> f32 {
+    let pair = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let quad = _mm_add_ps(pair, _mm_movehl_ps(pair, pair));
+    _mm_cvtss_f32(_mm_add_ss(quad, _mm_shuffle_ps::<0b01>(quad, quad)))
+}
+
+/// F16 weights · f32 activations over an M × N tile, 8 lanes per pair over the first
+/// `n_steps · 8` columns: `acc[o][r]`. The weight rows are f16, or already widened to
+/// f32 when `WIDE` (the same products either way: widening is exact).
+///
+/// # Safety
+/// `w[o]` (o < M) points to `n_steps · 8` readable weights, `x[r]` (r < N) to
+/// `n_steps · 8` f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_f16<const WIDE: bool, const M: usize, const N: usize>(
+    n_steps: usize,
+    w: &[*const u8; MR],
+    x: &[*const u8; NR_F16],
+) -> [[__m256; NR_F16]; MR] {
+    let mut acc = [[_mm256_setzero_ps(); NR_F16]; MR];
+    for k in 0..n_steps {
+        let mut xv = [_mm256_setzero_ps(); NR_F16];
+        for r in 0..N {
+            // SAFETY: step k of activation row r is in bounds (caller).
+            xv[r] = unsafe { _mm256_loadu_ps(x[r].add(k * 32).cast()) };
+        }
+        for o in 0..M {
+            // SAFETY: step k of weight row o is in bounds (caller).
+            let wv = if WIDE {
+                unsafe { _mm256_loadu_ps(w[o].add(k * 32).cast()) }
+            } else {
+                _mm256_cvtph_ps(unsafe { _mm_loadu_si128(w[o].add(k * 16).cast()) })
+            };
+            for r in 0..N {
+                acc[o][r] = _mm256_fmadd_ps(wv, xv[r], acc[o][r]);
+            }
+        }
+    }
+    acc
+}
+
+/// Runs `tile_f16` for an `mr` × `nr` tile (1..=4 × 1..=3).
+///
+/// # Safety
+/// As [`tile_f16`] with M = `mr`, N = `nr`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_f16_shape<const WIDE: bool>(
+    mr: usize,
+    nr: usize,
+    n_steps: usize,
+    w: &[*const u8; MR],
+    x: &[*const u8; NR_F16],
+) -> [[__m256; NR_F16]; MR] {
+    // SAFETY: the caller's guarantee, for the shape it names.
+    unsafe {
+        match (mr, nr) {
+            (4, 3) => tile_f16::<WIDE, 4, 3>(n_steps, w, x),
+            (4, 2) => tile_f16::<WIDE, 4, 2>(n_steps, w, x),
+            (4, _) => tile_f16::<WIDE, 4, 1>(n_steps, w, x),
+            (3, 3) => tile_f16::<WIDE, 3, 3>(n_steps, w, x),
+            (3, 2) => tile_f16::<WIDE, 3, 2>(n_steps, w, x),
+            (3, _) => tile_f16::<WIDE, 3, 1>(n_steps, w, x),
+            (2, 3) => tile_f16::<WIDE, 2, 3>(n_steps, w, x),
+            (2, 2) => tile_f16::<WIDE, 2, 2>(n_steps, w, x),
+            (2, _) => tile_f16::<WIDE, 2, 1>(n_steps, w, x),
+            (_, 3) => tile_f16::<WIDE, 1, 3>(n_steps, w, x),
+            (_, 2) => tile_f16::<WIDE, 1, 2>(n_steps, w, x),
+            (_, _) => tile_f16::<WIDE, 1, 1>(n_steps, w, x),
+        }
+    }
+}
+
+/// One f32 activation row against M ≤ 8 f16 weight rows: the lanes of `tile_f16` (one
+/// 8-lane chain per pair, the same operations), with 8 chains in flight rather than the
+/// 4 a one-row tile of `tile_f16` would have.
+///
+/// # Safety
+/// `w[o]` (o < M) points to `n_steps · 16` readable bytes, `x` to `n_steps · 32`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn row_f16<const M: usize>(n_steps: usize, w: &[*const u8; 8], x: *const u8) -> [__m256; 8] {
+    let mut acc = [_mm256_setzero_ps(); 8];
+    for k in 0..n_steps {
+        // SAFETY: step k of the activation row and of weight rows o < M is in bounds.
+        let xv = unsafe { _mm256_loadu_ps(x.add(k * 32).cast()) };
+        for o in 0..M {
+            let wv = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(w[o].add(k * 16).cast()) });
+            acc[o] = _mm256_fmadd_ps(wv, xv, acc[o]);
+        }
+    }
+    acc
+}
+
+/// The sum for (weight row `o`, activation row `r`) from its 8 lanes: the lanes by a
+/// fixed tree, then the columns past the last whole step of 8, in order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_finish(lanes: __m256, n_cols: usize, w: &[u8], o: usize, x: &[u8], r: usize) -> f32 {
+    let mut sum = hsum_ps(lanes);
+    for i in n_cols / 8 * 8..n_cols {
+        sum += f16_at(w, (o * n_cols + i) * 2) * f32_at(x, (r * n_cols + i) * 4);
+    }
+    sum
+}
+
+fn f32_at(bytes: &[u8], at: usize) -> f32 {
+    match bytes.get(at..at + 4) {
+        Some(&[b0, b1, b2, b3]) => f32::from_le_bytes([b0, b1, b2, b3]),
+        _ => 0.0,
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_gemm(n_cols: usize, w: &[u8], n_w_rows: usize, x: &[u8], n_x_rows: usize, out: &mut [f32]) {
+    let (w_row, x_row) = (n_cols * 2, n_cols * 4);
+    // Zero-width rows (n_cols = 0) all fit.
+    let n_w = w
+        .len()
+        .checked_div(w_row)
+        .map_or(n_w_rows, |n| n.min(n_w_rows));
+    let n_x = x
+        .len()
+        .checked_div(x_row)
+        .map_or(n_x_rows, |n| n.min(n_x_rows));
+    let n_steps = n_cols / 8;
+    let row_ptr = |bytes: &[u8], row: usize, row_bytes: usize| match bytes.get(row * row_bytes..) {
+        Some(rest) => rest.as_ptr(),
+        None => bytes.as_ptr(),
+    };
+    // The call's weight rows widened to f32 once: `[n_w, n_cols]`.
+    let wide: Option<Vec<f32>> =
+        (n_x >= F16_WIDEN_MIN_ROWS).then(|| widen_f16_le(&w[..n_w * w_row]));
+    if n_x == 1 {
+        // One activation row: 8 weight rows at a time.
+        for o0 in (0..n_w).step_by(8) {
+            let mr = (n_w - o0).min(8);
+            let wp: [*const u8; 8] = std::array::from_fn(|o| row_ptr(w, o0 + o.min(mr - 1), w_row));
+            let xp = row_ptr(x, 0, x_row);
+            // SAFETY: every pointer starts a whole row of `w` or `x`, and a row holds
+            // n_steps · 8 values.
+            let acc = unsafe {
+                match mr {
+                    8 => row_f16::<8>(n_steps, &wp, xp),
+                    7 => row_f16::<7>(n_steps, &wp, xp),
+                    6 => row_f16::<6>(n_steps, &wp, xp),
+                    5 => row_f16::<5>(n_steps, &wp, xp),
+                    4 => row_f16::<4>(n_steps, &wp, xp),
+                    3 => row_f16::<3>(n_steps, &wp, xp),
+                    2 => row_f16::<2>(n_steps, &wp, xp),
+                    _ => row_f16::<1>(n_steps, &wp, xp),
+                }
+            };
+            for (o, &lanes) in acc.iter().enumerate().take(mr) {
+                put(
+                    out,
+                    n_w_rows,
+                    0,
+                    o0 + o,
+                    f16_finish(lanes, n_cols, w, o0 + o, x, 0),
+                );
+            }
+        }
+        return;
+    }
+    for r0 in (0..n_x).step_by(NR_F16) {
+        let nr = (n_x - r0).min(NR_F16);
+        let xp = [0, 1, 2].map(|r| row_ptr(x, r0 + r.min(nr - 1), x_row));
+        for o0 in (0..n_w).step_by(MR) {
+            let mr = (n_w - o0).min(MR);
+            let wp = [0, 1, 2, 3].map(|o| match &wide {
+                Some(wide) => wide[(o0 + o.min(mr - 1)) * n_cols..].as_ptr().cast(),
+                None => row_ptr(w, o0 + o.min(mr - 1), w_row),
+            });
+            // SAFETY: every pointer starts a whole row of `w`, `wide` or `x` (n_w, n_x
+            // fit their slices), and a row holds n_steps · 8 values.
+            let acc = unsafe {
+                match &wide {
+                    Some(_) => tile_f16_shape::<true>(mr, nr, n_steps, &wp, &xp),
+                    None => tile_f16_shape::<false>(mr, nr, n_steps, &wp, &xp),
+                }
+            };
+            for r in 0..nr {
+                for o in 0..mr {
+                    let sum = f16_finish(acc[o][r], n_cols, w, o0 + o, x, r0 + r);
+                    put(out, n_w_rows, r0 + r, o0 + o, sum);
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn gemm_q8_0_q8_0(
+    n_cols: usize,
+    w: &[u8],
+    n_w_rows: usize,
+    x: &[u8],
+    n_x_rows: usize,
+    x_tables: &[f32],
+    out: &mut [f32],
+) {
+    let pair = BlockPair::Q8_0Q8_0;
+    // SAFETY: handed out only when AVX2, FMA and F16C were detected at run time.
+    unsafe { block_gemm(pair, n_cols, w, n_w_rows, x, n_x_rows, x_tables, out) }
+}
+
+pub(crate) fn tables_q8_0(n_cols: usize, x: &[u8], n_x_rows: usize) -> Vec<f32> {
+    // SAFETY: handed out only when AVX2, FMA and F16C were detected at run time.
+    unsafe { activation_tables(BlockPair::Q8_0Q8_0, n_cols, x, n_x_rows) }
+}
+
+pub(crate) fn gemm_q4_1_q8_1(
+    n_cols: usize,
+    w: &[u8],
+    n_w_rows: usize,
+    x: &[u8],
+    n_x_rows: usize,
+    x_tables: &[f32],
+    out: &mut [f32],
+) {
+    let pair = BlockPair::Q4_1Q8_1;
+    // SAFETY: handed out only when AVX2, FMA and F16C were detected at run time.
+    unsafe { block_gemm(pair, n_cols, w, n_w_rows, x, n_x_rows, x_tables, out) }
+}
+
+pub(crate) fn tables_q4_1(n_cols: usize, x: &[u8], n_x_rows: usize) -> Vec<f32> {
+    // SAFETY: handed out only when AVX2, FMA and F16C were detected at run time.
+    unsafe { activation_tables(BlockPair::Q4_1Q8_1, n_cols, x, n_x_rows) }
+}
+
+pub(crate) fn gemm_f16_f32(
+    n_cols: usize,
+    w: &[u8],
+    n_w_rows: usize,
+    x: &[u8],
+    n_x_rows: usize,
+    _x_tables: &[f32],
+    out: &mut [f32],
+) {
+    // SAFETY: handed out only when AVX2, FMA and F16C were detected at run time.
+    unsafe { f16_gemm(n_cols, w, n_w_rows, x, n_x_rows, out) }
+}

@@ -1,0 +1,284 @@
+//! The pieces of a forward pass that the architectures share: checking a batch
+//! against the cache, the token embedding, biased linear layers, self-attention over
+//! the paged cache (grouped-query heads, optional sliding window and sinks), and the
+//! output logits.
+
+use wazn_kernels::attention::{attend_rows, AttendOptions, AttentionShape, KvBlocks, QueryRow};
+use wazn_kernels::ops::{add_assign, rms_norm, Rope};
+use wazn_kernels::{matmul, Activations, ThreadPool, WeightMatrix};
+
+use crate::batch::{Batch, Logits, SeqId};
+use crate::error::ModelError;
+use crate::kv_cache::{KvCache, LayerBlocks, LayerKv, KV_BLOCK_SIZE};
+use crate::weights::{MatrixRef, Weights};
+
+/// Checks the batch against the cache: known tokens, positions that continue each
+/// sequence, room in the context. Returns each sequence's length after the batch.
+pub(crate) fn check_batch(
+    batch: &Batch,
+    kv: &KvCache,
+    n_vocab: usize,
+) -> Result<Vec<(SeqId, usize)>, ModelError> {
+    let mut next_pos: Vec<(SeqId, usize)> = Vec::new();
+    for row in &batch.rows {
+        if row.token as usize >= n_vocab {
+            return Err(ModelError::TokenOutOfRange {
+                token: row.token,
+                n_vocab,
+            });
+        }
+        let index = match next_pos.iter().position(|(s, _)| *s == row.seq_id) {
+            Some(index) => index,
+            None => {
+                next_pos.push((row.seq_id, kv.seq_len(row.seq_id)));
+                next_pos.len() - 1
+            }
+        };
+        let entry = &mut next_pos[index];
+        if row.pos != entry.1 {
+            return Err(ModelError::PositionGap {
+                seq_id: row.seq_id,
+                pos: row.pos,
+                cached: entry.1,
+            });
+        }
+        entry.1 += 1;
+        if entry.1 > kv.n_ctx() {
+            return Err(ModelError::ContextFull {
+                seq_id: row.seq_id,
+                needed: entry.1,
+                n_ctx: kv.n_ctx(),
+            });
+        }
+    }
+    Ok(next_pos)
+}
+
+/// Takes the cache blocks the batch needs, or fails without taking any.
+pub(crate) fn reserve_cache(
+    kv: &mut KvCache,
+    new_lengths: &[(SeqId, usize)],
+) -> Result<(), ModelError> {
+    let blocks_needed: usize = new_lengths
+        .iter()
+        .map(|&(seq_id, n_pos)| kv.blocks_needed(seq_id, n_pos))
+        .sum();
+    if blocks_needed > kv.n_blocks_available() {
+        let &(seq_id, needed) = new_lengths.first().unwrap_or(&(0, 0));
+        return Err(ModelError::ContextFull {
+            seq_id,
+            needed,
+            n_ctx: kv.seq_len(seq_id) + kv.n_blocks_available() * KV_BLOCK_SIZE,
+        });
+    }
+    for &(seq_id, n_pos) in new_lengths {
+        kv.reserve(seq_id, n_pos);
+    }
+    Ok(())
+}
+
+/// `[n, d]`: the embedding row of each row's token.
+pub(crate) fn embed(weights: &Weights, table: &MatrixRef, batch: &Batch) -> Vec<f32> {
+    let d = table.n_cols;
+    let mut hidden = vec![0.0f32; batch.len() * d];
+    let embd = weights.view(table);
+    for (row, h) in batch.rows.iter().zip(hidden.chunks_exact_mut(d)) {
+        embd.dequantize_row_into(row.token as usize, h);
+    }
+    hidden
+}
+
+/// `y = W x (+ b)`: a weight matrix and its optional bias.
+pub(crate) struct Linear {
+    pub weight: MatrixRef,
+    /// `[n_rows]`.
+    pub bias: Option<Vec<f32>>,
+}
+
+/// How the matrix products of a forward pass run.
+pub(crate) struct Compute<'a> {
+    pub pool: &'a ThreadPool,
+    pub weights: &'a Weights,
+    pub activations: Activations,
+}
+
+impl Compute<'_> {
+    /// `out[r] = W x[r] + b` for the `n` rows of `x` (`[n, n_cols]` → `[n, n_rows]`).
+    pub fn linear(
+        &self,
+        layer: &Linear,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        scratch: &mut Vec<u8>,
+    ) {
+        self.matmul(&layer.weight, x, n, out, scratch);
+        if let Some(bias) = &layer.bias {
+            for row in out.chunks_exact_mut(bias.len()) {
+                add_assign(row, bias);
+            }
+        }
+    }
+
+    pub fn matmul(
+        &self,
+        m: &MatrixRef,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        scratch: &mut Vec<u8>,
+    ) {
+        self.matmul_view(&self.weights.view(m), x, n, out, scratch);
+    }
+
+    pub fn matmul_view(
+        &self,
+        w: &WeightMatrix<'_>,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        scratch: &mut Vec<u8>,
+    ) {
+        matmul(self.pool, w, x, n, out, scratch, self.activations);
+    }
+
+    /// Final norm of the rows that want logits, then the output projection:
+    /// `[n_out, n_vocab]`.
+    pub fn logits(
+        &self,
+        batch: &Batch,
+        hidden: &[f32],
+        norm: &[f32],
+        eps: f32,
+        output: &MatrixRef,
+    ) -> Logits {
+        let d = norm.len();
+        let wanted: Vec<usize> = (0..batch.len())
+            .filter(|&i| batch.rows[i].wants_logits)
+            .collect();
+        let mut normed = vec![0.0f32; wanted.len() * d];
+        for (&i, out) in wanted.iter().zip(normed.chunks_exact_mut(d)) {
+            rms_norm(&hidden[i * d..(i + 1) * d], norm, eps, out);
+        }
+        let mut logits = vec![0.0f32; wanted.len() * output.n_rows];
+        self.matmul(output, &normed, wanted.len(), &mut logits, &mut Vec::new());
+        Logits {
+            n_vocab: output.n_rows,
+            data: logits,
+        }
+    }
+}
+
+/// What one layer's attention needs besides its inputs.
+pub(crate) struct AttentionParams<'a> {
+    pub shape: AttentionShape,
+    pub rope: &'a Rope,
+    /// Keys a query sees, itself included (None: every earlier position).
+    pub window: Option<usize>,
+    /// A learned logit per query head in each softmax denominator.
+    pub sinks: Option<&'a [f32]>,
+}
+
+/// Rotates `q` (`[n, n_head * head_dim]`) and `k` (`[n, n_kv_head * head_dim]`) by
+/// position, writes `k` and `v` to the cache of `layer`, and attends each row over its
+/// sequence: `out` is `[n, n_head * head_dim]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn self_attention(
+    pool: &ThreadPool,
+    batch: &Batch,
+    kv: &mut KvCache,
+    layer: usize,
+    new_lengths: &[(SeqId, usize)],
+    params: &AttentionParams<'_>,
+    q: &mut [f32],
+    k: &mut [f32],
+    v: &[f32],
+    out: &mut [f32],
+) {
+    let shape = &params.shape;
+    let q_width = shape.n_head * shape.head_dim;
+    let kv_width = shape.n_kv_head * shape.head_dim;
+    for (i, row) in batch.rows.iter().enumerate() {
+        let q_row = &mut q[i * q_width..(i + 1) * q_width];
+        params.rope.apply(q_row, shape.head_dim, row.pos);
+        let k_row = &mut k[i * kv_width..(i + 1) * kv_width];
+        params.rope.apply(k_row, shape.head_dim, row.pos);
+        kv.write(
+            row.seq_id,
+            layer,
+            row.pos,
+            k_row,
+            &v[i * kv_width..(i + 1) * kv_width],
+        );
+    }
+    // Each sequence's cache blocks in this layer, read in place.
+    let layer_kv: Vec<LayerKv> = new_lengths
+        .iter()
+        .map(|&(seq_id, n_pos)| kv.layer_blocks(seq_id, layer, n_pos))
+        .collect();
+    let rows: Vec<QueryRow> = batch
+        .rows
+        .iter()
+        .map(|row| {
+            let end = row.pos + 1; // causal: this position and those before it
+            let start = params.window.map_or(0, |w| end.saturating_sub(w));
+            QueryRow {
+                // Every row's sequence has its blocks (check_batch); an unknown one
+                // would read no keys.
+                seq: new_lengths
+                    .iter()
+                    .position(|&(s, _)| s == row.seq_id)
+                    .unwrap_or(usize::MAX),
+                keys: start..end,
+            }
+        })
+        .collect();
+    let options = AttendOptions::default();
+    fn blocks<'a, T>(layer: &'a LayerBlocks<'a, T>) -> KvBlocks<'a, T> {
+        KvBlocks {
+            block_size: KV_BLOCK_SIZE,
+            keys: &layer.keys,
+            values: &layer.values,
+        }
+    }
+    let (f32_blocks, f16_blocks): (Vec<_>, Vec<_>) = (
+        layer_kv
+            .iter()
+            .filter_map(|l| match l {
+                LayerKv::F32(b) => Some(blocks(b)),
+                LayerKv::F16(_) => None,
+            })
+            .collect(),
+        layer_kv
+            .iter()
+            .filter_map(|l| match l {
+                LayerKv::F16(b) => Some(blocks(b)),
+                LayerKv::F32(_) => None,
+            })
+            .collect(),
+    );
+    // A cache holds one number type: every sequence's blocks are in one of the lists.
+    if f16_blocks.is_empty() {
+        attend_rows(
+            pool,
+            &options,
+            shape,
+            q,
+            &rows,
+            &f32_blocks,
+            params.sinks,
+            out,
+        );
+    } else {
+        attend_rows(
+            pool,
+            &options,
+            shape,
+            q,
+            &rows,
+            &f16_blocks,
+            params.sinks,
+            out,
+        );
+    }
+}

@@ -1,0 +1,498 @@
+//! A tiny random gpt-oss (4 layers, 8 experts, top-4, sliding window 128, YaRN, sinks,
+//! MXFP4 experts) against Hugging Face transformers, from the Hugging Face folder and
+//! from the GGUF llama.cpp's converter made of the same weights. The fixtures and the
+//! reference are written by `scripts/reference/gptoss_tiny.py`.
+//!
+//! - f32 activations: logits within 1e-3 of transformers at every stored position of
+//!   prompts of 7, 150 and 300 tokens (the longer two exceed the window), and greedy
+//!   decoding gives the reference's tokens;
+//! - 8-bit activations (the fast path): within 1e-3 of transformers run with the same
+//!   Q8_0 rounding of the expert inputs (see `q8_reference`);
+//! - several sequences in one batch, and one token per forward after a prefill, give
+//!   the logits of one full pass;
+//! - broken folders are clear errors naming the file and tensor.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+use wazn_formats::GgufFile;
+use wazn_kernels::{Activations, ThreadPool};
+use wazn_models::{load_model_from, Batch, Model, ModelError, ModelOptions, ModelSource};
+
+/// With f32 activations both sides compute the same sums in a different order (and
+/// the reference stores 6 significant digits).
+const F32_MAX_ABS_LOGIT_DIFF: f32 = 1e-3;
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gptoss")
+}
+
+#[derive(Deserialize)]
+struct Reference {
+    prompts: Vec<Prompt>,
+}
+
+#[derive(Deserialize)]
+struct Prompt {
+    input_ids: Vec<u32>,
+    logit_positions: Vec<usize>,
+    logits: Vec<Vec<f32>>,
+    greedy_ids: Vec<u32>,
+}
+
+fn reference() -> Reference {
+    let path = data_dir().join("reference.json");
+    let text = std::fs::read_to_string(&path).expect("read reference.json");
+    serde_json::from_str(&text).expect("parse reference.json")
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Format {
+    Hf,
+    Gguf,
+}
+
+fn load(format: Format, activations: Activations) -> Box<dyn Model> {
+    let path = match format {
+        Format::Hf => data_dir().join("hf"),
+        Format::Gguf => data_dir().join("tiny.gguf"),
+    };
+    let source = ModelSource::open(&path).expect("open the tiny gpt-oss");
+    load_model_from(&source, &ModelOptions { activations }).expect("load the tiny gpt-oss")
+}
+
+/// Logits of every position of `tokens` from one forward pass of one sequence.
+fn full_pass(model: &dyn Model, pool: &ThreadPool, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let mut batch = Batch::new();
+    batch.push_tokens(0, 0, tokens, true);
+    let mut kv = model.new_kv_cache(tokens.len() + 32);
+    let logits = model.forward(&batch, &mut kv, pool).expect("forward");
+    (0..tokens.len()).map(|i| logits.row(i).to_vec()).collect()
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Largest |Δlogit| over the full vocabulary at the reference's positions, the
+/// largest |logit| of the reference, and the positions whose top-1 differs (with the
+/// reference's top1 - top2 margin there).
+struct Agreement {
+    max_abs_diff: f32,
+    max_abs_logit: f32,
+    top1_mismatches: Vec<(usize, usize, f32)>,
+}
+
+fn compare(model: &dyn Model, pool: &ThreadPool, reference: &Reference) -> Agreement {
+    let mut agreement = Agreement {
+        max_abs_diff: 0.0,
+        max_abs_logit: 0.0,
+        top1_mismatches: Vec::new(),
+    };
+    for (p, prompt) in reference.prompts.iter().enumerate() {
+        let ours = full_pass(model, pool, &prompt.input_ids);
+        for (&pos, want) in prompt.logit_positions.iter().zip(&prompt.logits) {
+            let got = &ours[pos];
+            assert_eq!(got.len(), want.len(), "vocabulary size");
+            for (&g, &w) in got.iter().zip(want) {
+                agreement.max_abs_diff = agreement.max_abs_diff.max((g - w).abs());
+                agreement.max_abs_logit = agreement.max_abs_logit.max(w.abs());
+            }
+            if argmax(got) != argmax(want) {
+                let mut sorted = want.clone();
+                sorted.sort_by(|a, b| b.total_cmp(a));
+                agreement
+                    .top1_mismatches
+                    .push((p, pos, sorted[0] - sorted[1]));
+            }
+        }
+    }
+    agreement
+}
+
+fn check_f32(format: Format) {
+    let model = load(format, Activations::F32);
+    assert_eq!(model.info().architecture, "gpt-oss");
+    let pool = ThreadPool::new(2).unwrap();
+    let reference = reference();
+    assert!(reference.prompts.iter().any(|p| p.input_ids.len() > 128));
+    let a = compare(model.as_ref(), &pool, &reference);
+    println!(
+        "{format:?} f32: max |Δlogit| = {:.3e} (largest |logit| {:.2})",
+        a.max_abs_diff, a.max_abs_logit
+    );
+    assert!(
+        a.max_abs_diff <= F32_MAX_ABS_LOGIT_DIFF,
+        "{format:?}: max |Δlogit| {} > {F32_MAX_ABS_LOGIT_DIFF}",
+        a.max_abs_diff
+    );
+    assert!(a.top1_mismatches.is_empty(), "{:?}", a.top1_mismatches);
+}
+
+#[test]
+fn hf_folder_f32_logits_match_transformers() {
+    check_f32(Format::Hf);
+}
+
+#[test]
+fn gguf_f32_logits_match_transformers() {
+    check_f32(Format::Gguf);
+}
+
+/// The 8-bit path rounds the input of every MXFP4 expert matrix to Q8_0 (blocks of 32
+/// values on a grid of max|x|/127, as llama.cpp does); the BF16 attention, router and
+/// output matrices keep f32 activations. That rounding is a change of the model's
+/// arithmetic, not a small error: on this random tiny model transformers itself moves
+/// its logits by up to R = 1.73 when its expert inputs are rounded so (written by
+/// `tests/gen_gptoss_q8_reference.py`, with those logits). So the 8-bit path is compared
+/// with transformers-with-Q8_0-rounding:
+/// - where no code sits on a rounding boundary they agree to ~1e-5 (measured), so the
+///   7-token prompt (14k rounded values) is held to the f32 tolerance;
+/// - on long prompts the two sides' f32 sums differ by ~1e-6 relative, enough to move
+///   the odd value that lies on a rounding boundary to the next Q8_0 code (one step,
+///   the size of the rounding itself), and that change reaches every later position
+///   through attention. So the rest is held to a tenth of R: the 8-bit path must
+///   reproduce at least nine tenths of what Q8_0 rounding does to transformers.
+fn q8_reference() -> (Reference, f32) {
+    let path = data_dir().join("../gptoss_q8_reference.json");
+    let text = std::fs::read_to_string(&path).expect("read gptoss_q8_reference.json");
+    let json: Value = serde_json::from_str(&text).expect("parse gptoss_q8_reference.json");
+    let rounding_effect = json["max_abs_diff_vs_f32_reference"].as_f64().unwrap() as f32;
+    let prompts = serde_json::from_value::<Vec<Value>>(json["prompts"].clone()).unwrap();
+    let prompts = prompts
+        .into_iter()
+        .map(|p| Prompt {
+            input_ids: serde_json::from_value(p["input_ids"].clone()).unwrap(),
+            logit_positions: serde_json::from_value(p["logit_positions"].clone()).unwrap(),
+            logits: serde_json::from_value(p["logits"].clone()).unwrap(),
+            greedy_ids: Vec::new(),
+        })
+        .collect();
+    (Reference { prompts }, rounding_effect)
+}
+
+fn check_q8(format: Format) {
+    let model = load(format, Activations::Quantized);
+    let pool = ThreadPool::new(2).unwrap();
+    let (q8_reference, rounding_effect) = q8_reference();
+    let a = compare(model.as_ref(), &pool, &q8_reference);
+    let short = Reference {
+        prompts: q8_reference.prompts.into_iter().take(1).collect(),
+    };
+    assert!(short.prompts[0].input_ids.len() < 10);
+    let a_short = compare(model.as_ref(), &pool, &short);
+    let plain = compare(model.as_ref(), &pool, &reference());
+    let tolerance = 0.1 * rounding_effect;
+    println!(
+        "{format:?} 8-bit: max |Δlogit| vs transformers with Q8_0-rounded expert inputs: \
+         {:.3e} on the 7-token prompt, {:.3e} overall (tolerance {tolerance:.3e}); \
+         {:.3e} vs plain transformers (the rounding alone moves transformers by \
+         {rounding_effect:.3e}); top-1 changes vs plain: {:?}",
+        a_short.max_abs_diff, a.max_abs_diff, plain.max_abs_diff, plain.top1_mismatches
+    );
+    assert!(
+        a_short.max_abs_diff <= F32_MAX_ABS_LOGIT_DIFF,
+        "{format:?}: {} on the short prompt",
+        a_short.max_abs_diff
+    );
+    assert!(
+        a.max_abs_diff <= tolerance,
+        "{format:?}: max |Δlogit| {} vs the Q8_0 reference",
+        a.max_abs_diff
+    );
+}
+
+#[test]
+fn hf_folder_8bit_logits_are_close_to_transformers() {
+    check_q8(Format::Hf);
+}
+
+#[test]
+fn gguf_8bit_logits_are_close_to_transformers() {
+    check_q8(Format::Gguf);
+}
+
+/// Greedy decoding, one token per forward after the prompt, gives the reference's
+/// continuation.
+fn check_greedy(format: Format) {
+    let model = load(format, Activations::F32);
+    let pool = ThreadPool::new(2).unwrap();
+    for prompt in &reference().prompts {
+        let n_new = prompt.greedy_ids.len();
+        let mut kv = model.new_kv_cache(prompt.input_ids.len() + n_new);
+        let batch = Batch::for_sequence(0, 0, &prompt.input_ids);
+        let mut next = argmax(model.forward(&batch, &mut kv, &pool).unwrap().row(0));
+        let mut ours = vec![next];
+        while ours.len() < n_new {
+            let pos = prompt.input_ids.len() + ours.len() - 1;
+            let batch = Batch::for_sequence(0, pos, &[next]);
+            next = argmax(model.forward(&batch, &mut kv, &pool).unwrap().row(0));
+            ours.push(next);
+        }
+        assert_eq!(ours, prompt.greedy_ids, "{format:?}");
+    }
+}
+
+#[test]
+fn hf_folder_greedy_tokens_match_transformers() {
+    check_greedy(Format::Hf);
+}
+
+#[test]
+fn gguf_greedy_tokens_match_transformers() {
+    check_greedy(Format::Gguf);
+}
+
+/// Two sequences interleaved in one batch, then decoded one token per step together,
+/// give the logits of a full pass of each alone.
+#[test]
+fn batched_and_incremental_rows_equal_a_full_pass() {
+    let pool = ThreadPool::new(2).unwrap();
+    let reference = reference();
+    let long = &reference.prompts[2].input_ids; // 300 tokens, past the window
+    let short = &reference.prompts[1].input_ids;
+    for activations in [Activations::F32, Activations::Quantized] {
+        let model = load(Format::Hf, activations);
+        let want_long = full_pass(model.as_ref(), &pool, long);
+        let want_short = full_pass(model.as_ref(), &pool, short);
+        let mut kv = model.new_kv_cache(long.len());
+        // Prefill: the first 140 of `long` and the first 100 of `short` in one batch.
+        let (pre_long, pre_short) = (140, 100);
+        let mut batch = Batch::new();
+        batch.push_tokens(7, 0, &long[..pre_long], true);
+        batch.push_tokens(3, 0, &short[..pre_short], true);
+        let logits = model.forward(&batch, &mut kv, &pool).unwrap();
+        let mut max_diff = 0.0f32;
+        let mut diff = |a: &[f32], b: &[f32]| {
+            for (x, y) in a.iter().zip(b) {
+                max_diff = max_diff.max((x - y).abs());
+            }
+        };
+        for (i, want) in want_long[..pre_long].iter().enumerate() {
+            diff(logits.row(i), want);
+        }
+        for (i, want) in want_short[..pre_short].iter().enumerate() {
+            diff(logits.row(pre_long + i), want);
+        }
+        // Then one token of each per forward.
+        for step in 0..(short.len() - pre_short) {
+            let (pl, ps) = (pre_long + step, pre_short + step);
+            let mut batch = Batch::new();
+            batch.push_tokens(3, ps, &short[ps..ps + 1], true);
+            batch.push_tokens(7, pl, &long[pl..pl + 1], true);
+            let logits = model.forward(&batch, &mut kv, &pool).unwrap();
+            diff(logits.row(0), &want_short[ps]);
+            diff(logits.row(1), &want_long[pl]);
+        }
+        println!("{activations:?}: batched/incremental vs full pass max |Δlogit| = {max_diff:.3e}");
+        // Each row's arithmetic does not depend on the other rows of the batch.
+        assert!(max_diff <= 1e-5, "{activations:?}: {max_diff}");
+    }
+}
+
+/// A prompt that starts with another sequence's cached blocks, and a sequence cut
+/// back and continued, give the logits of a full pass (the sliding layers read the
+/// window from the shared blocks).
+#[test]
+fn prefix_reuse_and_truncation_keep_the_logits() {
+    let pool = ThreadPool::new(2).unwrap();
+    let model = load(Format::Hf, Activations::F32);
+    let tokens = &reference().prompts[2].input_ids; // 300 tokens
+    let want = full_pass(model.as_ref(), &pool, tokens);
+    let mut kv = model.new_kv_cache(tokens.len());
+    let mut max_diff = 0.0f32;
+    let mut check_rows = |logits: &wazn_models::Logits, start: usize| {
+        for i in 0..logits.n_rows() {
+            for (a, b) in logits.row(i).iter().zip(&want[start + i]) {
+                max_diff = max_diff.max((a - b).abs());
+            }
+        }
+    };
+
+    let mut batch = Batch::new();
+    batch.push_tokens(1, 0, &tokens[..200], false);
+    model.forward(&batch, &mut kv, &pool).unwrap();
+    kv.register_tokens(1, &tokens[..200]);
+
+    let reused = kv.attach_prefix(2, tokens);
+    assert!(reused > 128, "only {reused} positions reused");
+    let mut batch = Batch::new();
+    batch.push_tokens(2, reused, &tokens[reused..], true);
+    check_rows(&model.forward(&batch, &mut kv, &pool).unwrap(), reused);
+
+    kv.truncate(2, 250);
+    let kept = kv.seq_len(2);
+    assert!(kept <= 250);
+    let mut batch = Batch::new();
+    batch.push_tokens(2, kept, &tokens[kept..], true);
+    check_rows(&model.forward(&batch, &mut kv, &pool).unwrap(), kept);
+    println!("prefix reuse ({reused} positions) and truncation: max |Δlogit| = {max_diff:.3e}");
+    assert!(max_diff <= 1e-5, "{max_diff}");
+}
+
+/// The sliding layers' cache stays about one window long while the full layers' grows.
+#[test]
+fn sliding_layers_keep_about_one_window_of_cache() {
+    let pool = ThreadPool::new(2).unwrap();
+    let model = load(Format::Gguf, Activations::Quantized);
+    let tokens = &reference().prompts[2].input_ids; // 300 tokens: 19 blocks of 16
+    let mut kv = model.new_kv_cache(tokens.len());
+    model
+        .forward(&Batch::for_sequence(0, 0, tokens), &mut kv, &pool)
+        .unwrap();
+    // Per layer and block: keys and values of 16 positions of kv_width f32.
+    let layer_block = 2 * 16 * model.info().kv_width * 4;
+    // 2 full layers hold all 19 blocks; 2 sliding layers the 10 blocks from the one
+    // holding position 300 - 128 - 16 = 156 on (window plus one block of slack).
+    let want = (2 * 19 + 2 * 10) * layer_block;
+    println!(
+        "cache after 300 positions: {} bytes (all layers in full: {})",
+        kv.bytes_allocated(),
+        4 * 19 * layer_block
+    );
+    assert_eq!(kv.bytes_allocated(), want);
+}
+
+#[test]
+fn a_token_outside_the_vocabulary_is_an_error() {
+    let model = load(Format::Hf, Activations::F32);
+    let pool = ThreadPool::new(1).unwrap();
+    let n_vocab = model.info().n_vocab as u32;
+    let mut kv = model.new_kv_cache(8);
+    let err = model
+        .forward(&Batch::for_sequence(0, 0, &[1, n_vocab]), &mut kv, &pool)
+        .unwrap_err();
+    assert!(matches!(err, ModelError::TokenOutOfRange { .. }), "{err}");
+    assert_eq!(kv.seq_len(0), 0);
+}
+
+#[test]
+fn both_formats_report_the_same_model() {
+    let hf = load(Format::Hf, Activations::F32);
+    let gguf = load(Format::Gguf, Activations::F32);
+    let (a, b) = (hf.info(), gguf.info());
+    assert_eq!(
+        (&a.architecture, a.n_vocab, a.n_layer, a.kv_width),
+        (&b.architecture, b.n_vocab, b.n_layer, b.kv_width)
+    );
+    let file = GgufFile::open(data_dir().join("tiny.gguf")).unwrap();
+    assert_eq!(file.architecture().unwrap(), "gpt-oss");
+}
+
+// ---- Broken folders -------------------------------------------------------------
+
+/// A copy of the fixture folder under the target dir, for a test to break.
+fn scratch_copy(test: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gptoss-{test}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["config.json", "model.safetensors"] {
+        std::fs::copy(data_dir().join("hf").join(name), dir.join(name)).unwrap();
+    }
+    dir
+}
+
+/// Rewrites the safetensors header of `dir/model.safetensors` with `edit`.
+fn edit_header(dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit(header.as_object_mut().unwrap());
+    let mut json = serde_json::to_vec(&header).unwrap();
+    while !json.len().is_multiple_of(8) {
+        json.push(b' ');
+    }
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(&path, out).unwrap();
+}
+
+fn load_err(dir: &Path) -> String {
+    match ModelSource::open(dir).and_then(|s| load_model_from(&s, &ModelOptions::default())) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => {
+            println!("{e}");
+            e.to_string()
+        }
+    }
+}
+
+fn assert_mentions(msg: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(msg.contains(part), "{msg:?} does not mention {part:?}");
+    }
+}
+
+#[test]
+fn a_folder_without_config_is_an_error() {
+    let dir = scratch_copy("no-config");
+    std::fs::remove_file(dir.join("config.json")).unwrap();
+    assert_mentions(&load_err(&dir), &["config.json"]);
+}
+
+#[test]
+fn a_shard_missing_from_the_index_is_an_error() {
+    let dir = scratch_copy("missing-shard");
+    std::fs::rename(
+        dir.join("model.safetensors"),
+        dir.join("model-00001-of-00002.safetensors"),
+    )
+    .unwrap();
+    let index = serde_json::json!({"weight_map": {
+        "model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+        "lm_head.weight": "model-00002-of-00002.safetensors",
+    }});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    assert_mentions(&load_err(&dir), &["model-00002-of-00002.safetensors"]);
+}
+
+#[test]
+fn a_tensor_of_the_wrong_shape_is_an_error() {
+    let dir = scratch_copy("wrong-shape");
+    let name = "model.layers.1.self_attn.q_proj.weight";
+    edit_header(&dir, |h| {
+        let shape = h[name]["shape"].as_array().unwrap().clone();
+        h[name]["shape"] = Value::Array(vec![shape[1].clone(), shape[0].clone()]);
+    });
+    assert_mentions(&load_err(&dir), &["model.safetensors", name, "shape"]);
+}
+
+#[test]
+fn a_tensor_of_the_wrong_dtype_is_an_error() {
+    let dir = scratch_copy("wrong-dtype");
+    let name = "model.layers.0.self_attn.k_proj.weight";
+    edit_header(&dir, |h| h[name]["dtype"] = Value::from("I16"));
+    assert_mentions(&load_err(&dir), &["model.safetensors", name, "I16"]);
+}
+
+#[test]
+fn mxfp4_blocks_without_scales_are_an_error() {
+    let dir = scratch_copy("no-scales");
+    let name = "model.layers.2.mlp.experts.down_proj_scales";
+    edit_header(&dir, |h| {
+        h.remove(name);
+    });
+    assert_mentions(&load_err(&dir), &["model.safetensors", name]);
+}
+
+#[test]
+fn an_unknown_model_type_is_an_error() {
+    let dir = scratch_copy("unknown-type");
+    let path = dir.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["model_type"] = Value::from("mamba9");
+    std::fs::write(&path, config.to_string()).unwrap();
+    assert_mentions(&load_err(&dir), &["config.json", "mamba9", "gpt-oss"]);
+    config.as_object_mut().unwrap().remove("model_type");
+    std::fs::write(&path, config.to_string()).unwrap();
+    assert_mentions(&load_err(&dir), &["config.json", "model_type"]);
+}

@@ -1,0 +1,176 @@
+//! Tokenizers from a Hugging Face `tokenizer.json`.
+//!
+//! The file holds a whole `tokenizers` pipeline (normalizer, pre-tokenizer, model), so encoding
+//! runs it as written. What wazn adds on top comes from the file too: the vocabulary by id,
+//! which tokens are special (its `added_tokens`), and the bytes each token stands for, read in
+//! GPT-2's byte alphabet when the pipeline is byte-level and as SentencePiece pieces (`▁` for a
+//! space, `<0xNN>` for a byte) otherwise. BOS, EOS and the end-of-generation set come from the
+//! folder's `tokenizer_config.json` and `generation_config.json` (see `crate::model_text`).
+
+use std::str::FromStr;
+
+use serde_json::Value;
+use tokenizers::Tokenizer as HfTokenizer;
+
+use super::bpe::ByteAlphabet;
+use super::{Encoder, Family, TokenType, Tokenizer};
+use crate::TextError;
+
+const SPACE_MARK: char = '\u{2581}';
+
+/// The special-token settings of a folder, by token text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HfSpecialTokens {
+    pub bos_token: Option<String>,
+    pub eos_token: Option<String>,
+    /// `add_bos_token`; when absent, whatever the file's post-processor does.
+    pub add_bos: Option<bool>,
+    pub add_eos: Option<bool>,
+    /// Ids that end a generation besides the EOS (`generation_config.json`'s `eos_token_id`).
+    pub eog_ids: Vec<u32>,
+}
+
+impl Tokenizer {
+    /// The tokenizer in the text of a `tokenizer.json`, with the folder's special tokens.
+    pub fn from_tokenizer_json(
+        json: &str,
+        special: &HfSpecialTokens,
+    ) -> Result<Tokenizer, TextError> {
+        let pipeline: Value = serde_json::from_str(json)
+            .map_err(|e| TextError::Build(format!("tokenizer.json is not valid JSON: {e}")))?;
+        let hf = HfTokenizer::from_str(json)
+            .map_err(|e| TextError::Build(format!("tokenizer.json: {e}")))?;
+        let n_tokens = hf.get_vocab_size(true);
+        if n_tokens == 0 {
+            return Err(TextError::EmptyVocabulary);
+        }
+        let added = hf.get_added_tokens_decoder();
+        let byte_level = mentions_type(&pipeline["pre_tokenizer"], "ByteLevel")
+            || mentions_type(&pipeline["decoder"], "ByteLevel");
+        let alphabet = ByteAlphabet::new();
+
+        let mut tokens = Vec::with_capacity(n_tokens);
+        let mut types = Vec::with_capacity(n_tokens);
+        let mut pieces = Vec::with_capacity(n_tokens);
+        for id in 0..n_tokens as u32 {
+            let Some(text) = hf.id_to_token(id) else {
+                // A hole in the ids: no text, never produced by encoding.
+                tokens.push(String::new());
+                types.push(TokenType::Unused);
+                pieces.push(Vec::new());
+                continue;
+            };
+            let (ty, bytes) = match added.get(&id) {
+                Some(token) if token.special => (TokenType::Control, text.as_bytes().to_vec()),
+                Some(_) => (TokenType::UserDefined, text.as_bytes().to_vec()),
+                None if byte_level => (
+                    TokenType::Normal,
+                    alphabet
+                        .to_bytes(&text)
+                        .unwrap_or_else(|| text.as_bytes().to_vec()),
+                ),
+                None => match parse_byte_token(&text) {
+                    Some(byte) => (TokenType::Byte, vec![byte]),
+                    None => (
+                        TokenType::Normal,
+                        text.replace(SPACE_MARK, " ").into_bytes(),
+                    ),
+                },
+            };
+            tokens.push(text);
+            types.push(ty);
+            pieces.push(bytes);
+        }
+
+        let id_of = |what: &str, text: &Option<String>| -> Result<Option<u32>, TextError> {
+            match text {
+                None => Ok(None),
+                Some(text) => hf.token_to_id(text).map(Some).ok_or_else(|| {
+                    TextError::Build(format!(
+                        "the {what} {text:?} of tokenizer_config.json is not in tokenizer.json"
+                    ))
+                }),
+            }
+        };
+        let bos_id = id_of("bos_token", &special.bos_token)?;
+        let eos_id = id_of("eos_token", &special.eos_token)?;
+        if let Some(&bad) = special.eog_ids.iter().find(|&&id| id as usize >= n_tokens) {
+            return Err(TextError::SpecialIdOutOfRange {
+                key: "generation_config.json eos_token_id",
+                id: bad,
+                n_tokens,
+            });
+        }
+        // Without add_bos_token, BOS is added when the file's post-processor adds it.
+        let post_adds_bos = bos_id.is_some_and(|bos| {
+            hf.encode_fast("a", true)
+                .is_ok_and(|e| e.get_ids().first() == Some(&bos))
+        });
+        let mut eog_ids: Vec<u32> = special.eog_ids.iter().copied().chain(eos_id).collect();
+        eog_ids.sort_unstable();
+        eog_ids.dedup();
+
+        // SentencePiece pipelines put a space in front of the text and their decoder takes it
+        // off again.
+        let strip_leading_space = !byte_level
+            && (mentions_type(&pipeline["decoder"], "Strip")
+                || mentions_type(&pipeline["decoder"], "Metaspace"));
+        let mut text_only = hf.clone();
+        text_only.set_encode_special_tokens(true);
+        Ok(Tokenizer {
+            family: if byte_level {
+                Family::Gpt2
+            } else {
+                Family::Llama
+            },
+            tokens,
+            types,
+            pieces,
+            encoder: Encoder::Hf {
+                parses_special: Box::new(hf),
+                text_only: Box::new(text_only),
+            },
+            bos_id,
+            eos_id,
+            add_bos: special.add_bos.unwrap_or(post_adds_bos),
+            add_eos: special.add_eos.unwrap_or(false),
+            eog_ids,
+            strip_leading_space,
+        })
+    }
+
+    /// The encoding pipeline as a `tokenizer.json` text (`None` for o200k_harmony, which is not
+    /// a `tokenizers` pipeline). BOS/EOS settings are not part of it.
+    pub fn to_tokenizer_json(&self) -> Option<Result<String, TextError>> {
+        match &self.encoder {
+            Encoder::Hf { parses_special, .. } => Some(
+                parses_special
+                    .to_string(false)
+                    .map_err(|e| TextError::Build(e.to_string())),
+            ),
+            Encoder::Tiktoken(_) => None,
+        }
+    }
+}
+
+/// Whether `value` or anything inside it is an object with `"type": ty` (a pipeline step, or
+/// a step of a `Sequence`).
+fn mentions_type(value: &Value, ty: &str) -> bool {
+    match value {
+        Value::Object(map) => {
+            map.get("type").and_then(Value::as_str) == Some(ty)
+                || map.values().any(|v| mentions_type(v, ty))
+        }
+        Value::Array(items) => items.iter().any(|v| mentions_type(v, ty)),
+        _ => false,
+    }
+}
+
+/// `<0xNN>` (two hex digits) → the byte NN.
+fn parse_byte_token(text: &str) -> Option<u8> {
+    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}
