@@ -19,6 +19,8 @@ mod x86_avx2_kquants;
 mod x86_avx2_mxfp4;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2_q5;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2_util;
 
 /// An instruction-set level the kernels are written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

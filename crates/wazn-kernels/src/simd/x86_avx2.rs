@@ -15,44 +15,14 @@
 
 use std::arch::x86_64::*;
 
+use super::x86_avx2_util::{
+    block_sum, block_sums4, block_sums4_vec, entry, f16_first, hsum_ps, load32,
+};
+
 use crate::dtype::{Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, QK};
 
 // ---------------------------------------------------------------------------------------
 // Small helpers (inlined into the callers, which carry the target features)
-
-/// The sum of the 8 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_ps(v: __m256) -> f32 {
-    let pair = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let quad = _mm_add_ps(pair, _mm_movehl_ps(pair, pair));
-    let single = _mm_add_ss(quad, _mm_shuffle_ps::<0b01>(quad, quad));
-    _mm_cvtss_f32(single)
-}
-
-/// The f16 stored little-endian at `bytes[0..2]`, widened.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn f16_first(bytes: &[u8]) -> f32 {
-    let bits = match *bytes {
-        [b0, b1, ..] => u16::from_le_bytes([b0, b1]),
-        _ => 0,
-    };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
-
-/// 32 bytes from `bytes[0..32]`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load32(bytes: &[u8]) -> __m256i {
-    // Callers pass whole blocks; a short slice reads as zeros rather than panicking.
-    let bytes: &[u8; 32] = bytes
-        .get(..32)
-        .and_then(|b| b.try_into().ok())
-        .unwrap_or(&[0; 32]);
-    // SAFETY: `bytes` is exactly 32 readable bytes; loadu has no alignment requirement.
-    unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
-}
 
 /// The 32 4-bit codes of 16 packed bytes at `bytes[0..16]`, as u8 in element order
 /// (low nibbles are elements 0..16, high nibbles 16..32).
@@ -105,39 +75,6 @@ fn f16x2(bytes: &[u8]) -> __m128 {
         _ => 0,
     };
     _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
-}
-
-/// The 4 block sums of 4 vectors of 8 i32 partial sums, in block order, as i32 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn block_sums4_vec(v: [__m256i; 4]) -> __m128i {
-    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
-}
-
-/// The 4 block sums of 4 vectors of 8 i32 partial sums, in block order.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn block_sums4(v: [__m256i; 4]) -> [i32; 4] {
-    let sums = block_sums4_vec(v);
-    [
-        _mm_cvtsi128_si32(sums),
-        _mm_extract_epi32::<1>(sums),
-        _mm_extract_epi32::<2>(sums),
-        _mm_extract_epi32::<3>(sums),
-    ]
-}
-
-/// The sum of 8 i32 lanes (one block's integer dot product).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn block_sum(v: __m256i) -> i32 {
-    block_sums4([
-        v,
-        _mm256_setzero_si256(),
-        _mm256_setzero_si256(),
-        _mm256_setzero_si256(),
-    ])[0]
 }
 
 /// `sum + (dw·dx)·isum + m·s` for a Q4_1 block `wb` and a Q8_1 block `xb`, rounded as the
@@ -590,17 +527,6 @@ fn from_f32_q8_1(src: &[f32], dst: &mut [u8]) {
 
 // ---------------------------------------------------------------------------------------
 // Safe entry points for the dtype table
-
-macro_rules! entry {
-    ($(#[$doc:meta])* $name:ident => $inner:ident ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        $(#[$doc])*
-        pub(crate) fn $name($($arg: $ty),*) -> $ret {
-            // SAFETY: the dtype table holds this function only when `Isa::Avx2` was
-            // detected at run time (AVX2, FMA and F16C present).
-            unsafe { $inner($($arg),*) }
-        }
-    };
-}
 
 entry!(vec_dot_q4_1_q8_1 => q4_1_q8_1(n: usize, w: &[u8], x: &[u8]) -> f32);
 entry!(vec_dot_q4_1_q8_1_x4 => q4_1_q8_1_x4(n: usize, w: &[u8], xs: [&[u8]; 4]) -> [f32; 4]);

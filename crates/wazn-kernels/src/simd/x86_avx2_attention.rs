@@ -11,19 +11,11 @@
 
 use std::arch::x86_64::*;
 
+use super::x86_avx2_util::hsum_ps;
+
 use half::f16;
 
 use crate::attention::{BlockKernels, KvElement};
-
-/// The sum of the 8 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_ps(v: __m256) -> f32 {
-    let pair = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let quad = _mm_add_ps(pair, _mm_movehl_ps(pair, pair));
-    let single = _mm_add_ss(quad, _mm_shuffle_ps::<0b01>(quad, quad));
-    _mm_cvtss_f32(single)
-}
 
 /// The lane sums of `a`, `b`, `c`, `d`, in lanes 0..4 (one reduction for four).
 #[inline]

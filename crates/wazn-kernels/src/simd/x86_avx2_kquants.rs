@@ -25,6 +25,8 @@
 
 use std::arch::x86_64::*;
 
+use super::x86_avx2_util::{block, entry, f16_at, load16_at, load32_at};
+
 /// Elements per super-block.
 const QK_K: usize = 256;
 const Q2_K_BYTES: usize = 84;
@@ -40,31 +42,6 @@ const Q8_K_SUMS: usize = 260;
 // ---------------------------------------------------------------------------------------
 // Loads and small helpers (inlined into the callers, which carry the target features)
 
-/// 32 bytes from `bytes[offset..offset + 32]`; past the end reads as zeros. The callers'
-/// offsets are constants within their blocks' fixed sizes, so the check folds away.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load32<const N: usize>(bytes: &[u8; N], offset: usize) -> __m256i {
-    let chunk: &[u8; 32] = bytes
-        .get(offset..offset + 32)
-        .and_then(|b| b.try_into().ok())
-        .unwrap_or(&[0; 32]);
-    // SAFETY: `chunk` is exactly 32 readable bytes; loadu has no alignment requirement.
-    unsafe { _mm256_loadu_si256(chunk.as_ptr().cast()) }
-}
-
-/// 16 bytes from `bytes[offset..offset + 16]`; past the end reads as zeros.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load16<const N: usize>(bytes: &[u8; N], offset: usize) -> __m128i {
-    let chunk: &[u8; 16] = bytes
-        .get(offset..offset + 16)
-        .and_then(|b| b.try_into().ok())
-        .unwrap_or(&[0; 16]);
-    // SAFETY: `chunk` is exactly 16 readable bytes; loadu has no alignment requirement.
-    unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) }
-}
-
 /// The little-endian u32 at `bytes[offset..offset + 4]` (0 if short).
 #[inline]
 fn u32_at(bytes: &[u8], offset: usize) -> u32 {
@@ -72,23 +49,6 @@ fn u32_at(bytes: &[u8], offset: usize) -> u32 {
         Some(&[b0, b1, b2, b3]) => u32::from_le_bytes([b0, b1, b2, b3]),
         _ => 0,
     }
-}
-
-/// The f16 stored little-endian at `bytes[offset..offset + 2]`, widened (exact).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn f16_at(bytes: &[u8], offset: usize) -> f32 {
-    let bits = match bytes.get(offset..offset + 2) {
-        Some(&[b0, b1]) => u16::from_le_bytes([b0, b1]),
-        _ => 0,
-    };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
-
-/// Block `i` (of `N` bytes) of `bytes`, if whole.
-#[inline]
-fn block<const N: usize>(bytes: &[u8], i: usize) -> Option<&[u8; N]> {
-    bytes.get(i * N..)?.first_chunk::<N>()
 }
 
 /// The Q8_K block's scale d.
@@ -166,7 +126,7 @@ fn bit_mask(v: __m256i, bit: usize) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn mins_dot(xb: &[u8; Q8_K_BYTES], mins16: __m256i) -> __m256i {
-    _mm256_madd_epi16(load32(xb, Q8_K_SUMS), mins16)
+    _mm256_madd_epi16(load32_at(xb, Q8_K_SUMS), mins16)
 }
 
 /// The reference's per-block f32 term `(dx·dw)·scaled - (dx·dmin)·mins` for 4 (block,
@@ -232,13 +192,13 @@ fn q4_k_block<const R: usize>(wb: &[u8; Q4_K_BYTES], xbs: [&[u8; Q8_K_BYTES]; R]
     let nibble = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_si256(); R];
     for c in 0..4 {
-        let packed = load32(wb, 16 + 32 * c);
+        let packed = load32_at(wb, 16 + 32 * c);
         let low = _mm256_and_si256(packed, nibble);
         let high = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), nibble);
         let (s_low, s_high) = (pick_i16(table, 2 * c), pick_i16(table, 2 * c + 1));
         for (a, xb) in acc.iter_mut().zip(xbs) {
-            let x_low = load32(xb, Q8_K_CODES + 64 * c);
-            let x_high = load32(xb, Q8_K_CODES + 64 * c + 32);
+            let x_low = load32_at(xb, Q8_K_CODES + 64 * c);
+            let x_high = load32_at(xb, Q8_K_CODES + 64 * c + 32);
             let products = _mm256_add_epi32(
                 scaled_dot(low, x_low, s_low),
                 scaled_dot(high, x_high, s_high),
@@ -261,10 +221,10 @@ fn q5_k_block<const R: usize>(wb: &[u8; Q5_K_BYTES], xbs: [&[u8; Q8_K_BYTES]; R]
     let table = scales32_table(scales_mins);
     let nibble = _mm256_set1_epi8(0x0F);
     let sixteen = _mm256_set1_epi8(16);
-    let qh = load32(wb, 16);
+    let qh = load32_at(wb, 16);
     let mut acc = [_mm256_setzero_si256(); R];
     for c in 0..4 {
-        let packed = load32(wb, 48 + 32 * c);
+        let packed = load32_at(wb, 48 + 32 * c);
         let low = _mm256_or_si256(
             _mm256_and_si256(packed, nibble),
             _mm256_and_si256(bit_mask(qh, 2 * c), sixteen),
@@ -275,8 +235,8 @@ fn q5_k_block<const R: usize>(wb: &[u8; Q5_K_BYTES], xbs: [&[u8; Q8_K_BYTES]; R]
         );
         let (s_low, s_high) = (pick_i16(table, 2 * c), pick_i16(table, 2 * c + 1));
         for (a, xb) in acc.iter_mut().zip(xbs) {
-            let x_low = load32(xb, Q8_K_CODES + 64 * c);
-            let x_high = load32(xb, Q8_K_CODES + 64 * c + 32);
+            let x_low = load32_at(xb, Q8_K_CODES + 64 * c);
+            let x_high = load32_at(xb, Q8_K_CODES + 64 * c + 32);
             let products = _mm256_add_epi32(
                 scaled_dot(low, x_low, s_low),
                 scaled_dot(high, x_high, s_high),
@@ -297,14 +257,14 @@ fn q5_k_block<const R: usize>(wb: &[u8; Q5_K_BYTES], xbs: [&[u8; Q8_K_BYTES]; R]
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q6_k_block<const R: usize>(wb: &[u8; Q6_K_BYTES], xbs: [&[u8; Q8_K_BYTES]; R]) -> BlockSums<R> {
-    let table = scales16_table(load16(wb, 192));
+    let table = scales16_table(load16_at(wb, 192));
     let nibble = _mm256_set1_epi8(0x0F);
     let offset = _mm256_set1_epi8(32);
     let mut acc = [_mm256_setzero_si256(); R];
     for h in 0..2 {
-        let ql_a = load32(wb, 64 * h);
-        let ql_b = load32(wb, 64 * h + 32);
-        let qh = load32(wb, 128 + 32 * h);
+        let ql_a = load32_at(wb, 64 * h);
+        let ql_b = load32_at(wb, 64 * h + 32);
+        let qh = load32_at(wb, 128 + 32 * h);
         // The top 2 bits of code k, moved to bits 4..6.
         let top = [
             _mm256_slli_epi16::<4>(_mm256_and_si256(qh, _mm256_set1_epi8(0x03))),
@@ -322,7 +282,7 @@ fn q6_k_block<const R: usize>(wb: &[u8; Q6_K_BYTES], xbs: [&[u8; Q8_K_BYTES]; R]
             let codes = _mm256_or_si256(low[k], top[k]);
             let scales = pick_i16(table, 4 * h + k);
             for (a, xb) in acc.iter_mut().zip(xbs) {
-                let x = load32(xb, Q8_K_CODES + 128 * h + 32 * k);
+                let x = load32_at(xb, Q8_K_CODES + 128 * h + 32 * k);
                 *a = _mm256_add_epi32(*a, scaled_dot_offset(codes, offset, x, scales));
             }
         }
@@ -353,12 +313,12 @@ fn q3_k_scales(wb: &[u8]) -> __m128i {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q3_k_block<const R: usize>(wb: &[u8; Q3_K_BYTES], xbs: [&[u8; Q8_K_BYTES]; R]) -> BlockSums<R> {
     let table = scales16_table(q3_k_scales(wb));
-    let hmask = load32(wb, 0);
+    let hmask = load32_at(wb, 0);
     let three = _mm256_set1_epi8(3);
     let four = _mm256_set1_epi8(4);
     let mut acc = [_mm256_setzero_si256(); R];
     for h in 0..2 {
-        let packed = load32(wb, 32 + 32 * h);
+        let packed = load32_at(wb, 32 + 32 * h);
         let low = [
             _mm256_and_si256(packed, three),
             _mm256_and_si256(_mm256_srli_epi16::<2>(packed), three),
@@ -371,7 +331,7 @@ fn q3_k_block<const R: usize>(wb: &[u8; Q3_K_BYTES], xbs: [&[u8; Q8_K_BYTES]; R]
             let codes = _mm256_or_si256(low_s, _mm256_and_si256(bit_mask(hmask, v), four));
             let scales = pick_i16(table, v);
             for (a, xb) in acc.iter_mut().zip(xbs) {
-                let x = load32(xb, Q8_K_CODES + 32 * v);
+                let x = load32_at(xb, Q8_K_CODES + 32 * v);
                 *a = _mm256_add_epi32(*a, scaled_dot_offset(codes, four, x, scales));
             }
         }
@@ -387,14 +347,14 @@ fn q3_k_block<const R: usize>(wb: &[u8; Q3_K_BYTES], xbs: [&[u8; Q8_K_BYTES]; R]
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q2_k_block<const R: usize>(wb: &[u8; Q2_K_BYTES], xbs: [&[u8; Q8_K_BYTES]; R]) -> BlockSums<R> {
-    let packed_scales = load16(wb, 0);
+    let packed_scales = load16_at(wb, 0);
     let nibble128 = _mm_set1_epi8(0x0F);
     let table = scales16_table(_mm_and_si128(packed_scales, nibble128));
     let mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(packed_scales), nibble128));
     let three = _mm256_set1_epi8(3);
     let mut acc = [_mm256_setzero_si256(); R];
     for h in 0..2 {
-        let packed = load32(wb, 16 + 32 * h);
+        let packed = load32_at(wb, 16 + 32 * h);
         let codes = [
             _mm256_and_si256(packed, three),
             _mm256_and_si256(_mm256_srli_epi16::<2>(packed), three),
@@ -405,7 +365,7 @@ fn q2_k_block<const R: usize>(wb: &[u8; Q2_K_BYTES], xbs: [&[u8; Q8_K_BYTES]; R]
             let v = 4 * h + s;
             let scales = pick_i16(table, v);
             for (a, xb) in acc.iter_mut().zip(xbs) {
-                let x = load32(xb, Q8_K_CODES + 32 * v);
+                let x = load32_at(xb, Q8_K_CODES + 32 * v);
                 *a = _mm256_add_epi32(*a, scaled_dot(codes_s, x, scales));
             }
         }
@@ -638,17 +598,6 @@ fn from_f32_q8_k(src: &[f32], dst: &mut [u8]) {
 
 // ---------------------------------------------------------------------------------------
 // Safe entry points for the dtype table
-
-macro_rules! entry {
-    ($(#[$doc:meta])* $name:ident => $inner:ident ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        $(#[$doc])*
-        pub(crate) fn $name($($arg: $ty),*) -> $ret {
-            // SAFETY: the dtype table holds this function only when `Isa::Avx2` was
-            // detected at run time (AVX2, FMA and F16C present).
-            unsafe { $inner($($arg),*) }
-        }
-    };
-}
 
 entry!(vec_dot_q2_k_q8_k => q2_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32);
 entry!(vec_dot_q2_k_q8_k_x4 => q2_k_q8_k_x4(n: usize, w: &[u8], xs: [&[u8]; 4]) -> [f32; 4]);

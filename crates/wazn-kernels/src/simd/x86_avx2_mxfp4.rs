@@ -16,42 +16,9 @@
 
 use std::arch::x86_64::*;
 
+use super::x86_avx2_util::{block_sum, block_sums4, f16_first, load16, load32};
+
 use crate::dtype::{e8m0_half_scale, KVALUES, MXFP4_BYTES, Q8_0_BYTES, QK};
-
-/// The f16 stored little-endian at `bytes[0..2]`, widened.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn f16_first(bytes: &[u8]) -> f32 {
-    let bits = match *bytes {
-        [b0, b1, ..] => u16::from_le_bytes([b0, b1]),
-        _ => 0,
-    };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
-
-/// 32 bytes from `bytes[0..32]`; a short slice reads as zeros rather than panicking.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load32(bytes: &[u8]) -> __m256i {
-    let bytes: &[u8; 32] = bytes
-        .get(..32)
-        .and_then(|b| b.try_into().ok())
-        .unwrap_or(&[0; 32]);
-    // SAFETY: `bytes` is exactly 32 readable bytes; loadu has no alignment requirement.
-    unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
-}
-
-/// 16 bytes from `bytes[0..16]`; a short slice reads as zeros rather than panicking.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load16(bytes: &[u8]) -> __m128i {
-    let bytes: &[u8; 16] = bytes
-        .get(..16)
-        .and_then(|b| b.try_into().ok())
-        .unwrap_or(&[0; 16]);
-    // SAFETY: `bytes` is exactly 16 readable bytes; loadu has no alignment requirement.
-    unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) }
-}
 
 /// The doubled E2M1 table in both 128-bit lanes (pshufb looks up within each lane).
 #[inline]
@@ -83,28 +50,6 @@ fn products(kw: __m256i, xb: &[u8]) -> __m256i {
     let qx = load32(&xb[2..]);
     let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(kw, qx));
     _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
-}
-
-/// The 4 block sums of 4 vectors of 8 i32 partial sums, in block order.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn block_sums4(v: [__m256i; 4]) -> [i32; 4] {
-    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    let sums = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
-    [
-        _mm_cvtsi128_si32(sums),
-        _mm_extract_epi32::<1>(sums),
-        _mm_extract_epi32::<2>(sums),
-        _mm_extract_epi32::<3>(sums),
-    ]
-}
-
-/// The sum of 8 i32 lanes (one block's integer dot product).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn block_sum(v: __m256i) -> i32 {
-    let zero = _mm256_setzero_si256();
-    block_sums4([v, zero, zero, zero])[0]
 }
 
 /// The decoded codes and scales of 4 consecutive MXFP4 blocks at `wc`.

@@ -17,39 +17,12 @@
 
 use std::arch::x86_64::*;
 
+use super::x86_avx2_util::{block, entry, f16_at, load32_at};
+
 use crate::dtype::{Q8_0_BYTES, Q8_1_BYTES, QK};
 
 const Q5_0_BYTES: usize = 22;
 const Q5_1_BYTES: usize = 24;
-
-/// Block `i` (of `N` bytes) of `bytes`, if whole.
-#[inline]
-fn block<const N: usize>(bytes: &[u8], i: usize) -> Option<&[u8; N]> {
-    bytes.get(i * N..)?.first_chunk::<N>()
-}
-
-/// The f16 stored little-endian at `bytes[offset..offset + 2]`, widened (exact).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn f16_at<const N: usize>(bytes: &[u8; N], offset: usize) -> f32 {
-    let bits = match bytes.get(offset..offset + 2) {
-        Some(&[b0, b1]) => u16::from_le_bytes([b0, b1]),
-        _ => 0,
-    };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
-
-/// 32 bytes at `offset` (constant within the block's fixed size, so the check folds).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load32<const N: usize>(bytes: &[u8; N], offset: usize) -> __m256i {
-    let chunk: &[u8; 32] = bytes
-        .get(offset..offset + 32)
-        .and_then(|b| b.try_into().ok())
-        .unwrap_or(&[0; 32]);
-    // SAFETY: `chunk` is exactly 32 readable bytes; loadu has no alignment requirement.
-    unsafe { _mm256_loadu_si256(chunk.as_ptr().cast()) }
-}
 
 /// The 32 5-bit codes of a block whose little-endian u32 of 5th bits is at `qh` and whose
 /// 16 nibble bytes are at `qs`: element j < 16 is the low nibble of byte j, element j ≥ 16
@@ -166,10 +139,10 @@ fn q5_0_q8_0(n: usize, w: &[u8], x: &[u8]) -> f32 {
             break;
         };
         let isums = sums4([
-            products_offset16(codes5(wb[0], 2, 6), load32(xb[0], 2)),
-            products_offset16(codes5(wb[1], 2, 6), load32(xb[1], 2)),
-            products_offset16(codes5(wb[2], 2, 6), load32(xb[2], 2)),
-            products_offset16(codes5(wb[3], 2, 6), load32(xb[3], 2)),
+            products_offset16(codes5(wb[0], 2, 6), load32_at(xb[0], 2)),
+            products_offset16(codes5(wb[1], 2, 6), load32_at(xb[1], 2)),
+            products_offset16(codes5(wb[2], 2, 6), load32_at(xb[2], 2)),
+            products_offset16(codes5(wb[3], 2, 6), load32_at(xb[3], 2)),
         ]);
         let dw = _mm_setr_ps(
             f16_at(wb[0], 0),
@@ -192,7 +165,7 @@ fn q5_0_q8_0(n: usize, w: &[u8], x: &[u8]) -> f32 {
         };
         let zero = _mm256_setzero_si256();
         let isum = sums4([
-            products_offset16(codes5(wb, 2, 6), load32(xb, 2)),
+            products_offset16(codes5(wb, 2, 6), load32_at(xb, 2)),
             zero,
             zero,
             zero,
@@ -218,10 +191,10 @@ fn q5_0_q8_0_x4(n: usize, w: &[u8], xs: [&[u8]; 4]) -> [f32; 4] {
         };
         let codes = codes5(wb, 2, 6);
         let isums = sums4([
-            products_offset16(codes, load32(x0, 2)),
-            products_offset16(codes, load32(x1, 2)),
-            products_offset16(codes, load32(x2, 2)),
-            products_offset16(codes, load32(x3, 2)),
+            products_offset16(codes, load32_at(x0, 2)),
+            products_offset16(codes, load32_at(x1, 2)),
+            products_offset16(codes, load32_at(x2, 2)),
+            products_offset16(codes, load32_at(x3, 2)),
         ]);
         let dx = _mm_setr_ps(f16_at(x0, 0), f16_at(x1, 0), f16_at(x2, 0), f16_at(x3, 0));
         let d = _mm_mul_ps(_mm_set1_ps(f16_at(wb, 0)), dx);
@@ -244,10 +217,10 @@ fn q5_1_q8_1(n: usize, w: &[u8], x: &[u8]) -> f32 {
             break;
         };
         let isums = sums4([
-            products(codes5(wb[0], 4, 8), load32(xb[0], 4)),
-            products(codes5(wb[1], 4, 8), load32(xb[1], 4)),
-            products(codes5(wb[2], 4, 8), load32(xb[2], 4)),
-            products(codes5(wb[3], 4, 8), load32(xb[3], 4)),
+            products(codes5(wb[0], 4, 8), load32_at(xb[0], 4)),
+            products(codes5(wb[1], 4, 8), load32_at(xb[1], 4)),
+            products(codes5(wb[2], 4, 8), load32_at(xb[2], 4)),
+            products(codes5(wb[3], 4, 8), load32_at(xb[3], 4)),
         ]);
         let at = |b: [&[u8; Q5_1_BYTES]; 4], offset| {
             _mm_setr_ps(
@@ -279,7 +252,12 @@ fn q5_1_q8_1(n: usize, w: &[u8], x: &[u8]) -> f32 {
             break;
         };
         let zero = _mm256_setzero_si256();
-        let isum = sums4([products(codes5(wb, 4, 8), load32(xb, 4)), zero, zero, zero]);
+        let isum = sums4([
+            products(codes5(wb, 4, 8), load32_at(xb, 4)),
+            zero,
+            zero,
+            zero,
+        ]);
         let d = _mm_mul_ss(_mm_set_ss(f16_at(wb, 0)), _mm_set_ss(f16_at(xb, 0)));
         let offset = _mm_mul_ss(_mm_set_ss(f16_at(wb, 2)), _mm_set_ss(f16_at(xb, 2)));
         sum = add_in_order(sum, _mm_add_ss(_mm_mul_ss(d, isum), offset), 1);
@@ -301,10 +279,10 @@ fn q5_1_q8_1_x4(n: usize, w: &[u8], xs: [&[u8]; 4]) -> [f32; 4] {
         };
         let codes = codes5(wb, 4, 8);
         let isums = sums4([
-            products(codes, load32(x0, 4)),
-            products(codes, load32(x1, 4)),
-            products(codes, load32(x2, 4)),
-            products(codes, load32(x3, 4)),
+            products(codes, load32_at(x0, 4)),
+            products(codes, load32_at(x1, 4)),
+            products(codes, load32_at(x2, 4)),
+            products(codes, load32_at(x3, 4)),
         ]);
         let dx = _mm_setr_ps(f16_at(x0, 0), f16_at(x1, 0), f16_at(x2, 0), f16_at(x3, 0));
         let s = _mm_setr_ps(f16_at(x0, 2), f16_at(x1, 2), f16_at(x2, 2), f16_at(x3, 2));
@@ -321,17 +299,6 @@ fn q5_1_q8_1_x4(n: usize, w: &[u8], xs: [&[u8]; 4]) -> [f32; 4] {
 
 // ---------------------------------------------------------------------------------------
 // Safe entry points for the dtype table
-
-macro_rules! entry {
-    ($(#[$doc:meta])* $name:ident => $inner:ident ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        $(#[$doc])*
-        pub(crate) fn $name($($arg: $ty),*) -> $ret {
-            // SAFETY: the dtype table holds this function only when `Isa::Avx2` was
-            // detected at run time (AVX2, FMA and F16C present).
-            unsafe { $inner($($arg),*) }
-        }
-    };
-}
 
 entry!(vec_dot_q5_0_q8_0 => q5_0_q8_0(n: usize, w: &[u8], x: &[u8]) -> f32);
 entry!(vec_dot_q5_0_q8_0_x4 => q5_0_q8_0_x4(n: usize, w: &[u8], xs: [&[u8]; 4]) -> [f32; 4]);

@@ -26,6 +26,8 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
+use crate::simd::x86_avx2_util::hsum_ps;
+
 use crate::dtype::{Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, QK};
 
 /// Weight rows per group of the block kernels (one i32 lane each).
@@ -462,15 +464,6 @@ fn block_gemm(
         }
     }
     REARRANGED.with(|buffer| buffer.replace(codes));
-}
-
-/// The sum of the 8 lanes, by a fixed tree.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_ps(v: __m256) -> f32 {
-    let pair = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let quad = _mm_add_ps(pair, _mm_movehl_ps(pair, pair));
-    _mm_cvtss_f32(_mm_add_ss(quad, _mm_shuffle_ps::<0b01>(quad, quad)))
 }
 
 /// F16 weights · f32 activations over an M × N tile, 8 lanes per pair over the first
