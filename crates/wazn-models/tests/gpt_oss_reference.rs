@@ -12,13 +12,17 @@
 //!   the logits of one full pass;
 //! - broken folders are clear errors naming the file and tensor.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
 use wazn_formats::GgufFile;
 use wazn_kernels::{Activations, ThreadPool};
 use wazn_models::{load_model_from, Batch, Model, ModelError, ModelOptions, ModelSource};
+
+use common::argmax;
+use common::hf_reference::{full_pass, read_reference, Prompt, Reference};
 
 /// With f32 activations both sides compute the same sums in a different order (and
 /// the reference stores 6 significant digits).
@@ -28,23 +32,8 @@ fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gptoss")
 }
 
-#[derive(Deserialize)]
-struct Reference {
-    prompts: Vec<Prompt>,
-}
-
-#[derive(Deserialize)]
-struct Prompt {
-    input_ids: Vec<u32>,
-    logit_positions: Vec<usize>,
-    logits: Vec<Vec<f32>>,
-    greedy_ids: Vec<u32>,
-}
-
 fn reference() -> Reference {
-    let path = data_dir().join("reference.json");
-    let text = std::fs::read_to_string(&path).expect("read reference.json");
-    serde_json::from_str(&text).expect("parse reference.json")
+    read_reference(&data_dir())
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -60,25 +49,6 @@ fn load(format: Format, activations: Activations) -> Box<dyn Model> {
     };
     let source = ModelSource::open(&path).expect("open the tiny gpt-oss");
     load_model_from(&source, &ModelOptions { activations }).expect("load the tiny gpt-oss")
-}
-
-/// Logits of every position of `tokens` from one forward pass of one sequence.
-fn full_pass(model: &dyn Model, pool: &ThreadPool, tokens: &[u32]) -> Vec<Vec<f32>> {
-    let mut batch = Batch::new();
-    batch.push_tokens(0, 0, tokens, true);
-    let mut kv = model.new_kv_cache(tokens.len() + 32);
-    let logits = model.forward(&batch, &mut kv, pool).expect("forward");
-    (0..tokens.len()).map(|i| logits.row(i).to_vec()).collect()
-}
-
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 /// Largest |Δlogit| over the full vocabulary at the reference's positions, the

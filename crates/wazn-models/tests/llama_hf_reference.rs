@@ -8,11 +8,15 @@
 //! - greedy decoding, one token per forward, gives the reference's continuation;
 //! - two sequences batched together give the logits of each alone.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use wazn_kernels::{Activations, ThreadPool};
 use wazn_models::{load_model_from, Batch, Model, ModelOptions, ModelSource};
+
+use common::argmax;
+use common::hf_reference::{full_pass, read_reference, Reference};
 
 /// Both sides compute the same f32 sums in a different order (the reference stores 6
 /// significant digits).
@@ -22,45 +26,13 @@ fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/llama_hf")
 }
 
-#[derive(Deserialize)]
-struct Reference {
-    prompts: Vec<Prompt>,
-}
-
-#[derive(Deserialize)]
-struct Prompt {
-    input_ids: Vec<u32>,
-    logit_positions: Vec<usize>,
-    logits: Vec<Vec<f32>>,
-    greedy_ids: Vec<u32>,
-}
-
 fn reference() -> Reference {
-    let text = std::fs::read_to_string(data_dir().join("reference.json")).expect("reference");
-    serde_json::from_str(&text).expect("parse reference.json")
+    read_reference(&data_dir())
 }
 
 fn load(activations: Activations) -> Box<dyn Model> {
     let source = ModelSource::open(&data_dir().join("hf")).expect("open the folder");
     load_model_from(&source, &ModelOptions { activations }).expect("load the tiny Llama")
-}
-
-fn full_pass(model: &dyn Model, pool: &ThreadPool, tokens: &[u32]) -> Vec<Vec<f32>> {
-    let mut batch = Batch::new();
-    batch.push_tokens(0, 0, tokens, true);
-    let mut kv = model.new_kv_cache(tokens.len());
-    let logits = model.forward(&batch, &mut kv, pool).expect("forward");
-    (0..tokens.len()).map(|i| logits.row(i).to_vec()).collect()
-}
-
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 fn max_abs_diff(model: &dyn Model, pool: &ThreadPool, reference: &Reference) -> f32 {

@@ -1,6 +1,8 @@
 //! Shared helpers of the model tests: the default model and the reference file.
 #![allow(dead_code)]
 
+pub mod hf_reference;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
