@@ -95,6 +95,57 @@ pub(crate) struct Linear {
     pub bias: Option<Vec<f32>>,
 }
 
+/// One layer's attention: the pre-norm gain `[d]` and the projections `q`
+/// `[n_head * head_dim, d]`, `k` and `v` `[n_kv_head * head_dim, d]`, `o`
+/// `[d, n_head * head_dim]`.
+pub(crate) struct AttentionWeights {
+    pub norm: Vec<f32>,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+}
+
+/// The buffers of one forward pass over `n` rows, sized once and reused by every layer.
+pub(crate) struct LayerBuffers {
+    /// `[n, d]`: the residual stream normed for the next sublayer.
+    pub normed: Vec<f32>,
+    /// `[n, n_head * head_dim]`.
+    pub q: Vec<f32>,
+    /// `[n, n_kv_head * head_dim]`.
+    pub k: Vec<f32>,
+    /// `[n, n_kv_head * head_dim]`.
+    pub v: Vec<f32>,
+    /// `[n, n_head * head_dim]`: the attention output before its projection.
+    pub attn: Vec<f32>,
+    /// `[n, d]`: a sublayer's output before it joins the residual stream.
+    pub proj: Vec<f32>,
+    /// Activations quantized for the matrix products.
+    pub scratch: Vec<u8>,
+}
+
+impl LayerBuffers {
+    pub fn new(n: usize, d: usize, q_width: usize, kv_width: usize) -> Self {
+        LayerBuffers {
+            normed: vec![0.0; n * d],
+            q: vec![0.0; n * q_width],
+            k: vec![0.0; n * kv_width],
+            v: vec![0.0; n * kv_width],
+            attn: vec![0.0; n * q_width],
+            proj: vec![0.0; n * d],
+            scratch: Vec::new(),
+        }
+    }
+}
+
+/// `out[r] = rms_norm(x[r]) * gain` for every `[d]` row of `x`.
+pub(crate) fn norm_rows(x: &[f32], gain: &[f32], eps: f32, out: &mut [f32]) {
+    let d = gain.len();
+    for (x, out) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        rms_norm(x, gain, eps, out);
+    }
+}
+
 /// How the matrix products of a forward pass run.
 pub(crate) struct Compute<'a> {
     pub pool: &'a ThreadPool,
@@ -140,6 +191,42 @@ impl Compute<'_> {
         scratch: &mut Vec<u8>,
     ) {
         matmul(self.pool, w, x, n, out, scratch, self.activations);
+    }
+
+    /// One pre-norm attention sublayer of layer `layer`:
+    /// `hidden += o(attention(q, k, v of rms_norm(hidden)))`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_block(
+        &self,
+        batch: &Batch,
+        kv: &mut KvCache,
+        layer: usize,
+        new_lengths: &[(SeqId, usize)],
+        params: &AttentionParams<'_>,
+        w: &AttentionWeights,
+        eps: f32,
+        hidden: &mut [f32],
+        buf: &mut LayerBuffers,
+    ) {
+        let n = batch.len();
+        norm_rows(hidden, &w.norm, eps, &mut buf.normed);
+        self.linear(&w.q, &buf.normed, n, &mut buf.q, &mut buf.scratch);
+        self.linear(&w.k, &buf.normed, n, &mut buf.k, &mut buf.scratch);
+        self.linear(&w.v, &buf.normed, n, &mut buf.v, &mut buf.scratch);
+        self_attention(
+            self.pool,
+            batch,
+            kv,
+            layer,
+            new_lengths,
+            params,
+            &mut buf.q,
+            &mut buf.k,
+            &buf.v,
+            &mut buf.attn,
+        );
+        self.linear(&w.o, &buf.attn, n, &mut buf.proj, &mut buf.scratch);
+        add_assign(hidden, &buf.proj);
     }
 
     /// Final norm of the rows that want logits, then the output projection:

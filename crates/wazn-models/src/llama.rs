@@ -13,14 +13,16 @@ use std::sync::Arc;
 
 use wazn_formats::{GgufFile, HfFolder, Metadata};
 use wazn_kernels::attention::AttentionShape;
-use wazn_kernels::ops::{add_assign, rms_norm, swiglu, Rope, RopeLayout};
+use wazn_kernels::ops::{add_assign, swiglu, Rope, RopeLayout};
 use wazn_kernels::{Activations, ThreadPool};
 
 use crate::batch::{Batch, Logits};
 use crate::error::ModelError;
 use crate::hf_config::HfConfig;
 use crate::kv_cache::{KvCache, KvDtype};
-use crate::layers::{self, AttentionParams, Compute};
+use crate::layers::{
+    self, norm_rows, AttentionParams, AttentionWeights, Compute, LayerBuffers, Linear,
+};
 use crate::load::ModelSource;
 use crate::rope_scaling::Llama3Scaling;
 use crate::weights::{MatrixRef, Weights};
@@ -181,11 +183,7 @@ impl LlamaConfig {
 
 /// The weights of one decoder block.
 struct Block {
-    attn_norm: Vec<f32>,
-    attn_q: MatrixRef,
-    attn_k: MatrixRef,
-    attn_v: MatrixRef,
-    attn_output: MatrixRef,
+    attn: AttentionWeights,
     ffn_norm: Vec<f32>,
     ffn_gate: MatrixRef,
     ffn_up: MatrixRef,
@@ -309,12 +307,16 @@ impl Llama {
         let mut blocks = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let name = |t: &str| (names.block)(i, t);
+            // Llama's projections have no bias.
+            let unbiased = |weight| Linear { weight, bias: None };
             blocks.push(Block {
-                attn_norm: weights.vector(&name("attn_norm"), d)?,
-                attn_q: weights.matrix(&name("attn_q"), q, d)?,
-                attn_k: weights.matrix(&name("attn_k"), kv, d)?,
-                attn_v: weights.matrix(&name("attn_v"), kv, d)?,
-                attn_output: weights.matrix(&name("attn_output"), d, q)?,
+                attn: AttentionWeights {
+                    norm: weights.vector(&name("attn_norm"), d)?,
+                    q: unbiased(weights.matrix(&name("attn_q"), q, d)?),
+                    k: unbiased(weights.matrix(&name("attn_k"), kv, d)?),
+                    v: unbiased(weights.matrix(&name("attn_v"), kv, d)?),
+                    o: unbiased(weights.matrix(&name("attn_output"), d, q)?),
+                },
                 ffn_norm: weights.vector(&name("ffn_norm"), d)?,
                 ffn_gate: weights.matrix(&name("ffn_gate"), ff, d)?,
                 ffn_up: weights.matrix(&name("ffn_up"), ff, d)?,
@@ -348,10 +350,10 @@ impl Llama {
 
         let matrices = blocks.iter().flat_map(|b| {
             [
-                b.attn_q,
-                b.attn_k,
-                b.attn_v,
-                b.attn_output,
+                b.attn.q.weight,
+                b.attn.k.weight,
+                b.attn.v.weight,
+                b.attn.o.weight,
                 b.ffn_gate,
                 b.ffn_up,
                 b.ffn_down,
@@ -368,7 +370,7 @@ impl Llama {
         };
         let kv_weights: Vec<_> = blocks
             .iter()
-            .flat_map(|b| [b.attn_k.dtype, b.attn_v.dtype])
+            .flat_map(|b| [b.attn.k.weight.dtype, b.attn.v.weight.dtype])
             .collect();
         Ok(Llama {
             cfg,
@@ -415,16 +417,10 @@ impl Model for Llama {
         };
         let n = batch.len();
         let (d, q_width, kv_width) = (cfg.n_embd, cfg.q_width(), cfg.kv_width());
-        let mut scratch = Vec::new();
 
         // [n, d]: the residual stream, starting from the token embeddings.
         let mut hidden = layers::embed(&self.weights, &self.token_embd, batch);
-        let mut normed = vec![0.0f32; n * d]; // [n, d]
-        let mut q = vec![0.0f32; n * q_width]; // [n, n_head * head_dim]
-        let mut k = vec![0.0f32; n * kv_width]; // [n, n_kv_head * head_dim]
-        let mut v = vec![0.0f32; n * kv_width]; // [n, n_kv_head * head_dim]
-        let mut attn = vec![0.0f32; n * q_width]; // [n, n_head * head_dim]
-        let mut proj = vec![0.0f32; n * d]; // [n, d]
+        let mut buf = LayerBuffers::new(n, d, q_width, kv_width);
         let mut gate = vec![0.0f32; n * cfg.n_ff]; // [n, n_ff]
         let mut up = vec![0.0f32; n * cfg.n_ff]; // [n, n_ff]
         let params = AttentionParams {
@@ -440,37 +436,25 @@ impl Model for Llama {
         };
 
         for (layer, blk) in self.blocks.iter().enumerate() {
-            // Attention.
-            for (x, out) in hidden.chunks_exact(d).zip(normed.chunks_exact_mut(d)) {
-                rms_norm(x, &blk.attn_norm, cfg.rms_eps, out);
-            }
-            compute.matmul(&blk.attn_q, &normed, n, &mut q, &mut scratch);
-            compute.matmul(&blk.attn_k, &normed, n, &mut k, &mut scratch);
-            compute.matmul(&blk.attn_v, &normed, n, &mut v, &mut scratch);
-            layers::self_attention(
-                pool,
+            compute.attention_block(
                 batch,
                 kv,
                 layer,
                 &new_lengths,
                 &params,
-                &mut q,
-                &mut k,
-                &v,
-                &mut attn,
+                &blk.attn,
+                cfg.rms_eps,
+                &mut hidden,
+                &mut buf,
             );
-            compute.matmul(&blk.attn_output, &attn, n, &mut proj, &mut scratch);
-            add_assign(&mut hidden, &proj);
 
             // Feed-forward (SwiGLU).
-            for (x, out) in hidden.chunks_exact(d).zip(normed.chunks_exact_mut(d)) {
-                rms_norm(x, &blk.ffn_norm, cfg.rms_eps, out);
-            }
-            compute.matmul(&blk.ffn_gate, &normed, n, &mut gate, &mut scratch);
-            compute.matmul(&blk.ffn_up, &normed, n, &mut up, &mut scratch);
+            norm_rows(&hidden, &blk.ffn_norm, cfg.rms_eps, &mut buf.normed);
+            compute.matmul(&blk.ffn_gate, &buf.normed, n, &mut gate, &mut buf.scratch);
+            compute.matmul(&blk.ffn_up, &buf.normed, n, &mut up, &mut buf.scratch);
             swiglu(&mut gate, &up);
-            compute.matmul(&blk.ffn_down, &gate, n, &mut proj, &mut scratch);
-            add_assign(&mut hidden, &proj);
+            compute.matmul(&blk.ffn_down, &gate, n, &mut buf.proj, &mut buf.scratch);
+            add_assign(&mut hidden, &buf.proj);
         }
         for &(seq_id, n_pos) in &new_lengths {
             kv.set_len(seq_id, n_pos);

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use wazn_formats::{GgufFile, HfFolder};
 use wazn_kernels::attention::AttentionShape;
-use wazn_kernels::ops::{add_assign, rms_norm, Rope, RopeLayout};
+use wazn_kernels::ops::{add_assign, Rope, RopeLayout};
 use wazn_kernels::{Activations, ThreadPool};
 
 pub use config::GptOssConfig;
@@ -28,7 +28,9 @@ use crate::batch::{Batch, Logits};
 use crate::error::ModelError;
 use crate::hf_config::HfConfig;
 use crate::kv_cache::{KvCache, KvDtype};
-use crate::layers::{self, AttentionParams, Compute, Linear};
+use crate::layers::{
+    self, norm_rows, AttentionParams, AttentionWeights, Compute, LayerBuffers, Linear,
+};
 use crate::load::ModelSource;
 use crate::rope_scaling::plain_inv_freq;
 use crate::weights::{MatrixRef, Weights};
@@ -37,11 +39,7 @@ use moe::{GateUp, Moe};
 
 /// The weights of one decoder block.
 struct Block {
-    attn_norm: Vec<f32>,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    attn: AttentionWeights,
     /// `[n_head]`: each head's sink logit.
     sinks: Vec<f32>,
     mlp_norm: Vec<f32>,
@@ -179,11 +177,13 @@ impl GptOss {
                 (format!("{base}.weight"), format!("{base}.bias"))
             };
             blocks.push(Block {
-                attn_norm: w.vector(&name("input_layernorm.weight", "attn_norm.weight"), d)?,
-                q,
-                k,
-                v,
-                o,
+                attn: AttentionWeights {
+                    norm: w.vector(&name("input_layernorm.weight", "attn_norm.weight"), d)?,
+                    q,
+                    k,
+                    v,
+                    o,
+                },
                 sinks: w.vector(&name("self_attn.sinks", "attn_sinks.weight"), cfg.n_head)?,
                 mlp_norm: w.vector(
                     &name(
@@ -220,7 +220,7 @@ impl GptOss {
         let weight_bytes: usize = blocks
             .iter()
             .map(|b| {
-                let dense = [&b.q, &b.k, &b.v, &b.o, &b.moe.router]
+                let dense = [&b.attn.q, &b.attn.k, &b.attn.v, &b.attn.o, &b.moe.router]
                     .iter()
                     .map(|l| l.weight.n_bytes())
                     .sum::<usize>();
@@ -242,7 +242,7 @@ impl GptOss {
         };
         let kv_weights: Vec<_> = blocks
             .iter()
-            .flat_map(|b| [b.k.weight.dtype, b.v.weight.dtype])
+            .flat_map(|b| [b.attn.k.weight.dtype, b.attn.v.weight.dtype])
             .collect();
         Ok(GptOss {
             cfg,
@@ -297,16 +297,10 @@ impl Model for GptOss {
         };
         let n = batch.len();
         let (d, q_width, kv_width) = (cfg.n_embd, cfg.q_width(), cfg.kv_width());
-        let mut scratch = Vec::new();
 
         // [n, d]: the residual stream, starting from the token embeddings.
         let mut hidden = layers::embed(&self.weights, &self.token_embd, batch);
-        let mut normed = vec![0.0f32; n * d]; // [n, d]
-        let mut q = vec![0.0f32; n * q_width]; // [n, n_head * head_dim]
-        let mut k = vec![0.0f32; n * kv_width]; // [n, n_kv_head * head_dim]
-        let mut v = vec![0.0f32; n * kv_width]; // [n, n_kv_head * head_dim]
-        let mut attn = vec![0.0f32; n * q_width]; // [n, n_head * head_dim]
-        let mut proj = vec![0.0f32; n * d]; // [n, d]
+        let mut buf = LayerBuffers::new(n, d, q_width, kv_width);
         let shape = AttentionShape {
             n_head: cfg.n_head,
             n_kv_head: cfg.n_kv_head,
@@ -315,38 +309,27 @@ impl Model for GptOss {
         };
 
         for (layer, blk) in self.blocks.iter().enumerate() {
-            for (x, out) in hidden.chunks_exact(d).zip(normed.chunks_exact_mut(d)) {
-                rms_norm(x, &blk.attn_norm, cfg.rms_eps, out);
-            }
-            compute.linear(&blk.q, &normed, n, &mut q, &mut scratch);
-            compute.linear(&blk.k, &normed, n, &mut k, &mut scratch);
-            compute.linear(&blk.v, &normed, n, &mut v, &mut scratch);
             let params = AttentionParams {
                 shape,
                 rope: &self.rope,
                 window: cfg.sliding_layers[layer].then_some(cfg.sliding_window),
                 sinks: Some(&blk.sinks),
             };
-            layers::self_attention(
-                pool,
+            compute.attention_block(
                 batch,
                 kv,
                 layer,
                 &new_lengths,
                 &params,
-                &mut q,
-                &mut k,
-                &v,
-                &mut attn,
+                &blk.attn,
+                cfg.rms_eps,
+                &mut hidden,
+                &mut buf,
             );
-            compute.linear(&blk.o, &attn, n, &mut proj, &mut scratch);
-            add_assign(&mut hidden, &proj);
 
-            for (x, out) in hidden.chunks_exact(d).zip(normed.chunks_exact_mut(d)) {
-                rms_norm(x, &blk.mlp_norm, cfg.rms_eps, out);
-            }
-            blk.moe.forward(&compute, &normed, n, &mut proj);
-            add_assign(&mut hidden, &proj);
+            norm_rows(&hidden, &blk.mlp_norm, cfg.rms_eps, &mut buf.normed);
+            blk.moe.forward(&compute, &buf.normed, n, &mut buf.proj);
+            add_assign(&mut hidden, &buf.proj);
         }
         for &(seq_id, n_pos) in &new_lengths {
             kv.set_len(seq_id, n_pos);
