@@ -10,37 +10,14 @@
 //! raw random bytes (codes including -128, code sums that need not match the codes), so
 //! the kernels are held to the reference on anything a file or a caller can hand them.
 
+mod test_rng;
+
+use test_rng::Rng;
+
 use wazn_kernels::{DType, Isa};
 
 const QK_K: usize = 256;
 const Q8_K_BYTES: usize = 292;
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    fn fill(&mut self, bytes: &mut [u8]) {
-        for b in bytes {
-            *b = self.next_u64() as u8;
-        }
-    }
-}
 
 const K_TYPES: [DType; 5] = [
     DType::Q2_K,

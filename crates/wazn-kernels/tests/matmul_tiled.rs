@@ -11,28 +11,11 @@
 //! roundings along any path (Higham, "Accuracy and Stability of Numerical Algorithms",
 //! §4.2).
 
+mod test_rng;
+
+use test_rng::Rng;
+
 use wazn_kernels::{matmul, Activations, DType, ThreadPool, WeightMatrix};
-
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
 
 /// Random values with a scale per 32 spanning 1e-4 .. 1e2 (varied f16 block scales).
 fn random_values(rng: &mut Rng, n: usize) -> Vec<f32> {
