@@ -36,19 +36,31 @@ impl Rng {
 /// NaN (read by mistake, it would poison the result); blocks before `first_kept`
 /// freed (empty), as a sliding-window cache does.
 struct Cache<T> {
+    block_size: usize,
     keys: Vec<Vec<T>>,
     values: Vec<Vec<T>>,
 }
 
 impl<T: KvElement> Cache<T> {
     fn random(rng: &mut Rng, n_pos: usize, kv_width: usize, first_kept: usize) -> Self {
+        Self::random_in_blocks(rng, n_pos, kv_width, first_kept, BLOCK)
+    }
+
+    /// [`Cache::random`] in blocks of `block_size` positions.
+    fn random_in_blocks(
+        rng: &mut Rng,
+        n_pos: usize,
+        kv_width: usize,
+        first_kept: usize,
+        block_size: usize,
+    ) -> Self {
         let mut block = |b: usize| -> Vec<T> {
-            if (b + 1) * BLOCK <= first_kept {
+            if (b + 1) * block_size <= first_kept {
                 return Vec::new();
             }
-            (0..BLOCK * kv_width)
+            (0..block_size * kv_width)
                 .map(|i| {
-                    if b * BLOCK + i / kv_width < n_pos {
+                    if b * block_size + i / kv_width < n_pos {
                         T::from_f32(rng.uniform(-1.0, 1.0))
                     } else {
                         T::from_f32(f32::NAN)
@@ -56,14 +68,19 @@ impl<T: KvElement> Cache<T> {
                 })
                 .collect()
         };
-        let n_blocks = n_pos.div_ceil(BLOCK);
+        let n_blocks = n_pos.div_ceil(block_size);
         let keys = (0..n_blocks).map(&mut block).collect();
         let values = (0..n_blocks).map(&mut block).collect();
-        Cache { keys, values }
+        Cache {
+            block_size,
+            keys,
+            values,
+        }
     }
 }
 
 struct Views<'a, T> {
+    block_size: usize,
     keys: Vec<&'a [T]>,
     values: Vec<&'a [T]>,
 }
@@ -71,13 +88,14 @@ struct Views<'a, T> {
 impl<'a, T> Views<'a, T> {
     fn of(cache: &'a Cache<T>) -> Self {
         Views {
+            block_size: cache.block_size,
             keys: cache.keys.iter().map(|b| b.as_slice()).collect(),
             values: cache.values.iter().map(|b| b.as_slice()).collect(),
         }
     }
     fn blocks(&'a self) -> KvBlocks<'a, T> {
         KvBlocks {
-            block_size: BLOCK,
+            block_size: self.block_size,
             keys: &self.keys,
             values: &self.values,
         }
@@ -92,6 +110,8 @@ struct Case {
     seqs: Vec<(usize, usize)>,
     window: Option<usize>,
     sinks: Option<Vec<f32>>,
+    /// Positions per cache block.
+    block_size: usize,
 }
 
 impl Case {
@@ -138,7 +158,7 @@ fn check_case<T: KvElement>(rng: &mut Rng, case: &Case, pools: &[ThreadPool]) ->
             let first_seen = case
                 .window
                 .map_or(0, |w| (n_pos - n_rows + 1).saturating_sub(w));
-            Cache::random(rng, n_pos, kv_width, first_seen)
+            Cache::random_in_blocks(rng, n_pos, kv_width, first_seen, case.block_size)
         })
         .collect();
     let views: Vec<Views<T>> = caches.iter().map(Views::of).collect();
@@ -163,7 +183,7 @@ fn check_case<T: KvElement>(rng: &mut Rng, case: &Case, pools: &[ThreadPool]) ->
     let mut worst = 0.0f32;
     for isa in Isa::available() {
         for pool in pools {
-            for rows_per_task in [1, 3] {
+            for rows_per_task in [1, 3, 16] {
                 for split in [SplitKv::Never, SplitKv::Auto, SplitKv::Pieces(3)] {
                     let options = AttendOptions {
                         isa,
@@ -185,11 +205,12 @@ fn check_case<T: KvElement>(rng: &mut Rng, case: &Case, pools: &[ThreadPool]) ->
                     assert!(
                         diff <= 2e-5,
                         "{isa:?} {split:?} rows/task {rows_per_task} threads {}: {diff:e} \
-                         (shape {shape:?}, seqs {:?}, window {:?}, sinks {})",
+                         (shape {shape:?}, seqs {:?}, window {:?}, sinks {}, block {})",
                         pool.n_threads(),
                         case.seqs,
                         case.window,
                         case.sinks.is_some(),
+                        case.block_size,
                     );
                     worst = worst.max(diff);
                 }
@@ -235,6 +256,7 @@ fn random_case(rng: &mut Rng) -> Case {
         seqs,
         window,
         sinks,
+        block_size: BLOCK,
     }
 }
 
@@ -270,6 +292,7 @@ fn every_key_count_across_block_boundaries() {
                 seqs: vec![(n_pos, 1)],
                 window: None,
                 sinks: None,
+                block_size: BLOCK,
             };
             check_case::<f16>(&mut rng, &case, &pools);
         }
@@ -427,5 +450,107 @@ fn a_rows_result_does_not_depend_on_its_tile() {
             &mut alone,
         );
         assert_eq!(alone, one[last * q_width..], "{isa:?}");
+    }
+}
+
+/// Query counts that are no multiple of the kernels' register tiles (group sizes 1 to 9
+/// times 1 to 17 rows), head sizes with a tail past the last 8 values, key panels cut
+/// by the cache blocks (blocks of 8, 16 and 40 positions), causal rows and sliding
+/// windows starting anywhere in a block, sinks, two sequences, and 1 to 3 threads.
+#[test]
+fn ragged_tiles_heads_blocks_and_windows() {
+    let pools = [ThreadPool::new(1).unwrap(), ThreadPool::new(3).unwrap()];
+    let mut rng = Rng(0x5eed);
+    let groups = [1, 2, 3, 5, 7, 8, 9];
+    let head_dims = [64, 36, 3, 24];
+    let blocks = [16, 8, 40];
+    let windows = [None, Some(23), Some(1), Some(70)];
+    let rows = [1, 7, 17, 16];
+    for case_index in 0..28 {
+        let group = groups[case_index % groups.len()];
+        let head_dim = head_dims[case_index % head_dims.len()];
+        let n_kv_head = 1 + case_index % 2;
+        let n_head = group * n_kv_head;
+        let n_rows = rows[case_index % rows.len()];
+        let seqs = (0..1 + case_index % 2)
+            .map(|s| {
+                let n_pos = n_rows + 3 + 37 * s + rng.below(120);
+                (n_pos, n_rows)
+            })
+            .collect();
+        let case = Case {
+            shape: AttentionShape {
+                n_head,
+                n_kv_head,
+                head_dim,
+                scale: 1.0 / (head_dim as f32).sqrt(),
+            },
+            seqs,
+            window: windows[case_index % windows.len()],
+            sinks: (case_index % 3 == 0)
+                .then(|| (0..n_head).map(|_| rng.uniform(-2.0, 4.0)).collect()),
+            block_size: blocks[case_index % blocks.len()],
+        };
+        check_case::<f32>(&mut rng, &case, &pools);
+        check_case::<f16>(&mut rng, &case, &pools);
+    }
+}
+
+/// The same as [`a_rows_result_does_not_depend_on_its_tile`] with sliding windows that
+/// start mid-block, blocks that are no multiple of the key panels, a group of 5 and a
+/// head size with a tail: a row's keys are cut into the same panels whichever rows
+/// share its task.
+#[test]
+fn a_windowed_rows_result_does_not_depend_on_its_tile() {
+    let pool = ThreadPool::new(3).unwrap();
+    let mut rng = Rng(11);
+    let shape = AttentionShape {
+        n_head: 10,
+        n_kv_head: 2,
+        head_dim: 36,
+        scale: 0.15,
+    };
+    let (n_pos, window, block_size) = (130, 45, 40);
+    let kv_width = 2 * 36;
+    let cache = Cache::<f16>::random_in_blocks(&mut rng, n_pos, kv_width, 0, block_size);
+    let views = Views::of(&cache);
+    let blocks = [views.blocks()];
+    let rows: Vec<QueryRow> = (0..n_pos)
+        .map(|p| QueryRow {
+            seq: 0,
+            keys: (p + 1).saturating_sub(window)..p + 1,
+        })
+        .collect();
+    let q_width = 10 * 36;
+    let q: Vec<f32> = (0..n_pos * q_width)
+        .map(|_| rng.uniform(-3.0, 3.0))
+        .collect();
+    for isa in Isa::available() {
+        let run = |rows: &[QueryRow], q: &[f32], rows_per_task| {
+            let mut out = vec![0.0f32; q.len()];
+            let options = AttendOptions {
+                isa,
+                split: SplitKv::Never,
+                rows_per_task,
+            };
+            attend_rows(&pool, &options, &shape, q, rows, &blocks, None, &mut out);
+            out
+        };
+        let one = run(&rows, &q, 1);
+        for rows_per_task in [2, 7, 16] {
+            assert_eq!(
+                run(&rows, &q, rows_per_task),
+                one,
+                "{isa:?} {rows_per_task}"
+            );
+        }
+        for last in [n_pos - 1, 77] {
+            let alone = run(
+                &rows[last..last + 1],
+                &q[last * q_width..(last + 1) * q_width],
+                16,
+            );
+            assert_eq!(alone, one[last * q_width..(last + 1) * q_width], "{isa:?}");
+        }
     }
 }

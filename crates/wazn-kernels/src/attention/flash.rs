@@ -17,42 +17,27 @@ use std::ops::Range;
 use super::{AttentionShape, KvBlocks, KvElement};
 use crate::simd::Isa;
 
-/// `scores[i * n_rows + j] = scale · q[i]·k[j]`: `q` `[n_q, head_dim]`, key row `j`
-/// at `k[j * stride..][..head_dim]`, `j < n_rows`.
-pub(crate) type ScoresFn<T> = fn(
-    q: &[f32],
-    head_dim: usize,
-    k: &[T],
-    stride: usize,
-    n_rows: usize,
-    scale: f32,
-    scores: &mut [f32],
+/// Feeds the keys in `keys` (intersected with each query's own range) to `state`: the
+/// whole pass over the key blocks, for one instruction set and cache number type.
+pub(crate) type AttendKeysFn<T> = fn(
+    shape: &AttentionShape,
+    kv: &KvBlocks<'_, T>,
+    queries: &GroupQueries<'_>,
+    keys: Range<usize>,
+    state: &mut FlashState,
 );
 
-/// `acc[i] += Σ_j p[i * n_rows + j] · v[j]`: `acc` `[n_q, head_dim]`, value row `j`
-/// at `v[j * stride..][..head_dim]`.
-pub(crate) type AccumulateFn<T> =
-    fn(p: &[f32], n_rows: usize, v: &[T], stride: usize, head_dim: usize, acc: &mut [f32]);
-
-/// `x[j] = exp(x[j] - max)` (0 where `x[j]` is -inf); returns `Σ_j x[j]`.
-pub(crate) type ExpSumFn = fn(x: &mut [f32], max: f32) -> f32;
-
-/// The kernels the online softmax runs on one block of keys, for one instruction set
-/// and cache number type.
+/// The pass over the key blocks for one instruction set and cache number type.
 #[derive(Clone, Copy)]
 pub struct BlockKernels<T> {
-    pub(crate) scores: ScoresFn<T>,
-    pub(crate) accumulate: AccumulateFn<T>,
-    pub(crate) exp_sum: ExpSumFn,
+    pub(crate) attend_keys: AttendKeysFn<T>,
 }
 
 impl<T: KvElement> BlockKernels<T> {
-    /// The plain-Rust kernels (every target).
+    /// The plain-Rust pass (every target).
     pub(crate) fn scalar() -> Self {
         BlockKernels {
-            scores: scores_scalar::<T>,
-            accumulate: accumulate_scalar::<T>,
-            exp_sum: exp_sum_scalar,
+            attend_keys: attend_keys_scalar::<T>,
         }
     }
 }
@@ -112,15 +97,20 @@ fn exp_sum_scalar(x: &mut [f32], max: f32) -> f32 {
 /// The online-softmax state of `n_q` queries of `head_dim` values each.
 #[derive(Clone, Debug)]
 pub struct FlashState {
-    head_dim: usize,
+    pub(crate) head_dim: usize,
     /// `[n_q]`: the largest score seen (-inf before any key).
-    max: Vec<f32>,
+    pub(crate) max: Vec<f32>,
     /// `[n_q]`: `Σ exp(s - max)`.
-    sum: Vec<f32>,
+    pub(crate) sum: Vec<f32>,
     /// `[n_q, head_dim]`: `Σ exp(s - max) · v`.
-    acc: Vec<f32>,
-    /// Scratch: `[n_q, rows of one block]` scores, then weights.
-    scores: Vec<f32>,
+    pub(crate) acc: Vec<f32>,
+    /// Scratch: `[n_q, keys of one block or panel]` scores, then weights.
+    pub(crate) scores: Vec<f32>,
+    /// Scratch of the SIMD kernels: one panel of keys, transposed, and of values,
+    /// widened; per query, the factor of its sums at the current panel.
+    pub(crate) keys_t: Vec<f32>,
+    pub(crate) values_f32: Vec<f32>,
+    pub(crate) factors: Vec<f32>,
 }
 
 impl FlashState {
@@ -132,6 +122,9 @@ impl FlashState {
             sum: vec![0.0; n_q],
             acc: vec![0.0; n_q * head_dim],
             scores: Vec::new(),
+            keys_t: Vec::new(),
+            values_f32: Vec::new(),
+            factors: Vec::new(),
         }
     }
 
@@ -201,9 +194,9 @@ pub(crate) struct GroupQueries<'q> {
     pub kv_offset: usize,
 }
 
-/// Feeds the keys in `keys` (intersected with each query's own range) to `state`.
-pub(crate) fn attend_keys<T: KvElement>(
-    kernels: &BlockKernels<T>,
+/// Feeds the keys in `keys` (intersected with each query's own range) to `state`, with
+/// the plain-Rust block kernels.
+pub(crate) fn attend_keys_scalar<T: KvElement>(
     shape: &AttentionShape,
     kv: &KvBlocks<'_, T>,
     queries: &GroupQueries<'_>,
@@ -235,7 +228,7 @@ pub(crate) fn attend_keys<T: KvElement>(
             continue;
         };
         let scores = &mut state.scores[..n_q * n_rows];
-        (kernels.scores)(queries.q, hd, k, kv_width, n_rows, shape.scale, scores);
+        scores_scalar(queries.q, hd, k, kv_width, n_rows, shape.scale, scores);
         for (i, range) in queries.keys.iter().enumerate() {
             let row = &mut scores[i * n_rows..(i + 1) * n_rows];
             if range.start > pos || range.end < end {
@@ -252,7 +245,7 @@ pub(crate) fn attend_keys<T: KvElement>(
             }
             let old = state.max[i];
             let new = old.max(block_max);
-            let block_sum = (kernels.exp_sum)(row, new);
+            let block_sum = exp_sum_scalar(row, new);
             if old == f32::NEG_INFINITY {
                 state.sum[i] = block_sum;
             } else if new > old {
@@ -266,7 +259,7 @@ pub(crate) fn attend_keys<T: KvElement>(
             }
             state.max[i] = new;
         }
-        (kernels.accumulate)(scores, n_rows, v, kv_width, hd, &mut state.acc);
+        accumulate_scalar(scores, n_rows, v, kv_width, hd, &mut state.acc);
         pos = end;
     }
 }
@@ -306,7 +299,7 @@ pub(crate) fn attend_with<T: KvElement>(
             kv_offset: g * hd,
         };
         let mut state = FlashState::new(group, hd);
-        attend_keys(&kernels, shape, kv, &queries, keys.clone(), &mut state);
+        (kernels.attend_keys)(shape, kv, &queries, keys.clone(), &mut state);
         let group_sinks = sinks.and_then(|s| s.get(g * group..(g + 1) * group));
         state.finish(group_sinks, &mut out[heads]);
     }

@@ -21,6 +21,7 @@ mod reference;
 pub use flash::attend;
 #[doc(hidden)]
 pub use flash::BlockKernels;
+pub(crate) use flash::{attend_keys_scalar, FlashState, GroupQueries};
 pub use parallel::{attend_rows, AttendOptions, QueryRow, SplitKv, SPLIT_MIN_PIECE_KEYS};
 pub use reference::attend_reference;
 

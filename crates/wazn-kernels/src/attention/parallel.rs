@@ -10,7 +10,7 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
-use super::flash::{attend_keys, BlockKernels, FlashState, GroupQueries};
+use super::flash::{BlockKernels, FlashState, GroupQueries};
 use super::{AttentionShape, KvBlocks, KvElement};
 use crate::pool::{SyncMutPtr, ThreadPool};
 use crate::simd::Isa;
@@ -61,7 +61,7 @@ impl Default for AttendOptions {
         AttendOptions {
             isa: Isa::best(),
             split: SplitKv::Auto,
-            rows_per_task: 8,
+            rows_per_task: 16,
         }
     }
 }
@@ -246,7 +246,7 @@ fn run_task<T: KvElement>(
         keys: &ranges,
         kv_offset: task.kv_head * hd,
     };
-    attend_keys(kernels, shape, blocks, &queries, keys, &mut state);
+    (kernels.attend_keys)(shape, blocks, &queries, keys, &mut state);
     state
 }
 
