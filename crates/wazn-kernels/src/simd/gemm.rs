@@ -15,17 +15,22 @@
 //! - Q8_0 · Q8_0 and Q4_1 · Q8_1: bit for bit the scalar `vec_dot` (exact integer block
 //!   sums, then the reference's f32 arithmetic per block in the reference's order, one
 //!   vector lane per pair), whatever the tile shape or the rows computed together.
-//! - F16 · F32: one 8-lane fused multiply-add chain per pair over the row, then a fixed
-//!   tree over the lanes: the same for a pair whatever the tile shape, so a row's result
-//!   does not depend on the other rows of the product; it differs from the scalar sum
-//!   (and from the table's `vec_dot`, which the matrix product uses for a single
-//!   activation row, where it reads the weights faster) by its order of additions only.
+//! - F16 · F32: one fused multiply-add chain per pair over the columns in order (the
+//!   weight rows widened and transposed into 16-row panels): the same for a pair
+//!   whatever the tile shape, so a row's result does not depend on the other rows of
+//!   the product; it differs from the scalar sum (and from the table's `vec_dot`, which
+//!   the matrix product uses for a single activation row, where it reads the weights
+//!   faster) by its rounding only.
+//!
+//! Packed weights ([`crate::packed`]) have kernels of their own (`simd::packed`).
 
 use super::Isa;
 use crate::dtype::DType;
 
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2_f16;
 
 /// `out[r · n_w_rows + o] = Σ_i w[o, i] · x[r, i]` for every `o < n_w_rows`,
 /// `r < n_x_rows`.
@@ -71,11 +76,13 @@ pub(crate) fn kernel(isa: Isa, dtype: DType) -> Option<Tiled> {
 /// A task's weight rows (as the kernel rearranges or widens them) are meant to stay in
 /// L1/L2 while its activation rows stream past, and its activation rows to stay in L2
 /// for the next task, which takes the next weight rows against the same activations.
-/// F16 weights widen to 4 bytes a value and meet f32 activations, so their tasks are
-/// smaller.
 pub(crate) fn task_shape(dtype: DType) -> (usize, usize) {
     match dtype {
-        DType::F16 => (16, 32),
+        // F16: a task widens and transposes its weight rows once (16-row panels that stay
+        // in L2) and takes a whole prompt's activation rows past them, which pays for
+        // that; 32 rows make each activation row's results a whole 128 bytes of `out`
+        // (copying 64-byte runs, one per row far apart, measured slower).
+        DType::F16 => (32, 512),
         _ => (32, 64),
     }
 }
@@ -85,7 +92,7 @@ fn avx2_kernel(dtype: DType) -> Option<Tiled> {
     let (prepare, run): (PrepareFn, GemmFn) = match dtype {
         DType::Q8_0 => (x86_avx2::tables_q8_0, x86_avx2::gemm_q8_0_q8_0),
         DType::Q4_1 => (x86_avx2::tables_q4_1, x86_avx2::gemm_q4_1_q8_1),
-        DType::F16 => (|_, _, _| Vec::new(), x86_avx2::gemm_f16_f32),
+        DType::F16 => (|_, _, _| Vec::new(), x86_avx2_f16::gemm_f16_f32),
         _ => return None,
     };
     Some(Tiled { prepare, run })
@@ -117,6 +124,65 @@ mod tests {
         }
         out.truncate(n);
         out
+    }
+
+    /// The F16 kernels on shapes that leave a partial panel or tile (weight rows not a
+    /// multiple of 16, activation rows not a multiple of 6, columns not a multiple of 8,
+    /// none at all): every result within 2·γ_k·Σ|w_i·x_i| (k = n_cols + 3) of the scalar
+    /// `vec_dot`, and each activation row's results the same bits when the kernel gets
+    /// that row alone.
+    #[test]
+    fn f16_kernels_on_ragged_shapes() {
+        let mut seed = 0x0F16_u64;
+        let dtype = DType::F16;
+        let scalar = dtype.scalar_traits();
+        for isa in Isa::available() {
+            let Some(tiled) = kernel(isa, dtype) else {
+                continue;
+            };
+            for (n_w, n_cols, n_x) in [
+                (17, 33, 7),
+                (33, 100, 13),
+                (16, 576, 6),
+                (5, 9, 2),
+                (40, 8, 11),
+                (1, 1, 1),
+                (3, 0, 2),
+                (50, 200, 20),
+            ] {
+                let w_f32 = values(&mut seed, n_w * n_cols);
+                let mut w = vec![0u8; n_w * n_cols * 2];
+                (scalar.from_f32.unwrap())(&w_f32, &mut w);
+                let x_f32 = values(&mut seed, n_x * n_cols);
+                let x: Vec<u8> = x_f32.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let mut got = vec![f32::NAN; n_x * n_w];
+                (tiled.run)(n_cols, &w, n_w, &x, n_x, &[], &mut got);
+                for r in 0..n_x {
+                    let x_row = &x[r * n_cols * 4..(r + 1) * n_cols * 4];
+                    let mut alone = vec![f32::NAN; n_w];
+                    (tiled.run)(n_cols, &w, n_w, x_row, 1, &[], &mut alone);
+                    for o in 0..n_w {
+                        let w_row = &w[o * n_cols * 2..(o + 1) * n_cols * 2];
+                        let value = got[r * n_w + o];
+                        assert_eq!(value.to_bits(), alone[o].to_bits(), "{isa:?} ({r},{o})");
+                        let want = (scalar.vec_dot)(n_cols, w_row, x_row);
+                        let mut w_wide = vec![0.0; n_cols];
+                        (scalar.to_f32)(w_row, &mut w_wide);
+                        let m: f64 = w_wide
+                            .iter()
+                            .zip(&x_f32[r * n_cols..(r + 1) * n_cols])
+                            .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                            .sum();
+                        let ku = (n_cols + 3) as f64 * f32::EPSILON as f64 / 2.0;
+                        let bound = 2.0 * ku / (1.0 - ku) * m;
+                        assert!(
+                            (value as f64 - want as f64).abs() <= bound,
+                            "{isa:?} {n_w}x{n_cols}, {n_x} rows: ({r},{o}) {value} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Every tiled kernel of every level this CPU runs (whatever `WAZN_KERNELS` picks),

@@ -1,4 +1,4 @@
-//! AVX2 + FMA + F16C tiled kernels for Q8_0 · Q8_0, Q4_1 · Q8_1 and F16 · F32.
+//! AVX2 + FMA + F16C tiled kernels for Q8_0 · Q8_0 and Q4_1 · Q8_1.
 //!
 //! Block types: the weight rows of a call are first rearranged, 8 rows at a time, so
 //! that each 32-byte vector holds 4 consecutive codes of each of the 8 rows (row `j` in
@@ -11,11 +11,6 @@
 //! The rearranged rows are a per-call copy of a few KiB (the weights in memory stay as
 //! stored); each is used for every activation row of the call.
 //!
-//! F16: a tile is up to 4 weight rows × 3 activation rows, 12 accumulators of 8 f32
-//! lanes; each step multiplies 8 weights of each row into the 3 activation rows. With
-//! enough activation rows the call's weight rows are widened to f32 once first (exact),
-//! so the steps do not spend the multiply ports on conversions.
-//!
 //! The safe entry points are handed out only after AVX2, FMA and F16C were detected at
 //! run time (`super::kernel`).
 
@@ -26,8 +21,6 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-use crate::simd::x86_avx2_util::hsum_ps;
-
 use crate::dtype::{Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, QK};
 
 /// Weight rows per group of the block kernels (one i32 lane each).
@@ -36,30 +29,12 @@ const GROUP: usize = 8;
 const NR_BLOCK: usize = 4;
 /// Bytes of one rearranged block of a group: 8 steps × 8 rows × 4 codes.
 const GROUP_BLOCK_BYTES: usize = GROUP * QK;
-/// Weight rows per tile of the F16 kernel.
-const MR: usize = 4;
-/// Activation rows per tile of the F16 kernel (MR · NR_F16 = 12 accumulators).
-const NR_F16: usize = 3;
-/// Activation rows from which the F16 kernel widens its weight rows first.
-const F16_WIDEN_MIN_ROWS: usize = 16;
 
 /// `out[r, o] = value` for `out`: `[_, stride]` (nothing past its end).
 #[inline]
 fn put(out: &mut [f32], stride: usize, r: usize, o: usize, value: f32) {
     if let Some(slot) = out.get_mut(r * stride + o) {
         *slot = value;
-    }
-}
-
-/// The f16 stored little-endian at `bytes[at..at + 2]`, widened (0 past the end).
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    half::f16::from_bits(f16_bits_at(bytes, at)).to_f32()
-}
-
-fn f16_bits_at(bytes: &[u8], at: usize) -> u16 {
-    match bytes.get(at..at + 2) {
-        Some(&[b0, b1]) => u16::from_le_bytes([b0, b1]),
-        _ => 0,
     }
 }
 
@@ -78,29 +53,6 @@ fn widen_f16(bits: &[u16]) -> Vec<f32> {
     }
     for (d, &s) in dst.into_remainder().iter_mut().zip(src.remainder()) {
         *d = half::f16::from_bits(s).to_f32();
-    }
-    out
-}
-
-/// The little-endian f16 values of `bytes`, widened by the F16C unit.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn widen_f16_le(bytes: &[u8]) -> Vec<f32> {
-    let mut out = vec![0.0f32; bytes.len() / 2];
-    let mut dst = out.chunks_exact_mut(8);
-    let mut src = bytes.chunks_exact(16);
-    for (d, s) in (&mut dst).zip(&mut src) {
-        // SAFETY: `s` is 16 readable bytes and `d` 8 writable f32; no alignment needed.
-        unsafe {
-            let v = _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast()));
-            _mm256_storeu_ps(d.as_mut_ptr(), v);
-        }
-    }
-    for (d, s) in dst
-        .into_remainder()
-        .iter_mut()
-        .zip(src.remainder().chunks_exact(2))
-    {
-        *d = f16_at(s, 0);
     }
     out
 }
@@ -466,190 +418,6 @@ fn block_gemm(
     REARRANGED.with(|buffer| buffer.replace(codes));
 }
 
-/// F16 weights · f32 activations over an M × N tile, 8 lanes per pair over the first
-/// `n_steps · 8` columns: `acc[o][r]`. The weight rows are f16, or already widened to
-/// f32 when `WIDE` (the same products either way: widening is exact).
-///
-/// # Safety
-/// `w[o]` (o < M) points to `n_steps · 8` readable weights, `x[r]` (r < N) to
-/// `n_steps · 8` f32.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_f16<const WIDE: bool, const M: usize, const N: usize>(
-    n_steps: usize,
-    w: &[*const u8; MR],
-    x: &[*const u8; NR_F16],
-) -> [[__m256; NR_F16]; MR] {
-    let mut acc = [[_mm256_setzero_ps(); NR_F16]; MR];
-    for k in 0..n_steps {
-        let mut xv = [_mm256_setzero_ps(); NR_F16];
-        for r in 0..N {
-            // SAFETY: step k of activation row r is in bounds (caller).
-            xv[r] = unsafe { _mm256_loadu_ps(x[r].add(k * 32).cast()) };
-        }
-        for o in 0..M {
-            // SAFETY: step k of weight row o is in bounds (caller).
-            let wv = if WIDE {
-                unsafe { _mm256_loadu_ps(w[o].add(k * 32).cast()) }
-            } else {
-                _mm256_cvtph_ps(unsafe { _mm_loadu_si128(w[o].add(k * 16).cast()) })
-            };
-            for r in 0..N {
-                acc[o][r] = _mm256_fmadd_ps(wv, xv[r], acc[o][r]);
-            }
-        }
-    }
-    acc
-}
-
-/// Runs `tile_f16` for an `mr` × `nr` tile (1..=4 × 1..=3).
-///
-/// # Safety
-/// As [`tile_f16`] with M = `mr`, N = `nr`.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_f16_shape<const WIDE: bool>(
-    mr: usize,
-    nr: usize,
-    n_steps: usize,
-    w: &[*const u8; MR],
-    x: &[*const u8; NR_F16],
-) -> [[__m256; NR_F16]; MR] {
-    // SAFETY: the caller's guarantee, for the shape it names.
-    unsafe {
-        match (mr, nr) {
-            (4, 3) => tile_f16::<WIDE, 4, 3>(n_steps, w, x),
-            (4, 2) => tile_f16::<WIDE, 4, 2>(n_steps, w, x),
-            (4, _) => tile_f16::<WIDE, 4, 1>(n_steps, w, x),
-            (3, 3) => tile_f16::<WIDE, 3, 3>(n_steps, w, x),
-            (3, 2) => tile_f16::<WIDE, 3, 2>(n_steps, w, x),
-            (3, _) => tile_f16::<WIDE, 3, 1>(n_steps, w, x),
-            (2, 3) => tile_f16::<WIDE, 2, 3>(n_steps, w, x),
-            (2, 2) => tile_f16::<WIDE, 2, 2>(n_steps, w, x),
-            (2, _) => tile_f16::<WIDE, 2, 1>(n_steps, w, x),
-            (_, 3) => tile_f16::<WIDE, 1, 3>(n_steps, w, x),
-            (_, 2) => tile_f16::<WIDE, 1, 2>(n_steps, w, x),
-            (_, _) => tile_f16::<WIDE, 1, 1>(n_steps, w, x),
-        }
-    }
-}
-
-/// One f32 activation row against M ≤ 8 f16 weight rows: the lanes of `tile_f16` (one
-/// 8-lane chain per pair, the same operations), with 8 chains in flight rather than the
-/// 4 a one-row tile of `tile_f16` would have.
-///
-/// # Safety
-/// `w[o]` (o < M) points to `n_steps · 16` readable bytes, `x` to `n_steps · 32`.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn row_f16<const M: usize>(n_steps: usize, w: &[*const u8; 8], x: *const u8) -> [__m256; 8] {
-    let mut acc = [_mm256_setzero_ps(); 8];
-    for k in 0..n_steps {
-        // SAFETY: step k of the activation row and of weight rows o < M is in bounds.
-        let xv = unsafe { _mm256_loadu_ps(x.add(k * 32).cast()) };
-        for o in 0..M {
-            let wv = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(w[o].add(k * 16).cast()) });
-            acc[o] = _mm256_fmadd_ps(wv, xv, acc[o]);
-        }
-    }
-    acc
-}
-
-/// The sum for (weight row `o`, activation row `r`) from its 8 lanes: the lanes by a
-/// fixed tree, then the columns past the last whole step of 8, in order.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn f16_finish(lanes: __m256, n_cols: usize, w: &[u8], o: usize, x: &[u8], r: usize) -> f32 {
-    let mut sum = hsum_ps(lanes);
-    for i in n_cols / 8 * 8..n_cols {
-        sum += f16_at(w, (o * n_cols + i) * 2) * f32_at(x, (r * n_cols + i) * 4);
-    }
-    sum
-}
-
-fn f32_at(bytes: &[u8], at: usize) -> f32 {
-    match bytes.get(at..at + 4) {
-        Some(&[b0, b1, b2, b3]) => f32::from_le_bytes([b0, b1, b2, b3]),
-        _ => 0.0,
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn f16_gemm(n_cols: usize, w: &[u8], n_w_rows: usize, x: &[u8], n_x_rows: usize, out: &mut [f32]) {
-    let (w_row, x_row) = (n_cols * 2, n_cols * 4);
-    // Zero-width rows (n_cols = 0) all fit.
-    let n_w = w
-        .len()
-        .checked_div(w_row)
-        .map_or(n_w_rows, |n| n.min(n_w_rows));
-    let n_x = x
-        .len()
-        .checked_div(x_row)
-        .map_or(n_x_rows, |n| n.min(n_x_rows));
-    let n_steps = n_cols / 8;
-    let row_ptr = |bytes: &[u8], row: usize, row_bytes: usize| match bytes.get(row * row_bytes..) {
-        Some(rest) => rest.as_ptr(),
-        None => bytes.as_ptr(),
-    };
-    // The call's weight rows widened to f32 once: `[n_w, n_cols]`.
-    let wide: Option<Vec<f32>> =
-        (n_x >= F16_WIDEN_MIN_ROWS).then(|| widen_f16_le(&w[..n_w * w_row]));
-    if n_x == 1 {
-        // One activation row: 8 weight rows at a time.
-        for o0 in (0..n_w).step_by(8) {
-            let mr = (n_w - o0).min(8);
-            let wp: [*const u8; 8] = std::array::from_fn(|o| row_ptr(w, o0 + o.min(mr - 1), w_row));
-            let xp = row_ptr(x, 0, x_row);
-            // SAFETY: every pointer starts a whole row of `w` or `x`, and a row holds
-            // n_steps · 8 values.
-            let acc = unsafe {
-                match mr {
-                    8 => row_f16::<8>(n_steps, &wp, xp),
-                    7 => row_f16::<7>(n_steps, &wp, xp),
-                    6 => row_f16::<6>(n_steps, &wp, xp),
-                    5 => row_f16::<5>(n_steps, &wp, xp),
-                    4 => row_f16::<4>(n_steps, &wp, xp),
-                    3 => row_f16::<3>(n_steps, &wp, xp),
-                    2 => row_f16::<2>(n_steps, &wp, xp),
-                    _ => row_f16::<1>(n_steps, &wp, xp),
-                }
-            };
-            for (o, &lanes) in acc.iter().enumerate().take(mr) {
-                put(
-                    out,
-                    n_w_rows,
-                    0,
-                    o0 + o,
-                    f16_finish(lanes, n_cols, w, o0 + o, x, 0),
-                );
-            }
-        }
-        return;
-    }
-    for r0 in (0..n_x).step_by(NR_F16) {
-        let nr = (n_x - r0).min(NR_F16);
-        let xp = [0, 1, 2].map(|r| row_ptr(x, r0 + r.min(nr - 1), x_row));
-        for o0 in (0..n_w).step_by(MR) {
-            let mr = (n_w - o0).min(MR);
-            let wp = [0, 1, 2, 3].map(|o| match &wide {
-                Some(wide) => wide[(o0 + o.min(mr - 1)) * n_cols..].as_ptr().cast(),
-                None => row_ptr(w, o0 + o.min(mr - 1), w_row),
-            });
-            // SAFETY: every pointer starts a whole row of `w`, `wide` or `x` (n_w, n_x
-            // fit their slices), and a row holds n_steps · 8 values.
-            let acc = unsafe {
-                match &wide {
-                    Some(_) => tile_f16_shape::<true>(mr, nr, n_steps, &wp, &xp),
-                    None => tile_f16_shape::<false>(mr, nr, n_steps, &wp, &xp),
-                }
-            };
-            for r in 0..nr {
-                for o in 0..mr {
-                    let sum = f16_finish(acc[o][r], n_cols, w, o0 + o, x, r0 + r);
-                    put(out, n_w_rows, r0 + r, o0 + o, sum);
-                }
-            }
-        }
-    }
-}
-
 pub(crate) fn gemm_q8_0_q8_0(
     n_cols: usize,
     w: &[u8],
@@ -686,17 +454,4 @@ pub(crate) fn gemm_q4_1_q8_1(
 pub(crate) fn tables_q4_1(n_cols: usize, x: &[u8], n_x_rows: usize) -> Vec<f32> {
     // SAFETY: handed out only when AVX2, FMA and F16C were detected at run time.
     unsafe { activation_tables(BlockPair::Q4_1Q8_1, n_cols, x, n_x_rows) }
-}
-
-pub(crate) fn gemm_f16_f32(
-    n_cols: usize,
-    w: &[u8],
-    n_w_rows: usize,
-    x: &[u8],
-    n_x_rows: usize,
-    _x_tables: &[f32],
-    out: &mut [f32],
-) {
-    // SAFETY: handed out only when AVX2, FMA and F16C were detected at run time.
-    unsafe { f16_gemm(n_cols, w, n_w_rows, x, n_x_rows, out) }
 }
