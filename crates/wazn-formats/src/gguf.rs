@@ -482,6 +482,29 @@ impl GgufFile {
         &self.mmap
     }
 
+    /// Drops the mapped pages of `bytes[offset..offset + len]` from this process's
+    /// memory, for data copied elsewhere: they stay readable, read again from the file
+    /// (or the page cache) if touched. Pages shared with neighbouring bytes go too and
+    /// come back the same way. A range past the end, or an OS that declines, changes
+    /// nothing.
+    pub fn release_range(&self, offset: usize, len: usize) {
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > self.mmap.len())
+        {
+            return;
+        }
+        #[cfg(unix)]
+        {
+            // SAFETY: the mapping is read-only and file-backed, so dropping its pages
+            // loses nothing: a later read faults the same bytes back in from the file.
+            let _ = unsafe {
+                self.mmap
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
+            };
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

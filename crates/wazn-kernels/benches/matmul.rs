@@ -5,11 +5,12 @@
 //! threads, every shape; SHAPE keeps the shapes whose name contains it).
 //! Prints, per case, the time per product, the weight bytes read per second and the
 //! multiply-adds per second (counted as 2 FLOP each), for the fastest of many runs.
-//! `WAZN_KERNELS=scalar` measures the scalar reference kernels.
+//! `WAZN_KERNELS=scalar` measures the scalar reference kernels. Types with a packed
+//! layout are measured twice: as stored (`rows`) and packed (`packed`).
 
 use std::time::{Duration, Instant};
 
-use wazn_kernels::{matmul, Activations, DType, ThreadPool, WeightMatrix};
+use wazn_kernels::{matmul, packed, Activations, DType, ThreadPool, WeightMatrix};
 
 fn lcg(seed: &mut u64) -> f32 {
     *seed = seed
@@ -83,8 +84,16 @@ fn main() {
         wazn_kernels::Isa::best().name()
     );
     println!(
-        "{:<20} {:>5} {:>6} {:>11} {:>9} {:>9} {:>11} {:>9}",
-        "shape", "dtype", "rows", "us/product", "GB/s", "GFLOP/s", "cpu us", "GFLOP/cpu-s"
+        "{:<20} {:>5} {:>6} {:>6} {:>11} {:>9} {:>9} {:>11} {:>9}",
+        "shape",
+        "dtype",
+        "layout",
+        "rows",
+        "us/product",
+        "GB/s",
+        "GFLOP/s",
+        "cpu us",
+        "GFLOP/cpu-s"
     );
     let mut seed = 1u64;
     for (name, dtype, n_rows, n_cols) in shapes {
@@ -92,8 +101,21 @@ fn main() {
             continue;
         }
         let w_bytes = weights(dtype, n_rows, n_cols, &mut seed);
-        let w = WeightMatrix::new(dtype, &w_bytes, n_rows, n_cols).expect("shape");
-        for n_x in [1usize, 8, 64, 512] {
+        let packed_bytes = packed::worth_packing(dtype)
+            .then(|| packed::pack(dtype, &w_bytes, n_rows, n_cols))
+            .flatten();
+        let mut layouts = vec![(
+            "rows",
+            WeightMatrix::new(dtype, &w_bytes, n_rows, n_cols).expect("shape"),
+        )];
+        if let Some(bytes) = &packed_bytes {
+            let w = WeightMatrix::packed(dtype, bytes, n_rows, n_cols).expect("shape");
+            layouts.push(("packed", w));
+        }
+        for ((layout, w), n_x) in layouts
+            .iter()
+            .flat_map(|l| [1usize, 8, 64, 512].map(|n_x| (l, n_x)))
+        {
             if n_rows >= 49152 && n_x > 64 {
                 continue;
             }
@@ -104,7 +126,7 @@ fn main() {
             let (seconds, cpu_seconds) = time_it(budget, || {
                 matmul(
                     &pool,
-                    &w,
+                    w,
                     &x,
                     n_x,
                     &mut out,
@@ -123,7 +145,7 @@ fn main() {
                 None => ("-".to_string(), "-".to_string()),
             };
             println!(
-                "{name:<20} {:>5} {n_x:>6} {:>11.1} {gb_per_s:>9.2} {gflop_per_s:>9.2} {cpu_us:>11} {cpu_gflop:>9}",
+                "{name:<20} {:>5} {layout:>6} {n_x:>6} {:>11.1} {gb_per_s:>9.2} {gflop_per_s:>9.2} {cpu_us:>11} {cpu_gflop:>9}",
                 dtype.name(),
                 seconds * 1e6
             );

@@ -7,11 +7,14 @@
 pub mod attention;
 pub mod dtype;
 pub mod matmul;
+mod matmul_packed;
 pub mod ops;
+pub mod packed;
 pub mod pool;
 pub mod simd;
 
 pub use dtype::DType;
-pub use matmul::{matmul, Activations, WeightMatrix};
+pub use matmul::{matmul, matmul_shared_input, Activations, WeightMatrix};
+pub use packed::Layout;
 pub use pool::ThreadPool;
 pub use simd::Isa;

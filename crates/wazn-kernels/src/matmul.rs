@@ -9,18 +9,23 @@
 //! (`vec_dot_x4`), and work is split over weight rows. Either way a thread reads its
 //! slice of the weights once for all the activation rows of its task.
 
+use std::cell::RefCell;
+
 use crate::dtype::DType;
+use crate::matmul_packed::packed_products;
+use crate::packed::{packed_len, unpack_row, Layout};
 use crate::pool::{SyncMutPtr, ThreadPool};
 use crate::simd::{gemm, Isa};
 
-/// A weight matrix `[n_rows, n_cols]` in its stored type: `n_rows` output features,
-/// each a contiguous row of `n_cols` input features.
+/// A weight matrix `[n_rows, n_cols]` in its stored type: `n_rows` output features of
+/// `n_cols` input features each, row after row or packed ([`crate::packed`]).
 #[derive(Clone, Copy, Debug)]
 pub struct WeightMatrix<'a> {
     pub dtype: DType,
     pub data: &'a [u8],
     pub n_rows: usize,
     pub n_cols: usize,
+    pub layout: Layout,
 }
 
 impl<'a> WeightMatrix<'a> {
@@ -45,22 +50,58 @@ impl<'a> WeightMatrix<'a> {
             data,
             n_rows,
             n_cols,
+            layout: Layout::Rows,
         })
     }
 
-    pub fn row_bytes(&self) -> usize {
-        self.data.len() / self.n_rows.max(1)
+    /// Checks that `data` holds an `[n_rows, n_cols]` matrix of `dtype` in the packed
+    /// layout of [`crate::packed::pack`].
+    pub fn packed(
+        dtype: DType,
+        data: &'a [u8],
+        n_rows: usize,
+        n_cols: usize,
+    ) -> Result<Self, ShapeError> {
+        if packed_len(dtype, n_rows, n_cols) != Some(data.len()) {
+            return Err(ShapeError {
+                dtype,
+                n_rows,
+                n_cols,
+                n_bytes: data.len(),
+            });
+        }
+        Ok(WeightMatrix {
+            dtype,
+            data,
+            n_rows,
+            n_cols,
+            layout: Layout::Interleaved8,
+        })
     }
 
-    /// The stored bytes of row `row`.
-    pub fn row(&self, row: usize) -> &'a [u8] {
+    /// Bytes of one row as stored.
+    pub fn row_bytes(&self) -> usize {
+        self.dtype.row_bytes(self.n_cols).unwrap_or(0)
+    }
+
+    /// The stored bytes of row `row` of a matrix stored row after row.
+    fn row(&self, row: usize) -> &'a [u8] {
         let n = self.row_bytes();
         &self.data[row * n..(row + 1) * n]
     }
 
     /// Dequantizes row `row` into `out` (`n_cols` values): an embedding lookup.
     pub fn dequantize_row_into(&self, row: usize, out: &mut [f32]) {
-        (self.dtype.traits().to_f32)(self.row(row), out);
+        let to_f32 = self.dtype.traits().to_f32;
+        match self.layout {
+            Layout::Rows => to_f32(self.row(row), out),
+            Layout::Interleaved8 => {
+                let mut stored = vec![0u8; self.row_bytes()];
+                if unpack_row(self.dtype, self.data, self.n_cols, row, &mut stored).is_some() {
+                    to_f32(&stored, out);
+                }
+            }
+        }
     }
 }
 
@@ -112,6 +153,80 @@ pub fn matmul(
     }
 }
 
+/// `x` (`[n_x_rows, n_cols]`) quantized into `scratch` to `partner`, one task per row:
+/// returns the bytes of one quantized row.
+fn quantize_rows(
+    pool: &ThreadPool,
+    partner: DType,
+    x: &[f32],
+    n_x_rows: usize,
+    n_cols: usize,
+    scratch: &mut Vec<u8>,
+) -> usize {
+    let partner_row_bytes = partner
+        .row_bytes(n_cols)
+        .unwrap_or_else(|| panic!("matmul: {n_cols} columns do not fit {partner:?} blocks"));
+    let quantize = partner
+        .traits()
+        .from_f32
+        .unwrap_or_else(|| panic!("matmul: {partner:?} has no quantizer"));
+    scratch.resize(n_x_rows * partner_row_bytes, 0);
+    let partner_rows = SyncMutPtr::new(scratch);
+    pool.run(n_x_rows, &|r| {
+        // SAFETY: each task writes its own row of the scratch buffer.
+        let dst = unsafe { partner_rows.slice_mut(r * partner_row_bytes, partner_row_bytes) };
+        quantize(&x[r * n_cols..(r + 1) * n_cols], dst);
+    });
+    partner_row_bytes
+}
+
+/// The products of several matrices with the same activations (a layer's q, k and v,
+/// or its gate and up projections): `outs[i]` as [`matmul`] gives it for `ws[i]`.
+///
+/// Where every matrix is packed with the same type and width, the activations are
+/// quantized once and all the products run as one op of the pool (one barrier instead
+/// of one per matrix, which counts in a decode step); otherwise one after another.
+pub fn matmul_shared_input(
+    pool: &ThreadPool,
+    ws: &[WeightMatrix<'_>],
+    x: &[f32],
+    n_x_rows: usize,
+    outs: &mut [&mut [f32]],
+    scratch: &mut Vec<u8>,
+    activations: Activations,
+) {
+    assert_eq!(
+        ws.len(),
+        outs.len(),
+        "matmul_shared_input: one output per matrix"
+    );
+    let shared = ws.first().filter(|first| {
+        activations == Activations::Quantized
+            && ws.iter().all(|w| {
+                w.layout == Layout::Interleaved8
+                    && w.dtype == first.dtype
+                    && w.n_cols == first.n_cols
+            })
+    });
+    let Some(first) = shared else {
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            matmul(pool, w, x, n_x_rows, out, scratch, activations);
+        }
+        return;
+    };
+    assert_eq!(
+        x.len(),
+        n_x_rows * first.n_cols,
+        "matmul: activations shape"
+    );
+    for (w, out) in ws.iter().zip(outs.iter()) {
+        assert_eq!(out.len(), n_x_rows * w.n_rows, "matmul: output shape");
+    }
+    let partner = first.dtype.vec_dot_type();
+    let partner_row_bytes = quantize_rows(pool, partner, x, n_x_rows, first.n_cols, scratch);
+    packed_products(pool, ws, scratch, partner_row_bytes, n_x_rows, outs);
+}
+
 fn matmul_quantized(
     pool: &ThreadPool,
     w: &WeightMatrix<'_>,
@@ -123,22 +238,31 @@ fn matmul_quantized(
     let n_cols = w.n_cols;
     let traits = w.dtype.traits();
     let partner = traits.vec_dot_type;
-    let partner_row_bytes = partner
-        .row_bytes(n_cols)
-        .unwrap_or_else(|| panic!("matmul: {n_cols} columns do not fit {partner:?} blocks"));
-    let quantize = partner
-        .traits()
-        .from_f32
-        .unwrap_or_else(|| panic!("matmul: {partner:?} has no quantizer"));
+    let (partner_data, partner_row_bytes): (&[u8], usize) =
+        if partner == DType::F32 && cfg!(target_endian = "little") {
+            // Float weights meet the activations as they are: f32 rows are their own
+            // partner rows (little-endian f32), so they are read in place, not copied.
+            // SAFETY: any initialized f32 is 4 initialized bytes, and u8 needs no
+            // alignment; the view lives no longer than `x`.
+            let bytes = unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), x.len() * 4) };
+            (bytes, n_cols * 4)
+        } else {
+            let row_bytes = quantize_rows(pool, partner, x, n_x_rows, n_cols, scratch);
+            (scratch.as_slice(), row_bytes)
+        };
 
-    scratch.resize(n_x_rows * partner_row_bytes, 0);
-    let partner_rows = SyncMutPtr::new(scratch);
-    pool.run(n_x_rows, &|r| {
-        // SAFETY: each task writes its own row of the scratch buffer.
-        let dst = unsafe { partner_rows.slice_mut(r * partner_row_bytes, partner_row_bytes) };
-        quantize(&x[r * n_cols..(r + 1) * n_cols], dst);
-    });
-    let partner_data: &[u8] = scratch;
+    if w.layout == Layout::Interleaved8 {
+        let mut outs = [out];
+        packed_products(
+            pool,
+            &[*w],
+            partner_data,
+            partner_row_bytes,
+            n_x_rows,
+            &mut outs,
+        );
+        return;
+    }
 
     // A single activation row (one decode step) is bound by reading the weights, which
     // the table's `vec_dot` does as one stream; tiles pay off from two rows on.
@@ -210,6 +334,10 @@ fn tiled_products(
     let x_tables = (tiled.prepare)(w.n_cols, partner_data, n_x_rows);
     let width = x_tables.len() / n_x_rows.max(1);
     let out_ptr = SyncMutPtr::new(out);
+    thread_local! {
+        /// Each thread's results of its current task, reused from task to task.
+        static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    }
     pool.run(n_w_chunks * n_x_chunks, &|task| {
         let (x_chunk, w_chunk) = (task / n_w_chunks, task % n_w_chunks);
         let o0 = w_chunk * w_rows_per_task;
@@ -217,22 +345,36 @@ fn tiled_products(
         let r0 = x_chunk * x_rows_per_task;
         let r1 = (r0 + x_rows_per_task).min(n_x_rows);
         let (n_w, n_x) = (o1 - o0, r1 - r0);
-        // The task's results `[n_x, n_w]`, then copied to its rectangle of `out`.
-        let mut block = vec![0.0f32; n_x * n_w];
-        (tiled.run)(
-            w.n_cols,
-            &w.data[o0 * w_row_bytes..o1 * w_row_bytes],
-            n_w,
-            &partner_data[r0 * partner_row_bytes..r1 * partner_row_bytes],
-            n_x,
-            &x_tables[r0 * width..r1 * width],
-            &mut block,
-        );
-        for (r, row) in block.chunks_exact(n_w).enumerate() {
-            // SAFETY: out[r0 + r, o0..o1] belongs to this task alone (its rectangle of
-            // activation rows × weight rows).
-            unsafe { out_ptr.slice_mut((r0 + r) * n_out + o0, n_w) }.copy_from_slice(row);
-        }
+        BLOCK.with(|block| {
+            let mut block = block.borrow_mut();
+            // The task's results `[n_x, n_w]`, then copied to its rectangle of `out`.
+            block.clear();
+            block.resize(n_x * n_w, 0.0);
+            (tiled.run)(
+                w.n_cols,
+                &w.data[o0 * w_row_bytes..o1 * w_row_bytes],
+                n_w,
+                &partner_data[r0 * partner_row_bytes..r1 * partner_row_bytes],
+                n_x,
+                &x_tables[r0 * width..r1 * width],
+                &mut block,
+            );
+            for (r, row) in block.chunks_exact(n_w).enumerate() {
+                // SAFETY: out[r0 + r, o0..o1] belongs to this task alone (its rectangle
+                // of activation rows × weight rows).
+                let dst = unsafe { out_ptr.slice_mut((r0 + r) * n_out + o0, n_w) };
+                // Whole runs of 8 copy inline; a call to `memcpy` per row of a few
+                // dozen bytes costs more than the copy.
+                let mut dst8 = dst.chunks_exact_mut(8);
+                let mut row8 = row.chunks_exact(8);
+                for (d, s) in (&mut dst8).zip(&mut row8) {
+                    d.copy_from_slice(s);
+                }
+                for (d, s) in dst8.into_remainder().iter_mut().zip(row8.remainder()) {
+                    *d = *s;
+                }
+            }
+        });
     });
 }
 
@@ -393,15 +535,132 @@ mod tests {
                         &mut Vec::new(),
                         Activations::Quantized,
                     );
-                    let x_row = &scratch[r * partner_bytes..(r + 1) * partner_bytes];
+                    // The quantized activations (F16 reads its f32 rows in place).
+                    let x_row = scratch.get(r * partner_bytes..(r + 1) * partner_bytes);
                     for o in 0..n_rows {
                         let got = out[r * n_rows + o];
                         if n_x > 1 {
                             assert_eq!(got, alone[o], "{dtype} n_x={n_x} ({r},{o}) vs twice");
                         }
                         if dtype != DType::F16 {
+                            let x_row = x_row.expect("the quantized activations in scratch");
                             let want = (dtype.traits().vec_dot)(n_cols, w.row(o), x_row);
                             assert_eq!(got, want, "{dtype} n_x={n_x} ({r},{o})");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_matrices_give_the_products_of_their_rows() {
+        // Bit for bit the same as the matrix stored row after row, whatever the row
+        // count (a ragged last group), activation rows, threads and activation type.
+        let mut seed = 23u64;
+        for threads in [1, 2, 3] {
+            let pool = ThreadPool::new(threads).unwrap();
+            for dtype in [DType::Q8_0, DType::Q4_1] {
+                for (n_rows, n_cols) in [(45, 256), (8, 32), (300, 96)] {
+                    let row_bytes = dtype.row_bytes(n_cols).unwrap();
+                    let mut w_bytes = vec![0u8; n_rows * row_bytes];
+                    for dst in w_bytes.chunks_mut(row_bytes) {
+                        let src: Vec<f32> = (0..n_cols).map(|_| lcg(&mut seed)).collect();
+                        (dtype.traits().from_f32.unwrap())(&src, dst);
+                    }
+                    let rows = WeightMatrix::new(dtype, &w_bytes, n_rows, n_cols).unwrap();
+                    let packed_bytes = crate::packed::pack(dtype, &w_bytes, n_rows, n_cols);
+                    let packed_bytes = packed_bytes.unwrap();
+                    let packed =
+                        WeightMatrix::packed(dtype, &packed_bytes, n_rows, n_cols).unwrap();
+                    assert!(WeightMatrix::packed(dtype, &w_bytes, n_rows + 8, n_cols).is_err());
+                    for n_x in [1, 4, 7, 70] {
+                        let x: Vec<f32> = (0..n_x * n_cols).map(|_| lcg(&mut seed)).collect();
+                        for activations in [Activations::Quantized, Activations::F32] {
+                            let product = |w: &WeightMatrix<'_>| {
+                                let mut out = vec![f32::NAN; n_x * n_rows];
+                                matmul(&pool, w, &x, n_x, &mut out, &mut Vec::new(), activations);
+                                out
+                            };
+                            let (want, got) = (product(&rows), product(&packed));
+                            for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+                                assert_eq!(a.to_bits(), b.to_bits(), "{dtype} {n_x} {i}");
+                            }
+                        }
+                    }
+                    let (mut a, mut b) = (vec![0.0; n_cols], vec![0.0; n_cols]);
+                    for o in [0, n_rows / 2, n_rows - 1] {
+                        rows.dequantize_row_into(o, &mut a);
+                        packed.dequantize_row_into(o, &mut b);
+                        assert_eq!(a, b);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shared_input_products_equal_separate_ones() {
+        let mut seed = 31u64;
+        let n_cols = 96;
+        for dtype in [DType::Q8_0, DType::Q4_1] {
+            let shapes = [45usize, 13, 64];
+            let row_bytes = dtype.row_bytes(n_cols).unwrap();
+            let stored: Vec<Vec<u8>> = shapes
+                .iter()
+                .map(|&n_rows| {
+                    let mut bytes = vec![0u8; n_rows * row_bytes];
+                    for dst in bytes.chunks_mut(row_bytes) {
+                        let src: Vec<f32> = (0..n_cols).map(|_| lcg(&mut seed)).collect();
+                        (dtype.traits().from_f32.unwrap())(&src, dst);
+                    }
+                    bytes
+                })
+                .collect();
+            let packed: Vec<Vec<u8>> = stored
+                .iter()
+                .zip(shapes)
+                .map(|(b, n_rows)| crate::packed::pack(dtype, b, n_rows, n_cols).unwrap())
+                .collect();
+            for threads in [1, 3] {
+                let pool = ThreadPool::new(threads).unwrap();
+                for n_x in [1, 5, 67] {
+                    let x: Vec<f32> = (0..n_x * n_cols).map(|_| lcg(&mut seed)).collect();
+                    // All packed (one op), then one of them stored by rows (one by one).
+                    for mixed in [false, true] {
+                        let ws: Vec<WeightMatrix<'_>> = (0..3)
+                            .map(
+                                |i| match (mixed && i == 1, crate::packed::worth_packing(dtype)) {
+                                    (false, true) => {
+                                        WeightMatrix::packed(dtype, &packed[i], shapes[i], n_cols)
+                                    }
+                                    _ => WeightMatrix::new(dtype, &stored[i], shapes[i], n_cols),
+                                },
+                            )
+                            .map(Result::unwrap)
+                            .collect();
+                        let mut outs: Vec<Vec<f32>> =
+                            shapes.iter().map(|&n| vec![f32::NAN; n_x * n]).collect();
+                        let mut out_slices: Vec<&mut [f32]> =
+                            outs.iter_mut().map(Vec::as_mut_slice).collect();
+                        matmul_shared_input(
+                            &pool,
+                            &ws,
+                            &x,
+                            n_x,
+                            &mut out_slices,
+                            &mut Vec::new(),
+                            Activations::Quantized,
+                        );
+                        for (w, got) in ws.iter().zip(&outs) {
+                            let mut want = vec![0.0; got.len()];
+                            let q = Activations::Quantized;
+                            matmul(&pool, w, &x, n_x, &mut want, &mut Vec::new(), q);
+                            let same = want
+                                .iter()
+                                .zip(got)
+                                .all(|(a, b)| a.to_bits() == b.to_bits());
+                            assert!(same, "{dtype} n_x={n_x} mixed={mixed} rows={}", w.n_rows);
                         }
                     }
                 }

@@ -1,15 +1,32 @@
 //! Element-wise and row-wise ops of a transformer layer: RMSNorm, RoPE, softmax,
 //! SwiGLU. Scalar and simple: they cost little next to the matrix products.
+use crate::pool::{SyncMutPtr, ThreadPool};
 
 /// RMSNorm of one row: `out = x / sqrt(mean(x²) + eps) * weight`.
 /// `x`, `weight` and `out` have the same length.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     debug_assert!(x.len() == weight.len() && x.len() == out.len());
-    let sum_squares: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let sum_squares = sum_squares_f64(x);
     let scale = 1.0 / ((sum_squares / x.len() as f64) as f32 + eps).sqrt();
     for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
         *o = v * scale * w;
     }
+}
+
+/// `Σ x²` in f64. Eight independent partial sums instead of one chain of dependent
+/// additions: the compiler keeps them in vector registers, and the f64 sums of a row
+/// differ from the one-chain order far below what the f32 result can show.
+fn sum_squares_f64(x: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += (v as f64) * (v as f64);
+        }
+    }
+    let tail_sum: f64 = tail.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    acc.iter().sum::<f64>() + tail_sum
 }
 
 /// Which pairs of a head vector RoPE rotates together.
@@ -74,26 +91,59 @@ impl Rope {
         &self.inv_freq
     }
 
-    /// Rotates every head of `x` (`[n_heads, head_dim]`, contiguous) for position `pos`.
-    pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
+    /// Number of rotated pairs of a head: the length of [`Rope::angles_into`]'s tables.
+    pub fn n_pairs(&self) -> usize {
+        self.inv_freq.len()
+    }
+
+    /// The cos and sin (times the model's scale) of each rotated pair's angle at
+    /// position `pos`: `cos` and `sin` are `[n_pairs]`. One position's table serves
+    /// every head of every layer.
+    pub fn angles_into(&self, pos: usize, cos: &mut [f32], sin: &mut [f32]) {
+        debug_assert!(cos.len() == self.inv_freq.len() && sin.len() == self.inv_freq.len());
+        for ((c, s), &inv) in cos.iter_mut().zip(sin.iter_mut()).zip(&self.inv_freq) {
+            // The angle is computed in f64 so large positions keep their precision.
+            let (sin_f64, cos_f64) = (pos as f64 * inv as f64).sin_cos();
+            *c = cos_f64 as f32 * self.cos_sin_scale;
+            *s = sin_f64 as f32 * self.cos_sin_scale;
+        }
+    }
+
+    /// Rotates every head of `x` (`[n_heads, head_dim]`, contiguous) by the angles of
+    /// one position, as [`Rope::angles_into`] gives them.
+    pub fn apply_angles(&self, x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
         let half = self.n_rot / 2;
+        let n_pairs = self.inv_freq.len().min(cos.len()).min(sin.len());
+        let (cos, sin) = (&cos[..n_pairs], &sin[..n_pairs]);
         for head in x.chunks_exact_mut(head_dim) {
-            for (i, &inv) in self.inv_freq.iter().enumerate() {
-                // The angle is computed in f64 so large positions keep their precision.
-                let (sin, cos) = (pos as f64 * inv as f64).sin_cos();
-                let (sin, cos) = (
-                    sin as f32 * self.cos_sin_scale,
-                    cos as f32 * self.cos_sin_scale,
-                );
-                let (a, b) = match self.layout {
-                    RopeLayout::Adjacent => (2 * i, 2 * i + 1),
-                    RopeLayout::HalfSplit => (i, i + half),
-                };
-                let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * cos - x1 * sin;
-                head[b] = x0 * sin + x1 * cos;
+            match self.layout {
+                RopeLayout::Adjacent => {
+                    for ((pair, &c), &s) in head.chunks_exact_mut(2).zip(cos).zip(sin) {
+                        let (x0, x1) = (pair[0], pair[1]);
+                        pair[0] = x0 * c - x1 * s;
+                        pair[1] = x0 * s + x1 * c;
+                    }
+                }
+                RopeLayout::HalfSplit => {
+                    let (lo, hi) = head.split_at_mut(half);
+                    for (((a, b), &c), &s) in lo.iter_mut().zip(hi.iter_mut()).zip(cos).zip(sin) {
+                        let (x0, x1) = (*a, *b);
+                        *a = x0 * c - x1 * s;
+                        *b = x0 * s + x1 * c;
+                    }
+                }
             }
         }
+    }
+
+    /// Rotates every head of `x` (`[n_heads, head_dim]`, contiguous) for position `pos`.
+    /// Computes the angles on every call; a forward pass computes each row's once
+    /// ([`Rope::angles_into`]) for all its layers ([`Rope::apply_angles`]).
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
+        let n = self.inv_freq.len();
+        let (mut cos, mut sin) = (vec![0.0f32; n], vec![0.0f32; n]);
+        self.angles_into(pos, &mut cos, &mut sin);
+        self.apply_angles(x, head_dim, &cos, &sin);
     }
 }
 
@@ -147,6 +197,22 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// Values per task of [`swiglu_on`]: a decode step's few thousand stay on the caller.
+const SWIGLU_CHUNK: usize = 8192;
+
+/// [`swiglu`] with the values split over `pool`: a prompt's hundreds of thousands of
+/// `exp` would otherwise be one thread's. The same values as [`swiglu`].
+pub fn swiglu_on(pool: &ThreadPool, gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len(), "swiglu: gate and up lengths");
+    let n = gate.len();
+    let gate_ptr = SyncMutPtr::new(gate);
+    pool.run_chunks(n, SWIGLU_CHUNK, &|start, end| {
+        // SAFETY: each task owns gate[start..end], inside the slice.
+        let gate = unsafe { gate_ptr.slice_mut(start, end - start) };
+        swiglu(gate, &up[start..end]);
+    });
+}
+
 /// `a[i] += b[i]`.
 pub fn add_assign(a: &mut [f32], b: &[f32]) {
     for (x, &y) in a.iter_mut().zip(b) {
@@ -157,6 +223,20 @@ pub fn add_assign(a: &mut [f32], b: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn swiglu_on_a_pool_equals_swiglu() {
+        let pool = ThreadPool::new(3).unwrap();
+        for n in [0, 5, 8192, 30_001] {
+            let gate: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 9.0).collect();
+            let up: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let mut want = gate.clone();
+            swiglu(&mut want, &up);
+            let mut got = gate;
+            swiglu_on(&pool, &mut got, &up);
+            assert_eq!(got, want);
+        }
+    }
 
     #[test]
     fn rms_norm_of_a_constant_row_is_the_weight() {

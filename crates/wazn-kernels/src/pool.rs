@@ -3,13 +3,18 @@
 //! One op at a time: the caller hands the pool a task count and a closure; the
 //! workers and the caller take task indices from one atomic counter until none are
 //! left, and the call returns when every worker has finished with the op (one
-//! barrier per op).
+//! barrier per op). An op of one task, or any op of a one-thread pool, runs on the
+//! caller alone and touches no shared state: it wakes nobody and waits for nobody.
 //!
 //! A model's forward pass runs a few hundred short ops per token, so waiting threads
 //! first spin for a while ([`SPIN_TIME`]) on an atomic, and only then park on a
-//! condition variable: an op that follows closely on the last costs no system call.
-//! Wake-ups and notifications go through the mutex, and are sent only to threads that
-//! are parked, so no wake-up is lost and none is paid for when everyone is spinning.
+//! condition variable: an op that follows closely on the last costs no system call
+//! and no lock. The op is published through atomics alone; the mutex is taken only
+//! by a thread that parks and by one that finds a parked thread to wake. Each side
+//! announces itself (a parked count or flag, then the state it waits on) and then
+//! reads the other's announcement, all sequentially consistent, so at least one of
+//! the two sees the other: no wake-up is lost, and none is paid for while everyone
+//! is spinning.
 //!
 //! A worker joins an op before it touches it, and the caller closes the op to late
 //! joiners once it has run out of tasks itself: it then waits only for the workers that
@@ -22,7 +27,7 @@
 
 use std::hint::spin_loop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -75,34 +80,24 @@ impl Op<'_> {
     }
 }
 
-/// A type-erased pointer to the current `Op`; only dereferenced while `run` waits.
-#[derive(Clone, Copy)]
-struct OpPtr(*const Op<'static>);
-
-// SAFETY: the pointee is only read through shared references, and `run` keeps it
-// alive until every worker has signalled that it is done with it.
-unsafe impl Send for OpPtr {}
-
-struct State {
-    /// Incremented for every op, so a worker knows whether it has seen this one.
-    generation: u64,
-    /// The op of `generation`; a pointer to an op whose `run` has returned stays here
-    /// until the next op replaces it, and is never read again (its generation is seen).
-    op: Option<OpPtr>,
-    shutdown: bool,
-    /// Workers parked on `op_ready`.
-    parked_workers: usize,
-    /// Whether the caller is parked on `op_done`.
-    caller_parked: bool,
-}
-
+/// What parking threads wait on; the waits themselves are announced in atomics.
 struct Shared {
-    state: Mutex<State>,
+    /// Only held to park, or to wake a parked thread.
+    lock: Mutex<()>,
     op_ready: Condvar,
     op_done: Condvar,
-    /// `state.generation`, readable without the lock while spinning; also bumped at
-    /// shutdown so that spinning workers go and look.
+    /// Incremented for every op (and at shutdown), so a worker knows whether it has
+    /// seen this one.
     generation: AtomicU64,
+    /// The op of `generation`, type-erased. A pointer to an op whose `run` has
+    /// returned stays here until the next op replaces it; a worker only dereferences
+    /// it after joining the op, which proves the op still runs.
+    op: AtomicPtr<Op<'static>>,
+    shutdown: AtomicBool,
+    /// Workers parked (or about to park) on `op_ready`.
+    parked_workers: AtomicUsize,
+    /// Whether the caller is parked (or about to park) on `op_done`.
+    caller_parked: AtomicBool,
     /// Who joined the current op: its generation tag (`join_tag`), the [`CLOSED`] bit,
     /// and the count of workers that joined (below [`CLOSED`]).
     join: AtomicU64,
@@ -122,10 +117,14 @@ fn join_tag(generation: u64) -> u64 {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A poisoned lock only means some thread panicked while holding it; the state
-        // itself is always left consistent, so carry on.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        // A poisoned lock only means some thread panicked while holding it; it guards
+        // no data, so carry on.
+        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, condvar: &Condvar, guard: MutexGuard<'a, ()>) -> MutexGuard<'a, ()> {
+        condvar.wait(guard).unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -143,16 +142,14 @@ impl ThreadPool {
     pub fn new(n_threads: usize) -> std::io::Result<ThreadPool> {
         let n_threads = n_threads.max(1);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                generation: 0,
-                op: None,
-                shutdown: false,
-                parked_workers: 0,
-                caller_parked: false,
-            }),
+            lock: Mutex::new(()),
             op_ready: Condvar::new(),
             op_done: Condvar::new(),
             generation: AtomicU64::new(0),
+            op: AtomicPtr::new(std::ptr::null_mut()),
+            shutdown: AtomicBool::new(false),
+            parked_workers: AtomicUsize::new(0),
+            caller_parked: AtomicBool::new(false),
             join: AtomicU64::new(join_tag(0) | CLOSED),
             finished: AtomicUsize::new(0),
         });
@@ -178,7 +175,7 @@ impl ThreadPool {
 
     /// Runs `task(i)` for every `i` in `0..n_tasks`, spread over the pool's threads,
     /// and returns when all are done. Panics (after the op has finished everywhere)
-    /// if any task panicked.
+    /// if any task panicked. One task runs on the calling thread alone.
     pub fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
         if n_tasks == 0 {
             return;
@@ -192,42 +189,46 @@ impl ThreadPool {
         if self.workers.is_empty() || n_tasks == 1 {
             op.work();
         } else {
-            // SAFETY: the lifetime is erased only for the duration of this call; the
-            // wait below keeps `op` alive until no worker that joined it holds it, and
-            // closing the op keeps any other worker from joining.
-            let ptr = OpPtr(std::ptr::from_ref(&op).cast::<Op<'static>>());
-            let shared = &*self.shared;
-            {
-                let mut state = shared.lock();
-                state.generation = state.generation.wrapping_add(1);
-                state.op = Some(ptr);
-                shared.finished.store(0, Ordering::SeqCst);
-                shared
-                    .join
-                    .store(join_tag(state.generation), Ordering::SeqCst);
-                shared.generation.store(state.generation, Ordering::Release);
-                if state.parked_workers > 0 {
-                    shared.op_ready.notify_all();
-                }
-            }
-            op.work();
-            // No task is left: close the op, then wait for those who joined.
-            let joined = (shared.join.fetch_or(CLOSED, Ordering::SeqCst) & JOIN_COUNT) as usize;
-            let all_done = || shared.finished.load(Ordering::SeqCst) == joined;
-            if !spin_until(all_done) {
-                let mut state = shared.lock();
-                while !all_done() {
-                    state.caller_parked = true;
-                    state = shared
-                        .op_done
-                        .wait(state)
-                        .unwrap_or_else(|e| e.into_inner());
-                }
-                state.caller_parked = false;
-            }
+            self.run_shared(&op);
         }
         if op.panicked.load(Ordering::Relaxed) {
             panic!("a task of a thread-pool op panicked");
+        }
+    }
+
+    /// Publishes `op` to the workers, works on it, and waits for those who joined.
+    fn run_shared(&self, op: &Op<'_>) {
+        let shared = &*self.shared;
+        // SAFETY: the lifetime is erased only for the duration of this call; the
+        // wait below keeps `op` alive until no worker that joined it holds it, and
+        // closing the op keeps any other worker from joining.
+        let ptr = std::ptr::from_ref(op).cast::<Op<'static>>().cast_mut();
+        // Only this thread writes the generation (besides shutdown, which needs
+        // `&mut self`).
+        let generation = shared.generation.load(Ordering::Relaxed).wrapping_add(1);
+        // The join word and the pointer before the generation: a worker that sees
+        // the new generation sees this op; one that sees this op's pointer before
+        // its generation fails to join the generation it did see.
+        shared.finished.store(0, Ordering::SeqCst);
+        shared.join.store(join_tag(generation), Ordering::SeqCst);
+        shared.op.store(ptr, Ordering::SeqCst);
+        shared.generation.store(generation, Ordering::SeqCst);
+        if shared.parked_workers.load(Ordering::SeqCst) > 0 {
+            // Taking the lock waits until a worker that announced itself is parked.
+            let _guard = shared.lock();
+            shared.op_ready.notify_all();
+        }
+        op.work();
+        // No task is left: close the op, then wait for those who joined.
+        let joined = (shared.join.fetch_or(CLOSED, Ordering::SeqCst) & JOIN_COUNT) as usize;
+        let all_done = || shared.finished.load(Ordering::SeqCst) == joined;
+        if !spin_until(all_done) {
+            let mut guard = shared.lock();
+            shared.caller_parked.store(true, Ordering::SeqCst);
+            while !all_done() {
+                guard = shared.wait(&shared.op_done, guard);
+            }
+            shared.caller_parked.store(false, Ordering::SeqCst);
         }
     }
 
@@ -245,46 +246,43 @@ impl ThreadPool {
 
 fn worker_loop(shared: &Shared) {
     let mut seen_generation = 0u64;
+    let new_op = |seen: u64| shared.generation.load(Ordering::SeqCst) != seen;
     loop {
-        spin_until(|| shared.generation.load(Ordering::Acquire) != seen_generation);
-        let (ptr, generation) = {
-            let mut state = shared.lock();
-            loop {
-                if state.shutdown {
-                    return;
-                }
-                if state.generation != seen_generation {
-                    if let Some(ptr) = state.op {
-                        seen_generation = state.generation;
-                        break (ptr, state.generation);
-                    }
-                }
-                state.parked_workers += 1;
-                state = shared
-                    .op_ready
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner());
-                state.parked_workers -= 1;
+        if !spin_until(|| new_op(seen_generation)) {
+            let mut guard = shared.lock();
+            shared.parked_workers.fetch_add(1, Ordering::SeqCst);
+            while !new_op(seen_generation) {
+                guard = shared.wait(&shared.op_ready, guard);
             }
-        };
-        if !join(shared, generation) {
+            shared.parked_workers.fetch_sub(1, Ordering::SeqCst);
+        }
+        if shared.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        // The generation, then the op: the op read is this generation's or a later
+        // one's, and joining fails for a generation whose op has been replaced.
+        let generation = shared.generation.load(Ordering::SeqCst);
+        let ptr = shared.op.load(Ordering::SeqCst);
+        seen_generation = generation;
+        if ptr.is_null() || !join(shared, generation) {
             // Closed (the others did the work) or already replaced: not ours to touch.
             continue;
         }
         // SAFETY: this worker joined the op while it was open, so `run` waits for the
         // `finished` count below before the op goes out of scope.
-        let op = unsafe { &*ptr.0 };
+        let op = unsafe { &*ptr };
         op.work();
         let finished = shared.finished.fetch_add(1, Ordering::SeqCst) + 1;
         let join_word = shared.join.load(Ordering::SeqCst);
-        if join_word & CLOSED != 0 && finished as u64 == join_word & JOIN_COUNT {
-            // The last worker out wakes the caller if it parked. Taking the lock orders
-            // this check after the caller's own check of `finished` (a stale word from a
-            // later op can only cause a spurious wake-up, which the caller re-checks).
-            let state = shared.lock();
-            if state.caller_parked {
-                shared.op_done.notify_one();
-            }
+        if join_word & CLOSED != 0
+            && finished as u64 == join_word & JOIN_COUNT
+            && shared.caller_parked.load(Ordering::SeqCst)
+        {
+            // The last worker out wakes the caller, which announced that it parks.
+            // Taking the lock waits until it is parked (a stale word from a later op
+            // can only cause a spurious wake-up, which the caller re-checks).
+            let _guard = shared.lock();
+            shared.op_done.notify_one();
         }
     }
 }
@@ -311,9 +309,9 @@ fn join(shared: &Shared, generation: u64) -> bool {
 impl Drop for ThreadPool {
     fn drop(&mut self) {
         {
-            let mut state = self.shared.lock();
-            state.shutdown = true;
-            self.shared.generation.fetch_add(1, Ordering::Release);
+            let _guard = self.shared.lock();
+            self.shared.shutdown.store(true, Ordering::SeqCst);
+            self.shared.generation.fetch_add(1, Ordering::SeqCst);
         }
         self.shared.op_ready.notify_all();
         for worker in self.workers.drain(..) {
@@ -392,6 +390,53 @@ mod tests {
             });
         }
         assert_eq!(total.load(Ordering::Relaxed), 30 * 4);
+    }
+
+    #[test]
+    fn one_task_ops_run_on_the_caller_and_mix_with_shared_ops() {
+        let pool = ThreadPool::new(3).unwrap();
+        let caller = std::thread::current().id();
+        let total = AtomicUsize::new(0);
+        for op in 0..5_000 {
+            let n_tasks = if op % 3 == 0 { 4 } else { 1 };
+            pool.run(n_tasks, &|_| {
+                if n_tasks == 1 {
+                    assert_eq!(std::thread::current().id(), caller);
+                }
+                total.fetch_add(1, Ordering::Relaxed);
+            });
+            if op % 1000 == 999 {
+                // Let the workers park between bursts of inline ops.
+                std::thread::sleep(SPIN_TIME * 3);
+            }
+        }
+        let shared_ops = (0..5_000).filter(|op| op % 3 == 0).count();
+        assert_eq!(
+            total.load(Ordering::Relaxed),
+            4 * shared_ops + (5_000 - shared_ops)
+        );
+    }
+
+    #[test]
+    fn a_one_thread_pool_runs_everything_on_the_caller() {
+        let pool = ThreadPool::new(1).unwrap();
+        let caller = std::thread::current().id();
+        let count = AtomicUsize::new(0);
+        pool.run(50, &|_| {
+            assert_eq!(std::thread::current().id(), caller);
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 50);
+    }
+
+    #[test]
+    fn a_pool_whose_workers_parked_shuts_down() {
+        for n_threads in [2, 4] {
+            let pool = ThreadPool::new(n_threads).unwrap();
+            pool.run(8, &|_| {});
+            std::thread::sleep(SPIN_TIME * 5);
+            drop(pool);
+        }
     }
 
     #[test]

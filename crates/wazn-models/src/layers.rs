@@ -1,11 +1,13 @@
 //! The pieces of a forward pass that the architectures share: checking a batch
 //! against the cache, the token embedding, biased linear layers, self-attention over
-//! the paged cache (grouped-query heads, optional sliding window and sinks), and the
-//! output logits.
+//! the paged cache (grouped-query heads, optional sliding window and sinks), the
+//! output logits, and the buffers a model keeps between its forward passes.
+
+use std::sync::{Mutex, TryLockError};
 
 use wazn_kernels::attention::{attend_rows, AttendOptions, AttentionShape, KvBlocks, QueryRow};
 use wazn_kernels::ops::{add_assign, rms_norm, Rope};
-use wazn_kernels::{matmul, Activations, ThreadPool, WeightMatrix};
+use wazn_kernels::{matmul, matmul_shared_input, Activations, ThreadPool, WeightMatrix};
 
 use crate::batch::{Batch, Logits, SeqId};
 use crate::error::ModelError;
@@ -77,15 +79,43 @@ pub(crate) fn reserve_cache(
     Ok(())
 }
 
-/// `[n, d]`: the embedding row of each row's token.
-pub(crate) fn embed(weights: &Weights, table: &MatrixRef, batch: &Batch) -> Vec<f32> {
+/// `hidden` (`[n, d]`, resized) = the embedding row of each row's token.
+pub(crate) fn embed_into(
+    weights: &Weights,
+    table: &MatrixRef,
+    batch: &Batch,
+    hidden: &mut Vec<f32>,
+) {
     let d = table.n_cols;
-    let mut hidden = vec![0.0f32; batch.len() * d];
+    hidden.resize(batch.len() * d, 0.0);
     let embd = weights.view(table);
     for (row, h) in batch.rows.iter().zip(hidden.chunks_exact_mut(d)) {
         embd.dequantize_row_into(row.token as usize, h);
     }
-    hidden
+}
+
+/// A model's buffers for its forward passes, kept between passes: once they have
+/// grown to a batch size, passes of that size allocate nothing for them.
+pub(crate) struct Reusable<W>(Mutex<W>);
+
+impl<W: Default> Default for Reusable<W> {
+    fn default() -> Self {
+        Reusable(Mutex::new(W::default()))
+    }
+}
+
+impl<W: Default> Reusable<W> {
+    /// Runs `f` on the kept buffers, or on fresh ones while another pass of the same
+    /// model (on another thread) holds them: passes never wait for each other.
+    pub fn with<R>(&self, f: impl FnOnce(&mut W) -> R) -> R {
+        match self.0.try_lock() {
+            Ok(mut kept) => f(&mut kept),
+            // A pass that panicked leaves buffers that the next pass resizes and
+            // overwrites before reading, like any others.
+            Err(TryLockError::Poisoned(poisoned)) => f(&mut poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => f(&mut W::default()),
+        }
+    }
 }
 
 /// `y = W x (+ b)`: a weight matrix and its optional bias.
@@ -106,7 +136,9 @@ pub(crate) struct AttentionWeights {
     pub o: Linear,
 }
 
-/// The buffers of one forward pass over `n` rows, sized once and reused by every layer.
+/// The buffers of one forward pass over `n` rows, sized at its start
+/// ([`LayerBuffers::resize`]) and reused by every layer, and by the next passes.
+#[derive(Default)]
 pub(crate) struct LayerBuffers {
     /// `[n, d]`: the residual stream normed for the next sublayer.
     pub normed: Vec<f32>,
@@ -122,18 +154,40 @@ pub(crate) struct LayerBuffers {
     pub proj: Vec<f32>,
     /// Activations quantized for the matrix products.
     pub scratch: Vec<u8>,
+    /// `[n, n_pairs]` each: RoPE's cos and sin at each row's position, for every layer.
+    pub rope_cos: Vec<f32>,
+    pub rope_sin: Vec<f32>,
+    /// The query rows of one layer's attention.
+    pub query_rows: Vec<QueryRow>,
+    /// `[n_out, d]`: the final norm of the rows that want logits.
+    pub out_normed: Vec<f32>,
 }
 
 impl LayerBuffers {
-    pub fn new(n: usize, d: usize, q_width: usize, kv_width: usize) -> Self {
-        LayerBuffers {
-            normed: vec![0.0; n * d],
-            q: vec![0.0; n * q_width],
-            k: vec![0.0; n * kv_width],
-            v: vec![0.0; n * kv_width],
-            attn: vec![0.0; n * q_width],
-            proj: vec![0.0; n * d],
-            scratch: Vec::new(),
+    /// Sizes every buffer for `n` rows (contents are overwritten before they are
+    /// read) and fills the RoPE tables for the rows' positions.
+    pub fn resize(&mut self, batch: &Batch, d: usize, shape: &AttentionShape, rope: &Rope) {
+        let n = batch.len();
+        let q_width = shape.n_head * shape.head_dim;
+        let kv_width = shape.n_kv_head * shape.head_dim;
+        self.normed.resize(n * d, 0.0);
+        self.q.resize(n * q_width, 0.0);
+        self.k.resize(n * kv_width, 0.0);
+        self.v.resize(n * kv_width, 0.0);
+        self.attn.resize(n * q_width, 0.0);
+        self.proj.resize(n * d, 0.0);
+        let n_pairs = rope.n_pairs();
+        self.rope_cos.resize(n * n_pairs, 0.0);
+        self.rope_sin.resize(n * n_pairs, 0.0);
+        if n_pairs > 0 {
+            let rows = batch.rows.iter();
+            let tables = self
+                .rope_cos
+                .chunks_exact_mut(n_pairs)
+                .zip(self.rope_sin.chunks_exact_mut(n_pairs));
+            for (row, (cos, sin)) in rows.zip(tables) {
+                rope.angles_into(row.pos, cos, sin);
+            }
         }
     }
 }
@@ -169,6 +223,42 @@ impl Compute<'_> {
                 add_assign(row, bias);
             }
         }
+    }
+
+    /// Several linear layers of the same input (q, k and v): as [`Compute::linear`] for
+    /// each, the products as [`Compute::matmuls_of`] computes them.
+    pub fn linears_of<const N: usize>(
+        &self,
+        layers: [&Linear; N],
+        x: &[f32],
+        n: usize,
+        mut outs: [&mut [f32]; N],
+        scratch: &mut Vec<u8>,
+    ) {
+        let weights = layers.map(|layer| &layer.weight);
+        self.matmuls_of(weights, x, n, &mut outs, scratch);
+        for (layer, out) in layers.iter().zip(outs) {
+            if let Some(bias) = &layer.bias {
+                for row in out.chunks_exact_mut(bias.len()) {
+                    add_assign(row, bias);
+                }
+            }
+        }
+    }
+
+    /// Several matrices times the same input (q, k and v; gate and up): as
+    /// [`Compute::matmul`] for each, with the input quantized once and the products run
+    /// as one op of the pool where the matrices allow ([`matmul_shared_input`]).
+    pub fn matmuls_of<const N: usize>(
+        &self,
+        ms: [&MatrixRef; N],
+        x: &[f32],
+        n: usize,
+        outs: &mut [&mut [f32]; N],
+        scratch: &mut Vec<u8>,
+    ) {
+        let views = ms.map(|m| self.weights.view(m));
+        matmul_shared_input(self.pool, &views, x, n, outs, scratch, self.activations);
     }
 
     pub fn matmul(
@@ -210,21 +300,14 @@ impl Compute<'_> {
     ) {
         let n = batch.len();
         norm_rows(hidden, &w.norm, eps, &mut buf.normed);
-        self.linear(&w.q, &buf.normed, n, &mut buf.q, &mut buf.scratch);
-        self.linear(&w.k, &buf.normed, n, &mut buf.k, &mut buf.scratch);
-        self.linear(&w.v, &buf.normed, n, &mut buf.v, &mut buf.scratch);
-        self_attention(
-            self.pool,
-            batch,
-            kv,
-            layer,
-            new_lengths,
-            params,
-            &mut buf.q,
-            &mut buf.k,
-            &buf.v,
-            &mut buf.attn,
+        self.linears_of(
+            [&w.q, &w.k, &w.v],
+            &buf.normed,
+            n,
+            [&mut buf.q, &mut buf.k, &mut buf.v],
+            &mut buf.scratch,
         );
+        self_attention(self.pool, batch, kv, layer, new_lengths, params, buf);
         self.linear(&w.o, &buf.attn, n, &mut buf.proj, &mut buf.scratch);
         add_assign(hidden, &buf.proj);
     }
@@ -238,17 +321,28 @@ impl Compute<'_> {
         norm: &[f32],
         eps: f32,
         output: &MatrixRef,
+        buf: &mut LayerBuffers,
     ) -> Logits {
         let d = norm.len();
-        let wanted: Vec<usize> = (0..batch.len())
-            .filter(|&i| batch.rows[i].wants_logits)
-            .collect();
-        let mut normed = vec![0.0f32; wanted.len() * d];
-        for (&i, out) in wanted.iter().zip(normed.chunks_exact_mut(d)) {
+        let wanted = batch
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.wants_logits);
+        let n_out = batch.n_logit_rows();
+        buf.out_normed.resize(n_out * d, 0.0);
+        for ((i, _), out) in wanted.zip(buf.out_normed.chunks_exact_mut(d)) {
             rms_norm(&hidden[i * d..(i + 1) * d], norm, eps, out);
         }
-        let mut logits = vec![0.0f32; wanted.len() * output.n_rows];
-        self.matmul(output, &normed, wanted.len(), &mut logits, &mut Vec::new());
+        // The one buffer of a pass that is not kept: the caller owns the logits.
+        let mut logits = vec![0.0f32; n_out * output.n_rows];
+        self.matmul(
+            output,
+            &buf.out_normed,
+            n_out,
+            &mut logits,
+            &mut buf.scratch,
+        );
         Logits {
             n_vocab: output.n_rows,
             data: logits,
@@ -266,10 +360,10 @@ pub(crate) struct AttentionParams<'a> {
     pub sinks: Option<&'a [f32]>,
 }
 
-/// Rotates `q` (`[n, n_head * head_dim]`) and `k` (`[n, n_kv_head * head_dim]`) by
-/// position, writes `k` and `v` to the cache of `layer`, and attends each row over its
-/// sequence: `out` is `[n, n_head * head_dim]`.
-#[allow(clippy::too_many_arguments)]
+/// Rotates `buf.q` (`[n, n_head * head_dim]`) and `buf.k` (`[n, n_kv_head *
+/// head_dim]`) by position (`buf`'s RoPE tables), writes `k` and `buf.v` to the cache
+/// of `layer`, and attends each row over its sequence into `buf.attn` (`[n, n_head *
+/// head_dim]`).
 pub(crate) fn self_attention(
     pool: &ThreadPool,
     batch: &Batch,
@@ -277,19 +371,20 @@ pub(crate) fn self_attention(
     layer: usize,
     new_lengths: &[(SeqId, usize)],
     params: &AttentionParams<'_>,
-    q: &mut [f32],
-    k: &mut [f32],
-    v: &[f32],
-    out: &mut [f32],
+    buf: &mut LayerBuffers,
 ) {
     let shape = &params.shape;
     let q_width = shape.n_head * shape.head_dim;
     let kv_width = shape.n_kv_head * shape.head_dim;
+    let n_pairs = params.rope.n_pairs();
+    let (q, k, v) = (&mut buf.q, &mut buf.k, &buf.v);
     for (i, row) in batch.rows.iter().enumerate() {
+        let cos = &buf.rope_cos[i * n_pairs..(i + 1) * n_pairs];
+        let sin = &buf.rope_sin[i * n_pairs..(i + 1) * n_pairs];
         let q_row = &mut q[i * q_width..(i + 1) * q_width];
-        params.rope.apply(q_row, shape.head_dim, row.pos);
+        params.rope.apply_angles(q_row, shape.head_dim, cos, sin);
         let k_row = &mut k[i * kv_width..(i + 1) * kv_width];
-        params.rope.apply(k_row, shape.head_dim, row.pos);
+        params.rope.apply_angles(k_row, shape.head_dim, cos, sin);
         kv.write(
             row.seq_id,
             layer,
@@ -303,23 +398,21 @@ pub(crate) fn self_attention(
         .iter()
         .map(|&(seq_id, n_pos)| kv.layer_blocks(seq_id, layer, n_pos))
         .collect();
-    let rows: Vec<QueryRow> = batch
-        .rows
-        .iter()
-        .map(|row| {
-            let end = row.pos + 1; // causal: this position and those before it
-            let start = params.window.map_or(0, |w| end.saturating_sub(w));
-            QueryRow {
-                // Every row's sequence has its blocks (check_batch); an unknown one
-                // would read no keys.
-                seq: new_lengths
-                    .iter()
-                    .position(|&(s, _)| s == row.seq_id)
-                    .unwrap_or(usize::MAX),
-                keys: start..end,
-            }
-        })
-        .collect();
+    let rows = &mut buf.query_rows;
+    rows.clear();
+    rows.extend(batch.rows.iter().map(|row| {
+        let end = row.pos + 1; // causal: this position and those before it
+        let start = params.window.map_or(0, |w| end.saturating_sub(w));
+        QueryRow {
+            // Every row's sequence has its blocks (check_batch); an unknown one
+            // would read no keys.
+            seq: new_lengths
+                .iter()
+                .position(|&(s, _)| s == row.seq_id)
+                .unwrap_or(usize::MAX),
+            keys: start..end,
+        }
+    }));
     let options = AttendOptions::default();
     fn blocks<'a, T>(layer: &'a LayerBlocks<'a, T>) -> KvBlocks<'a, T> {
         KvBlocks {
@@ -350,22 +443,39 @@ pub(crate) fn self_attention(
             pool,
             &options,
             shape,
-            q,
-            &rows,
+            &buf.q,
+            rows,
             &f32_blocks,
             params.sinks,
-            out,
+            &mut buf.attn,
         );
     } else {
         attend_rows(
             pool,
             &options,
             shape,
-            q,
-            &rows,
+            &buf.q,
+            rows,
             &f16_blocks,
             params.sinks,
-            out,
+            &mut buf.attn,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_buffers_are_reused_and_a_second_holder_gets_fresh_ones() {
+        let kept: Reusable<Vec<u32>> = Reusable::default();
+        kept.with(|v| v.extend([1, 2, 3]));
+        kept.with(|outer| {
+            assert_eq!(outer, &[1, 2, 3]);
+            // A pass that starts while another holds the buffers must not wait.
+            kept.with(|inner| assert!(inner.is_empty()));
+        });
+        assert_eq!(kept.with(|v| v.len()), 3);
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use wazn_formats::{GgufFile, HfFolder, Metadata};
 use wazn_kernels::attention::AttentionShape;
-use wazn_kernels::ops::{add_assign, swiglu, Rope, RopeLayout};
+use wazn_kernels::ops::{add_assign, swiglu_on, Rope, RopeLayout};
 use wazn_kernels::{Activations, ThreadPool};
 
 use crate::batch::{Batch, Logits};
@@ -21,7 +21,7 @@ use crate::error::ModelError;
 use crate::hf_config::HfConfig;
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::layers::{
-    self, norm_rows, AttentionParams, AttentionWeights, Compute, LayerBuffers, Linear,
+    self, norm_rows, AttentionParams, AttentionWeights, Compute, LayerBuffers, Linear, Reusable,
 };
 use crate::load::ModelSource;
 use crate::rope_scaling::Llama3Scaling;
@@ -240,6 +240,19 @@ pub struct Llama {
     activations: Activations,
     /// The number type of its KV cache ([`ModelOptions::kv_dtype`]).
     kv_dtype: KvDtype,
+    /// Buffers of the forward passes, kept between them.
+    buffers: Reusable<PassBuffers>,
+}
+
+/// The buffers of one forward pass over `n` rows.
+#[derive(Default)]
+struct PassBuffers {
+    /// `[n, d]`: the residual stream.
+    hidden: Vec<f32>,
+    layer: LayerBuffers,
+    /// `[n, n_ff]` each.
+    gate: Vec<f32>,
+    up: Vec<f32>,
 }
 
 impl Llama {
@@ -312,22 +325,22 @@ impl Llama {
             blocks.push(Block {
                 attn: AttentionWeights {
                     norm: weights.vector(&name("attn_norm"), d)?,
-                    q: unbiased(weights.matrix(&name("attn_q"), q, d)?),
-                    k: unbiased(weights.matrix(&name("attn_k"), kv, d)?),
-                    v: unbiased(weights.matrix(&name("attn_v"), kv, d)?),
-                    o: unbiased(weights.matrix(&name("attn_output"), d, q)?),
+                    q: unbiased(weights.linear_matrix(&name("attn_q"), q, d)?),
+                    k: unbiased(weights.linear_matrix(&name("attn_k"), kv, d)?),
+                    v: unbiased(weights.linear_matrix(&name("attn_v"), kv, d)?),
+                    o: unbiased(weights.linear_matrix(&name("attn_output"), d, q)?),
                 },
                 ffn_norm: weights.vector(&name("ffn_norm"), d)?,
-                ffn_gate: weights.matrix(&name("ffn_gate"), ff, d)?,
-                ffn_up: weights.matrix(&name("ffn_up"), ff, d)?,
-                ffn_down: weights.matrix(&name("ffn_down"), d, ff)?,
+                ffn_gate: weights.linear_matrix(&name("ffn_gate"), ff, d)?,
+                ffn_up: weights.linear_matrix(&name("ffn_up"), ff, d)?,
+                ffn_down: weights.linear_matrix(&name("ffn_down"), d, ff)?,
             });
         }
         let output_norm = weights.vector(names.output_norm, d)?;
         let output = if cfg.tied_embeddings {
-            token_embd
+            weights.packed(token_embd)
         } else {
-            weights.matrix(names.output, n_vocab, d)?
+            weights.linear_matrix(names.output, n_vocab, d)?
         };
 
         let rope = if let Some(scaling) = &cfg.llama3_scaling {
@@ -383,6 +396,7 @@ impl Llama {
             rope,
             activations: options.activations,
             kv_dtype: options.kv_dtype(&kv_weights),
+            buffers: Reusable::default(),
         })
     }
 
@@ -407,6 +421,19 @@ impl Model for Llama {
         kv: &mut KvCache,
         pool: &ThreadPool,
     ) -> Result<Logits, ModelError> {
+        self.buffers
+            .with(|buffers| self.forward_with(batch, kv, pool, buffers))
+    }
+}
+
+impl Llama {
+    fn forward_with(
+        &self,
+        batch: &Batch,
+        kv: &mut KvCache,
+        pool: &ThreadPool,
+        buffers: &mut PassBuffers,
+    ) -> Result<Logits, ModelError> {
         let cfg = &self.cfg;
         let new_lengths = layers::check_batch(batch, kv, cfg.n_vocab)?;
         layers::reserve_cache(kv, &new_lengths)?;
@@ -416,13 +443,7 @@ impl Model for Llama {
             activations: self.activations,
         };
         let n = batch.len();
-        let (d, q_width, kv_width) = (cfg.n_embd, cfg.q_width(), cfg.kv_width());
-
-        // [n, d]: the residual stream, starting from the token embeddings.
-        let mut hidden = layers::embed(&self.weights, &self.token_embd, batch);
-        let mut buf = LayerBuffers::new(n, d, q_width, kv_width);
-        let mut gate = vec![0.0f32; n * cfg.n_ff]; // [n, n_ff]
-        let mut up = vec![0.0f32; n * cfg.n_ff]; // [n, n_ff]
+        let d = cfg.n_embd;
         let params = AttentionParams {
             shape: AttentionShape {
                 n_head: cfg.n_head,
@@ -434,6 +455,17 @@ impl Model for Llama {
             window: None,
             sinks: None,
         };
+        let PassBuffers {
+            hidden,
+            layer: buf,
+            gate,
+            up,
+        } = buffers;
+        // [n, d]: the residual stream, starting from the token embeddings.
+        layers::embed_into(&self.weights, &self.token_embd, batch, hidden);
+        buf.resize(batch, d, &params.shape, &self.rope);
+        gate.resize(n * cfg.n_ff, 0.0); // [n, n_ff]
+        up.resize(n * cfg.n_ff, 0.0); // [n, n_ff]
 
         for (layer, blk) in self.blocks.iter().enumerate() {
             compute.attention_block(
@@ -444,21 +476,33 @@ impl Model for Llama {
                 &params,
                 &blk.attn,
                 cfg.rms_eps,
-                &mut hidden,
-                &mut buf,
+                hidden,
+                buf,
             );
 
             // Feed-forward (SwiGLU).
-            norm_rows(&hidden, &blk.ffn_norm, cfg.rms_eps, &mut buf.normed);
-            compute.matmul(&blk.ffn_gate, &buf.normed, n, &mut gate, &mut buf.scratch);
-            compute.matmul(&blk.ffn_up, &buf.normed, n, &mut up, &mut buf.scratch);
-            swiglu(&mut gate, &up);
-            compute.matmul(&blk.ffn_down, &gate, n, &mut buf.proj, &mut buf.scratch);
-            add_assign(&mut hidden, &buf.proj);
+            norm_rows(hidden, &blk.ffn_norm, cfg.rms_eps, &mut buf.normed);
+            compute.matmuls_of(
+                [&blk.ffn_gate, &blk.ffn_up],
+                &buf.normed,
+                n,
+                &mut [&mut *gate, &mut *up],
+                &mut buf.scratch,
+            );
+            swiglu_on(compute.pool, gate, up);
+            compute.matmul(&blk.ffn_down, gate, n, &mut buf.proj, &mut buf.scratch);
+            add_assign(hidden, &buf.proj);
         }
         for &(seq_id, n_pos) in &new_lengths {
             kv.set_len(seq_id, n_pos);
         }
-        Ok(compute.logits(batch, &hidden, &self.output_norm, cfg.rms_eps, &self.output))
+        Ok(compute.logits(
+            batch,
+            hidden,
+            &self.output_norm,
+            cfg.rms_eps,
+            &self.output,
+            buf,
+        ))
     }
 }

@@ -8,6 +8,11 @@
 //! are converted once at load into ggml's MXFP4 blocks, owned here. Vectors (norm
 //! gains, biases, sinks) are small and are read into f32 at load.
 //!
+//! Matrices of linear layers may instead be repacked once into interleaved row groups
+//! ([`Weights::linear_matrix`], [`wazn_kernels::packed`]) where the kernels in use read
+//! that layout faster; the packed copy is owned here, and the file's pages it came from
+//! are released.
+//!
 //! Shapes are given in PyTorch order (`[n_rows, n_cols]`, the last dim contiguous);
 //! GGUF lists the same dims reversed.
 
@@ -15,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use wazn_formats::{GgufFile, HfFolder, SafeDtype, SafeTensorView, TensorInfo};
-use wazn_kernels::{DType, WeightMatrix};
+use wazn_kernels::{packed, DType, Layout, WeightMatrix};
 
 use crate::error::ModelError;
 use crate::load::ModelSource;
@@ -39,6 +44,7 @@ pub struct MatrixRef {
     pub n_cols: usize,
     location: Location,
     n_bytes: usize,
+    layout: Layout,
 }
 
 impl MatrixRef {
@@ -154,7 +160,42 @@ impl Weights {
             n_cols,
             location: Location::Owned(self.owned.len() - 1),
             n_bytes,
+            layout: Layout::Rows,
         })
+    }
+
+    /// The matrix of a linear layer: as [`Weights::matrix`], packed when worth it.
+    pub fn linear_matrix(
+        &mut self,
+        name: &str,
+        n_rows: usize,
+        n_cols: usize,
+    ) -> Result<MatrixRef, ModelError> {
+        let m = self.matrix(name, n_rows, n_cols)?;
+        Ok(self.packed(m))
+    }
+
+    /// `m` repacked into interleaved row groups, owned here, if the kernels in use read
+    /// that layout for its type; otherwise `m` itself. A GGUF source's pages of `m` are
+    /// released once copied (a tied embedding reads its rows back from the file).
+    pub fn packed(&mut self, m: MatrixRef) -> MatrixRef {
+        if m.layout != Layout::Rows || !packed::worth_packing(m.dtype) {
+            return m;
+        }
+        let Some(bytes) = packed::pack(m.dtype, self.view(&m).data, m.n_rows, m.n_cols) else {
+            return m;
+        };
+        if let (Location::Gguf { offset }, ModelSource::Gguf(file)) = (m.location, &self.source) {
+            file.release_range(offset, m.n_bytes);
+        }
+        let n_bytes = bytes.len();
+        self.owned.push(bytes);
+        MatrixRef {
+            location: Location::Owned(self.owned.len() - 1),
+            n_bytes,
+            layout: Layout::Interleaved8,
+            ..m
+        }
     }
 
     /// A tensor of PyTorch shape `shape` (its last dim the row length) as one matrix of
@@ -177,6 +218,7 @@ impl Weights {
                     n_cols,
                     location: Location::Gguf { offset },
                     n_bytes,
+                    layout: Layout::Rows,
                 })
             }
             ModelSource::HfFolder(folder) => {
@@ -199,6 +241,7 @@ impl Weights {
                     n_cols,
                     location: Location::Hf(self.hf_names.len() - 1),
                     n_bytes,
+                    layout: Layout::Rows,
                 })
             }
         }
@@ -256,10 +299,12 @@ impl Weights {
             data,
             n_rows: m.n_rows,
             n_cols: m.n_cols,
+            layout: m.layout,
         }
     }
 
-    /// Expert `expert` (`[rows_per_expert, n_cols]`) of a stack from [`Weights::experts`].
+    /// Expert `expert` (`[rows_per_expert, n_cols]`) of a stack from [`Weights::experts`]
+    /// (never packed).
     pub fn expert_view(
         &self,
         m: &MatrixRef,
@@ -273,6 +318,7 @@ impl Weights {
             data: &all.data[expert * n_bytes..(expert + 1) * n_bytes],
             n_rows: rows_per_expert,
             n_cols: m.n_cols,
+            layout: Layout::Rows,
         }
     }
 }

@@ -8,7 +8,10 @@ use std::sync::OnceLock;
 
 use crate::dtype::TypeTraits;
 
+pub(crate) use packed::kernel as packed_kernel;
+
 pub(crate) mod gemm;
+pub(crate) mod packed;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 #[cfg(target_arch = "x86_64")]

@@ -16,7 +16,7 @@
 use std::arch::x86_64::*;
 
 use super::x86_avx2_util::{
-    block_sum, block_sums4, block_sums4_vec, entry, f16_first, hsum_ps, load32,
+    block_sum, block_sums4, block_sums4_vec, entry, f16_first, hsum_ps, load32, prefetch_ahead,
 };
 
 use crate::dtype::{Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, QK};
@@ -381,6 +381,7 @@ fn f16_f32(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let mut w_chunks = w.chunks_exact(64);
     let mut x_chunks = x.chunks_exact(128);
     for (wc, xc) in (&mut w_chunks).zip(&mut x_chunks) {
+        prefetch_ahead::<64>(wc.as_ptr());
         for k in 0..4 {
             let half: &[u8; 16] = wc[k * 16..k * 16 + 16].try_into().unwrap_or(&[0; 16]);
             // SAFETY: `half` is exactly 16 readable bytes; loadu has no alignment requirement.

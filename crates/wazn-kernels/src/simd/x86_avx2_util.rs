@@ -106,6 +106,25 @@ pub(super) fn block_sum(v: __m256i) -> i32 {
     block_sums4([v, zero, zero, zero])[0]
 }
 
+/// How far ahead of the bytes being read a weight stream is prefetched: a decode step
+/// streams the weights from memory once, and one core's hardware prefetcher alone keeps
+/// too few cache lines in flight to reach the memory's bandwidth.
+const PREFETCH_BYTES: usize = 2048;
+
+/// Prefetches the cache lines `PREFETCH_BYTES` past the `BYTES` bytes at `at`. A
+/// prefetch never faults, so addresses past the end of the data are harmless.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn prefetch_ahead<const BYTES: usize>(at: *const u8) {
+    let mut line = 0;
+    while line < BYTES {
+        let ahead = at.wrapping_add(PREFETCH_BYTES + line).cast::<i8>();
+        // A prefetch is a hint: it reads nothing and cannot fault.
+        _mm_prefetch::<_MM_HINT_T0>(ahead);
+        line += 64;
+    }
+}
+
 /// A safe `pub(crate)` wrapper around a `#[target_feature]` kernel, for the dtype table.
 macro_rules! entry {
     ($(#[$doc:meta])* $name:ident => $inner:ident ($($arg:ident: $ty:ty),*) -> $ret:ty) => {

@@ -29,13 +29,13 @@ use crate::error::ModelError;
 use crate::hf_config::HfConfig;
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::layers::{
-    self, norm_rows, AttentionParams, AttentionWeights, Compute, LayerBuffers, Linear,
+    self, norm_rows, AttentionParams, AttentionWeights, Compute, LayerBuffers, Linear, Reusable,
 };
 use crate::load::ModelSource;
 use crate::rope_scaling::plain_inv_freq;
 use crate::weights::{MatrixRef, Weights};
 use crate::{Model, ModelInfo, ModelOptions};
-use moe::{GateUp, Moe};
+use moe::{GateUp, Moe, MoeBuffers};
 
 /// The weights of one decoder block.
 struct Block {
@@ -58,6 +58,17 @@ pub struct GptOss {
     activations: Activations,
     /// The number type of its KV cache ([`ModelOptions::kv_dtype`]).
     kv_dtype: KvDtype,
+    /// Buffers of the forward passes, kept between them.
+    buffers: Reusable<PassBuffers>,
+}
+
+/// The buffers of one forward pass over `n` rows.
+#[derive(Default)]
+struct PassBuffers {
+    /// `[n, d]`: the residual stream.
+    hidden: Vec<f32>,
+    layer: LayerBuffers,
+    moe: MoeBuffers,
 }
 
 /// Which file format the tensor names follow.
@@ -133,7 +144,7 @@ impl GptOss {
             let name =
                 |hf_t: &str, gguf_t: &str| if hf { hf_name(hf_t) } else { gguf_name(gguf_t) };
             let linear = |w: &mut Weights, hf_base: &str, gguf_base: &str, rows, cols| {
-                let weight = w.matrix(
+                let weight = w.linear_matrix(
                     &name(&format!("{hf_base}.weight"), &format!("{gguf_base}.weight")),
                     rows,
                     cols,
@@ -206,7 +217,7 @@ impl GptOss {
             });
         }
         let output_norm = w.vector(norm_name, d)?;
-        let output = w.matrix(output_name, n_vocab, d)?;
+        let output = w.linear_matrix(output_name, n_vocab, d)?;
 
         let (inv_freq, cos_sin_scale) = match &cfg.yarn {
             Some(yarn) => yarn.inv_freq(cfg.rope_theta, cfg.head_dim),
@@ -255,6 +266,7 @@ impl GptOss {
             rope,
             activations: options.activations,
             kv_dtype: options.kv_dtype(&kv_weights),
+            buffers: Reusable::default(),
         })
     }
 
@@ -287,6 +299,19 @@ impl Model for GptOss {
         kv: &mut KvCache,
         pool: &ThreadPool,
     ) -> Result<Logits, ModelError> {
+        self.buffers
+            .with(|buffers| self.forward_with(batch, kv, pool, buffers))
+    }
+}
+
+impl GptOss {
+    fn forward_with(
+        &self,
+        batch: &Batch,
+        kv: &mut KvCache,
+        pool: &ThreadPool,
+        buffers: &mut PassBuffers,
+    ) -> Result<Logits, ModelError> {
         let cfg = &self.cfg;
         let new_lengths = layers::check_batch(batch, kv, cfg.n_vocab)?;
         layers::reserve_cache(kv, &new_lengths)?;
@@ -296,17 +321,21 @@ impl Model for GptOss {
             activations: self.activations,
         };
         let n = batch.len();
-        let (d, q_width, kv_width) = (cfg.n_embd, cfg.q_width(), cfg.kv_width());
-
-        // [n, d]: the residual stream, starting from the token embeddings.
-        let mut hidden = layers::embed(&self.weights, &self.token_embd, batch);
-        let mut buf = LayerBuffers::new(n, d, q_width, kv_width);
+        let d = cfg.n_embd;
         let shape = AttentionShape {
             n_head: cfg.n_head,
             n_kv_head: cfg.n_kv_head,
             head_dim: cfg.head_dim,
             scale: 1.0 / (cfg.head_dim as f32).sqrt(),
         };
+        let PassBuffers {
+            hidden,
+            layer: buf,
+            moe,
+        } = buffers;
+        // [n, d]: the residual stream, starting from the token embeddings.
+        layers::embed_into(&self.weights, &self.token_embd, batch, hidden);
+        buf.resize(batch, d, &shape, &self.rope);
 
         for (layer, blk) in self.blocks.iter().enumerate() {
             let params = AttentionParams {
@@ -323,17 +352,25 @@ impl Model for GptOss {
                 &params,
                 &blk.attn,
                 cfg.rms_eps,
-                &mut hidden,
-                &mut buf,
+                hidden,
+                buf,
             );
 
-            norm_rows(&hidden, &blk.mlp_norm, cfg.rms_eps, &mut buf.normed);
-            blk.moe.forward(&compute, &buf.normed, n, &mut buf.proj);
-            add_assign(&mut hidden, &buf.proj);
+            norm_rows(hidden, &blk.mlp_norm, cfg.rms_eps, &mut buf.normed);
+            blk.moe
+                .forward(&compute, &buf.normed, n, &mut buf.proj, moe);
+            add_assign(hidden, &buf.proj);
         }
         for &(seq_id, n_pos) in &new_lengths {
             kv.set_len(seq_id, n_pos);
         }
-        Ok(compute.logits(batch, &hidden, &self.output_norm, cfg.rms_eps, &self.output))
+        Ok(compute.logits(
+            batch,
+            hidden,
+            &self.output_norm,
+            cfg.rms_eps,
+            &self.output,
+            buf,
+        ))
     }
 }

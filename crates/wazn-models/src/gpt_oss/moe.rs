@@ -39,6 +39,25 @@ pub(crate) struct Moe {
     pub swiglu_alpha: f32,
 }
 
+/// The buffers of [`Moe::forward`], kept between passes.
+#[derive(Default)]
+pub(crate) struct MoeBuffers {
+    /// `[n, n_expert]`: the router's logits.
+    logits: Vec<f32>,
+    /// Per expert: the rows routed to it and their weights.
+    routed: Vec<Vec<(usize, f32)>>,
+    /// `[m, n_embd]`: the rows of one expert.
+    xs: Vec<f32>,
+    /// `[m, n_ff]`: one expert's SwiGLU output.
+    act: Vec<f32>,
+    /// `[m, 2 * n_ff]` (interleaved gate and up) or `[m, n_ff]` (up).
+    h: Vec<f32>,
+    /// `[m, n_embd]`: one expert's output.
+    y: Vec<f32>,
+    /// Activations quantized for the matrix products.
+    scratch: Vec<u8>,
+}
+
 /// `(up + 1) * g * sigmoid(alpha * g)` with `g = min(gate, limit)` and `up` clamped
 /// to `[-limit, limit]`.
 #[inline]
@@ -66,14 +85,29 @@ pub(crate) fn route(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
 
 impl Moe {
     /// `out` (`[n, n_embd]`) = the mixture of experts of each row of `x` (`[n, n_embd]`).
-    pub fn forward(&self, compute: &Compute<'_>, x: &[f32], n: usize, out: &mut [f32]) {
+    pub fn forward(
+        &self,
+        compute: &Compute<'_>,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        buf: &mut MoeBuffers,
+    ) {
         let d = self.down.n_rows / self.n_expert.max(1);
         let (n_ff, n_expert) = (self.n_ff, self.n_expert);
-        let mut scratch = Vec::new();
-        let mut logits = vec![0.0f32; n * n_expert]; // [n, n_expert]
-        compute.linear(&self.router, x, n, &mut logits, &mut scratch);
-        // Per expert: the rows routed to it and their weights.
-        let mut routed: Vec<Vec<(usize, f32)>> = vec![Vec::new(); n_expert];
+        let MoeBuffers {
+            logits,
+            routed,
+            xs,
+            act,
+            h,
+            y,
+            scratch,
+        } = buf;
+        logits.resize(n * n_expert, 0.0); // [n, n_expert]
+        compute.linear(&self.router, x, n, logits, scratch);
+        routed.resize_with(n_expert, Vec::new);
+        routed.iter_mut().for_each(Vec::clear);
         for (row, row_logits) in logits.chunks_exact(n_expert).enumerate() {
             for (expert, weight) in route(row_logits, self.n_expert_used) {
                 routed[expert].push((row, weight));
@@ -87,17 +121,17 @@ impl Moe {
             if m == 0 {
                 continue;
             }
-            let mut xs = Vec::with_capacity(m * d); // [m, n_embd]
+            xs.clear(); // [m, n_embd]
             for &(row, _) in rows {
                 xs.extend_from_slice(&x[row * d..(row + 1) * d]);
             }
-            let mut act = vec![0.0f32; m * n_ff]; // [m, n_ff]
+            act.resize(m * n_ff, 0.0); // [m, n_ff]
             let (limit, alpha) = (self.swiglu_limit, self.swiglu_alpha);
             match &self.gate_up {
                 GateUp::Interleaved { weight, bias } => {
-                    let mut h = vec![0.0f32; m * 2 * n_ff]; // [m, 2 * n_ff]
+                    h.resize(m * 2 * n_ff, 0.0); // [m, 2 * n_ff]
                     let view = w.expert_view(weight, expert, 2 * n_ff);
-                    compute.matmul_view(&view, &xs, m, &mut h, &mut scratch);
+                    compute.matmul_view(&view, xs, m, h, scratch);
                     let bias = &bias[expert * 2 * n_ff..(expert + 1) * 2 * n_ff];
                     for (h_row, a_row) in
                         h.chunks_exact_mut(2 * n_ff).zip(act.chunks_exact_mut(n_ff))
@@ -114,11 +148,12 @@ impl Moe {
                     up,
                     up_bias,
                 } => {
-                    let mut u = vec![0.0f32; m * n_ff]; // [m, n_ff]
+                    let u = &mut *h;
+                    u.resize(m * n_ff, 0.0); // [m, n_ff]
                     let gate_view = w.expert_view(gate, expert, n_ff);
-                    compute.matmul_view(&gate_view, &xs, m, &mut act, &mut scratch);
+                    compute.matmul_view(&gate_view, xs, m, act, scratch);
                     let up_view = w.expert_view(up, expert, n_ff);
-                    compute.matmul_view(&up_view, &xs, m, &mut u, &mut scratch);
+                    compute.matmul_view(&up_view, xs, m, u, scratch);
                     let gate_bias = &gate_bias[expert * n_ff..(expert + 1) * n_ff];
                     let up_bias = &up_bias[expert * n_ff..(expert + 1) * n_ff];
                     for (a_row, u_row) in act.chunks_exact_mut(n_ff).zip(u.chunks_exact(n_ff)) {
@@ -130,9 +165,9 @@ impl Moe {
                     }
                 }
             }
-            let mut y = vec![0.0f32; m * d]; // [m, n_embd]
+            y.resize(m * d, 0.0); // [m, n_embd]
             let down_view = w.expert_view(&self.down, expert, d);
-            compute.matmul_view(&down_view, &act, m, &mut y, &mut scratch);
+            compute.matmul_view(&down_view, act, m, y, scratch);
             let down_bias = &self.down_bias[expert * d..(expert + 1) * d];
             for (&(row, weight), y_row) in rows.iter().zip(y.chunks_exact_mut(d)) {
                 add_assign(y_row, down_bias);

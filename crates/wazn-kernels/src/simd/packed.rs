@@ -1,0 +1,131 @@
+//! Kernels for weight matrices in the packed layout of [`crate::packed`]: a group of 8
+//! interleaved weight rows against a few activation rows at a time, row `j`'s sums in
+//! vector lane `j`, straight from the packed bytes (no per-call rearranging).
+//!
+//! Results, per (weight row, activation row) pair: bit for bit the scalar `vec_dot` of
+//! the row as stored (exact integer block sums, then the reference's f32 arithmetic per
+//! block in the reference's order, one lane per pair).
+
+use super::Isa;
+use crate::dtype::DType;
+
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2;
+
+/// `out[r · n_groups · 8 + o] = Σ_i w[o, i] · x[r, i]` for the `n_groups · 8` rows of
+/// `w` and `r < n_x_rows`.
+///
+/// `w`: `n_groups` packed groups of `n_cols` columns; `x`: `n_x_rows` contiguous rows
+/// of the dot partner type; `x_scales`: those rows' `[n_blocks, 2]` tables of
+/// [`crate::packed::activation_scales`]; `out`: `[n_x_rows, n_groups · 8]`. Rows that do
+/// not fit short slices get no results.
+pub(crate) type PackedFn = fn(
+    n_cols: usize,
+    w: &[u8],
+    n_groups: usize,
+    x: &[u8],
+    n_x_rows: usize,
+    x_scales: &[f32],
+    out: &mut [f32],
+);
+
+/// The packed-layout kernel of `isa` for weights of `dtype`, if it has one and this CPU
+/// runs `isa`.
+pub(crate) fn kernel(isa: Isa, dtype: DType) -> Option<PackedFn> {
+    match isa {
+        Isa::Scalar => None,
+        Isa::Avx2 if isa.is_available() => avx2_kernel(dtype),
+        Isa::Avx2 => None,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_kernel(dtype: DType) -> Option<PackedFn> {
+    match dtype {
+        DType::Q8_0 => Some(x86_avx2::packed_q8_0_q8_0),
+        DType::Q4_1 => Some(x86_avx2::packed_q4_1_q8_1),
+        _ => None,
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2_kernel(_dtype: DType) -> Option<PackedFn> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packed::{activation_scales, pack, GROUP_ROWS};
+
+    /// Uniform in [-1, 1) with a scale per 32 values spanning 1e-4 .. 1e2 (xorshift64*).
+    fn values(seed: &mut u64, n: usize) -> Vec<f32> {
+        let mut next = || {
+            *seed ^= *seed >> 12;
+            *seed ^= *seed << 25;
+            *seed ^= *seed >> 27;
+            seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let scale = 10f32.powi((next() % 7) as i32 - 4);
+            for _ in 0..32 {
+                out.push(((next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * scale);
+            }
+        }
+        out.truncate(n);
+        out
+    }
+
+    /// Every packed kernel of every level this CPU runs, called directly on packed rows,
+    /// against the scalar `vec_dot` of the rows as stored: bit for bit.
+    #[test]
+    fn packed_kernels_match_the_scalar_dot_products() {
+        let mut seed = 0x5EED_0FBA_5E00_u64;
+        for isa in Isa::available() {
+            for dtype in [DType::Q8_0, DType::Q4_1] {
+                let Some(run) = kernel(isa, dtype) else {
+                    continue;
+                };
+                let scalar = dtype.scalar_traits();
+                let partner = scalar.vec_dot_type;
+                for (n_w, n_cols, n_x) in [(1, 32, 1), (8, 64, 1), (13, 96, 5), (19, 160, 4)] {
+                    let (w_row, x_row) = (
+                        dtype.row_bytes(n_cols).unwrap(),
+                        partner.row_bytes(n_cols).unwrap(),
+                    );
+                    let mut w = vec![0u8; n_w * w_row];
+                    for row in w.chunks_exact_mut(w_row) {
+                        (scalar.from_f32.unwrap())(&values(&mut seed, n_cols), row);
+                    }
+                    let mut x = vec![0u8; n_x * x_row];
+                    for row in x.chunks_exact_mut(x_row) {
+                        let src = values(&mut seed, n_cols);
+                        (partner.scalar_traits().from_f32.unwrap())(&src, row);
+                    }
+                    let packed = pack(dtype, &w, n_w, n_cols).unwrap();
+                    let n_groups = n_w.div_ceil(GROUP_ROWS);
+                    let scales = activation_scales(partner, &x, n_cols, n_x);
+                    let width = n_groups * GROUP_ROWS;
+                    let mut got = vec![f32::NAN; n_x * width];
+                    run(n_cols, &packed, n_groups, &x, n_x, &scales, &mut got);
+                    for r in 0..n_x {
+                        for o in 0..width {
+                            let value = got[r * width + o];
+                            let want = match w.get(o * w_row..(o + 1) * w_row) {
+                                Some(wr) => (scalar.vec_dot)(n_cols, wr, &x[r * x_row..][..x_row]),
+                                // Padding rows of the last group are zeros.
+                                None => 0.0,
+                            };
+                            assert_eq!(
+                                value.to_bits(),
+                                want.to_bits(),
+                                "{isa:?} {dtype} ({r},{o})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
