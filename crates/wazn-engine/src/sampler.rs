@@ -20,7 +20,9 @@ use std::collections::BinaryHeap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::top_p::{best_first, finite_entries, scan, top_p_keep, TopPScratch};
+use crate::top_p::{
+    best_first, scan, top_p_keep, top_p_keep_fast, FastScratch, Outcome, TopPScratch,
+};
 
 /// A sampler setting that cannot be used.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -204,6 +206,7 @@ pub struct Sampler {
     /// The k best tokens seen so far while scanning for top-k.
     top_k_heap: BinaryHeap<WorstFirst>,
     top_p_scratch: TopPScratch,
+    fast_scratch: FastScratch,
 }
 
 impl Sampler {
@@ -219,6 +222,7 @@ impl Sampler {
             counts: Vec::new(),
             top_k_heap: BinaryHeap::new(),
             top_p_scratch: TopPScratch::default(),
+            fast_scratch: FastScratch::default(),
         })
     }
 
@@ -316,7 +320,7 @@ impl Sampler {
         let cands = &mut self.candidates;
         cands.clear();
         if p.top_k > 0 && p.top_k < logits.len() {
-            best_k(finite_entries(logits), p.top_k, &mut self.top_k_heap, cands);
+            best_k_of_row(logits, p.top_k, &mut self.top_k_heap, cands);
             if p.top_p < 1.0 {
                 // top-p measures mass against the k best that reached it.
                 let mass_total: f64 = cands.iter().map(|&(_, l)| unscaled_weight(l, max)).sum();
@@ -331,17 +335,29 @@ impl Sampler {
                 cands.truncate(keep.unwrap_or(cands.len()));
             }
         } else if p.top_p < 1.0 {
-            top_p_keep(
+            let top_p = f64::from(p.top_p);
+            let fast = top_p_keep_fast(
                 logits,
                 max,
-                f64::from(p.top_p),
+                top_p,
                 min_logit,
                 unscaled_weight,
-                &mut self.top_p_scratch,
+                &mut self.fast_scratch,
                 cands,
             );
+            if let Outcome::Undecided = fast {
+                top_p_keep(
+                    logits,
+                    max,
+                    top_p,
+                    min_logit,
+                    unscaled_weight,
+                    &mut self.top_p_scratch,
+                    cands,
+                );
+            }
         } else {
-            cands.extend(finite_entries(logits).filter(|&(_, l)| l >= min_logit));
+            at_least(logits, min_logit, cands);
         }
         // Always keeps the best token: max >= max + ln(min_p).
         cands.retain(|&(_, l)| l >= min_logit);
@@ -430,15 +446,81 @@ fn best_k(
 ) {
     heap.clear();
     for (id, logit) in entries {
-        if heap.len() < k {
-            heap.push(WorstFirst(id, logit));
-        } else if let Some(mut worst) = heap.peek_mut() {
-            // Ids arrive in increasing order, so a tie with the worst loses to it.
-            if logit > worst.1 {
-                *worst = WorstFirst(id, logit);
+        offer(heap, k, id, logit);
+    }
+    drain_best_first(heap, out);
+}
+
+/// Offers (id, logit) to a heap of the `k` best so far; ids must come in increasing order.
+fn offer(heap: &mut BinaryHeap<WorstFirst>, k: usize, id: u32, logit: f32) {
+    if heap.len() < k {
+        heap.push(WorstFirst(id, logit));
+    } else if let Some(mut worst) = heap.peek_mut() {
+        // Ids arrive in increasing order, so a tie with the worst loses to it.
+        if logit > worst.1 {
+            *worst = WorstFirst(id, logit);
+        }
+    }
+}
+
+/// Tokens looked at together when scanning a row for the few above a bar: a group with
+/// none above it costs one vectorized count.
+const GROUP: usize = 16;
+
+/// Whether some logit of `group` is above `bar` (`l > bar`, or `l >= bar` with
+/// `inclusive`). A count rather than `any`, so that it vectorizes.
+fn any_above(group: &[f32], bar: f32, inclusive: bool) -> bool {
+    let hits: u32 = if inclusive {
+        group.iter().map(|&l| u32::from(l >= bar)).sum()
+    } else {
+        group.iter().map(|&l| u32::from(l > bar)).sum()
+    };
+    hits != 0
+}
+
+/// [`best_k`] of the finite entries of a row: once the heap is full, a group of tokens
+/// none of which beats its worst is skipped whole (none of them would have entered).
+fn best_k_of_row(
+    logits: &[f32],
+    k: usize,
+    heap: &mut BinaryHeap<WorstFirst>,
+    out: &mut Vec<(u32, f32)>,
+) {
+    heap.clear();
+    for (g, group) in logits.chunks(GROUP).enumerate() {
+        if heap.len() == k {
+            if let Some(worst) = heap.peek() {
+                if !any_above(group, worst.1, false) {
+                    continue;
+                }
+            }
+        }
+        for (j, &logit) in group.iter().enumerate() {
+            if logit.is_finite() {
+                offer(heap, k, (g * GROUP + j) as u32, logit);
             }
         }
     }
+    drain_best_first(heap, out);
+}
+
+/// Appends the finite entries of a row with a logit of at least `min_logit` to `out`, in
+/// id order, skipping whole groups below it.
+fn at_least(logits: &[f32], min_logit: f32, out: &mut Vec<(u32, f32)>) {
+    for (g, group) in logits.chunks(GROUP).enumerate() {
+        if min_logit > f32::NEG_INFINITY && !any_above(group, min_logit, true) {
+            continue;
+        }
+        for (j, &l) in group.iter().enumerate() {
+            if l >= min_logit && l.is_finite() {
+                out.push(((g * GROUP + j) as u32, l));
+            }
+        }
+    }
+}
+
+/// Moves the heap's entries to `out`, best first.
+fn drain_best_first(heap: &mut BinaryHeap<WorstFirst>, out: &mut Vec<(u32, f32)>) {
     let start = out.len();
     out.extend(heap.drain().map(|WorstFirst(id, logit)| (id, logit)));
     out[start..].sort_unstable_by(best_first);
@@ -480,13 +562,24 @@ fn unscaled_weight(logit: f32, max: f32) -> f64 {
 /// row so the tokens at it become 0 and all others `-inf`: they then share the mass equally,
 /// which is the limit of a softmax over equal logits. Returns the new maximum.
 fn sanitize(logits: &mut [f32]) -> f32 {
-    let mut max = f32::NEG_INFINITY;
-    for l in logits.iter_mut() {
-        if l.is_nan() {
-            *l = f32::NEG_INFINITY;
+    // Independent lanes and branch-free stores, so that the loop vectorizes. The sign of a
+    // zero maximum may differ from a plain scan's; nothing downstream can tell them apart.
+    const LANES: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = logits.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (m, l) in lanes.iter_mut().zip(chunk) {
+            *l = if l.is_nan() { f32::NEG_INFINITY } else { *l };
+            *m = if *l > *m { *l } else { *m };
         }
-        max = max.max(*l);
     }
+    for l in chunks.into_remainder() {
+        *l = if l.is_nan() { f32::NEG_INFINITY } else { *l };
+        lanes[0] = if *l > lanes[0] { *l } else { lanes[0] };
+    }
+    let max = lanes
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
     if max.is_finite() {
         return max;
     }
