@@ -1,7 +1,10 @@
 //! Matrix products with weights that stay in their stored (often quantized) type.
 //!
 //! `out[r, o] = Σ_i x[r, i] · W[o, i]`: each row of the activations is quantized once
-//! to the weight type's dot partner. Where the SIMD level has a register-tiled kernel
+//! to the weight type's dot partner (float weights read f32 activations in place).
+//! Matrices packed at load ([`crate::packed`]) go to their own kernels
+//! (`matmul_packed`), from one activation row up. For rows as stored: where the SIMD
+//! level has a register-tiled kernel
 //! for the weight type (`simd::gemm`: a few weight rows × a few activation rows per
 //! tile), tasks are (weight row chunk × activation row chunk) rectangles of it.
 //! Otherwise every (activation row, weight row) pair is one `vec_dot` of the dtype
