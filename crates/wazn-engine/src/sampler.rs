@@ -231,7 +231,7 @@ impl Sampler {
         &self.params
     }
 
-    /// Picks the next token. `logits` is one row [n_vocab] (may be modified in place as
+    /// Picks the next token. `logits` is one row `[n_vocab]` (may be modified in place as
     /// scratch), `history` the previous tokens of the sequence (prompt + generated) for
     /// penalties.
     ///

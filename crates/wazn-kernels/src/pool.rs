@@ -7,7 +7,7 @@
 //! caller alone and touches no shared state: it wakes nobody and waits for nobody.
 //!
 //! A model's forward pass runs a few hundred short ops per token, so waiting threads
-//! first spin for a while ([`SPIN_TIME`]) on an atomic, and only then park on a
+//! first spin for a while (`SPIN_TIME`) on an atomic, and only then park on a
 //! condition variable: an op that follows closely on the last costs no system call
 //! and no lock. The op is published through atomics alone; the mutex is taken only
 //! by a thread that parks and by one that finds a parked thread to wake. Each side

@@ -199,7 +199,7 @@ impl fmt::Display for DType {
 pub type ToF32Fn = fn(src: &[u8], dst: &mut [f32]);
 /// Quantizes whole blocks from f32: `dst.len() == row_bytes(src.len())`.
 pub type FromF32Fn = fn(src: &[f32], dst: &mut [u8]);
-/// sum_i w[i]*x[i] over `n` elements of a weight row `w` and an activation row `x`.
+/// `Σ_i w[i]·x[i]` over `n` elements of a weight row `w` and an activation row `x`.
 pub type VecDotFn = fn(n: usize, w: &[u8], x: &[u8]) -> f32;
 /// `vec_dot` of one weight row with four activation rows at once (each weight block is
 /// loaded once for the four): element r is `vec_dot(n, w, xs[r])`.
@@ -219,7 +219,7 @@ pub struct TypeTraits {
     /// wazn does not quantize to (the K-quant weight types).
     pub from_f32: Option<FromF32Fn>,
     /// Dot product of one row of this type (n elements) with one row of `vec_dot_type`
-    /// (n elements): sum_i w[i]*x[i] in f32.
+    /// (n elements): `Σ_i w[i]·x[i]` in f32.
     pub vec_dot: VecDotFn,
     /// The type activations are quantized to before `vec_dot`, as in ggml: Q4_0/Q5_0/Q8_0/
     /// MXFP4 -> Q8_0, Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K. F32, F16 and BF16 weights take F32
