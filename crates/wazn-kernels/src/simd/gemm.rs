@@ -89,9 +89,16 @@ pub(crate) fn task_shape(dtype: DType) -> (usize, usize) {
 
 #[cfg(target_arch = "x86_64")]
 fn avx2_kernel(dtype: DType) -> Option<Tiled> {
+    use crate::packed::activation_scales;
     let (prepare, run): (PrepareFn, GemmFn) = match dtype {
-        DType::Q8_0 => (x86_avx2::tables_q8_0, x86_avx2::gemm_q8_0_q8_0),
-        DType::Q4_1 => (x86_avx2::tables_q4_1, x86_avx2::gemm_q4_1_q8_1),
+        DType::Q8_0 => (
+            |n_cols, x, n_x_rows| activation_scales(DType::Q8_0, x, n_cols, n_x_rows),
+            x86_avx2::gemm_q8_0_q8_0,
+        ),
+        DType::Q4_1 => (
+            |n_cols, x, n_x_rows| activation_scales(DType::Q8_1, x, n_cols, n_x_rows),
+            x86_avx2::gemm_q4_1_q8_1,
+        ),
         DType::F16 => (|_, _, _| Vec::new(), x86_avx2_f16::gemm_f16_f32),
         _ => return None,
     };
@@ -104,11 +111,12 @@ fn avx2_kernel(_dtype: DType) -> Option<Tiled> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Uniform in [-1, 1) with a scale per 32 values spanning 1e-4 .. 1e2 (xorshift64*).
-    fn values(seed: &mut u64, n: usize) -> Vec<f32> {
+    /// Uniform in [-1, 1) with a scale per 32 values spanning 1e-4 .. 1e2 (xorshift64*);
+    /// the packed kernels' tests draw from it too.
+    pub(crate) fn values(seed: &mut u64, n: usize) -> Vec<f32> {
         let mut next = || {
             *seed ^= *seed >> 12;
             *seed ^= *seed << 25;

@@ -79,27 +79,6 @@ fn group_scales(
     widen_f16(&bits)
 }
 
-/// Per activation row and block, the block's f16 scale and, for Q8_1, its f16 sum,
-/// widened: `[n_rows, n_blocks, 1]` (Q8_0) or `[n_rows, n_blocks, 2]` (Q8_1).
-#[target_feature(enable = "avx2,fma,f16c")]
-fn activation_tables(pair: BlockPair, n_cols: usize, x: &[u8], n_rows: usize) -> Vec<f32> {
-    let (n_blocks, block_bytes) = (n_cols / QK, pair.x_block_bytes());
-    let per_block = pair.x_table_stride();
-    let mut bits = Vec::with_capacity(n_rows * n_blocks * per_block);
-    if n_blocks == 0 {
-        return Vec::new();
-    }
-    for row in x.chunks_exact(n_blocks * block_bytes).take(n_rows) {
-        for block in row.chunks_exact(block_bytes) {
-            // d at bytes 0..2, then Q8_1's s at bytes 2..4.
-            for k in 0..per_block {
-                bits.push(u16::from_le_bytes([block[2 * k], block[2 * k + 1]]));
-            }
-        }
-    }
-    widen_f16(&bits)
-}
-
 /// Which block layout a call multiplies.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum BlockPair {
@@ -112,14 +91,6 @@ impl BlockPair {
         match self {
             BlockPair::Q8_0Q8_0 => Q8_0_BYTES,
             BlockPair::Q4_1Q8_1 => Q4_1_BYTES,
-        }
-    }
-
-    /// f32 per block in the activation tables: the scale, and Q8_1's sum.
-    fn x_table_stride(self) -> usize {
-        match self {
-            BlockPair::Q8_0Q8_0 => 1,
-            BlockPair::Q4_1Q8_1 => 2,
         }
     }
 
@@ -243,8 +214,9 @@ struct BlockTile {
     w_m: *const f32,
     /// The activation rows, as stored (whole blocks).
     x: [*const u8; NR_BLOCK],
-    /// Each activation row's scales, every `x_table_stride` f32 (`[n_blocks, 1]`), and
-    /// for Q8_1 its sums (`x_s[r] = x_d[r] + 1`, the same stride).
+    /// Each activation row's scales and sums, `[n_blocks, 2]` as
+    /// [`crate::packed::activation_scales`] makes them: `x_d[r]` the scales,
+    /// `x_s[r] = x_d[r] + 1` the sums (Q8_1; zeros for Q8_0, never read).
     x_d: [*const f32; NR_BLOCK],
     x_s: [*const f32; NR_BLOCK],
 }
@@ -255,8 +227,7 @@ struct BlockTile {
 /// # Safety
 /// `t.w` points to `n_blocks · 256` bytes, `t.w_d` (and `t.w_m` for Q4_1) to
 /// `n_blocks · 8` f32, and for r < N `t.x[r]` to `n_blocks` whole blocks of the
-/// partner type, `t.x_d[r]` (and `t.x_s[r]` for Q4_1) to `n_blocks` f32 at the
-/// table stride (1 for Q8_0, 2 for Q4_1).
+/// partner type, `t.x_d[r]` (and `t.x_s[r]` for Q4_1) to `n_blocks` f32 at stride 2.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile_blocks<const Q4_1: bool, const N: usize>(
     n_blocks: usize,
@@ -266,7 +237,7 @@ unsafe fn tile_blocks<const Q4_1: bool, const N: usize>(
     let (x_block, x_codes, x_stride) = if Q4_1 {
         (Q8_1_BYTES, 4, 2)
     } else {
-        (Q8_0_BYTES, 2, 1)
+        (Q8_0_BYTES, 2, 2)
     };
     let mut acc = [_mm256_setzero_ps(); NR_BLOCK];
     for b in 0..n_blocks {
@@ -353,14 +324,14 @@ fn block_gemm(
     }
     let (w_row, x_row) = (n_blocks * w_block, n_blocks * x_block);
     let n_w = n_w_rows.min(w.len() / w_row);
-    let x_width = n_blocks * pair.x_table_stride();
+    let x_width = 2 * n_blocks;
     let n_x = n_x_rows.min(x.len() / x_row).min(x_tables.len() / x_width);
     // The thread's buffer is taken for the call and put back after it.
     let mut codes = REARRANGED.with(|buffer| buffer.take());
     rearrange(pair, w, n_w, n_blocks, &mut codes);
     let w_d = group_scales(w, n_w, n_blocks, w_block, 0);
-    // Q4_1's offsets m follow its scales, and Q8_1's sums its scales in the activation
-    // tables; Q8_0 has neither (the pointers then alias the scales, never read).
+    // Q4_1's offsets m follow its scales; Q8_0 has none (the pointer then aliases the
+    // scales, never read).
     let w_m = match pair {
         BlockPair::Q4_1Q8_1 => group_scales(w, n_w, n_blocks, w_block, 2),
         BlockPair::Q8_0Q8_0 => Vec::new(),
@@ -369,7 +340,6 @@ fn block_gemm(
         BlockPair::Q4_1Q8_1 => &w_m[..],
         BlockPair::Q8_0Q8_0 => &w_d[..],
     };
-    let s_offset = pair.x_table_stride() - 1;
 
     for r0 in (0..n_x).step_by(NR_BLOCK) {
         let nr = (n_x - r0).min(NR_BLOCK);
@@ -377,7 +347,7 @@ fn block_gemm(
         let row = |r: usize| r0 + r.min(nr - 1);
         let x_ptrs = [0, 1, 2, 3].map(|r| x[row(r) * x_row..].as_ptr());
         let x_d_ptrs = [0, 1, 2, 3].map(|r| x_tables[row(r) * x_width..].as_ptr());
-        let x_s_ptrs = [0, 1, 2, 3].map(|r| x_tables[row(r) * x_width + s_offset..].as_ptr());
+        let x_s_ptrs = [0, 1, 2, 3].map(|r| x_tables[row(r) * x_width + 1..].as_ptr());
         for group in 0..n_w.div_ceil(GROUP) {
             let table = group * n_blocks * GROUP;
             let t = BlockTile {
@@ -432,11 +402,6 @@ pub(crate) fn gemm_q8_0_q8_0(
     unsafe { block_gemm(pair, n_cols, w, n_w_rows, x, n_x_rows, x_tables, out) }
 }
 
-pub(crate) fn tables_q8_0(n_cols: usize, x: &[u8], n_x_rows: usize) -> Vec<f32> {
-    // SAFETY: handed out only when AVX2, FMA and F16C were detected at run time.
-    unsafe { activation_tables(BlockPair::Q8_0Q8_0, n_cols, x, n_x_rows) }
-}
-
 pub(crate) fn gemm_q4_1_q8_1(
     n_cols: usize,
     w: &[u8],
@@ -449,9 +414,4 @@ pub(crate) fn gemm_q4_1_q8_1(
     let pair = BlockPair::Q4_1Q8_1;
     // SAFETY: handed out only when AVX2, FMA and F16C were detected at run time.
     unsafe { block_gemm(pair, n_cols, w, n_w_rows, x, n_x_rows, x_tables, out) }
-}
-
-pub(crate) fn tables_q4_1(n_cols: usize, x: &[u8], n_x_rows: usize) -> Vec<f32> {
-    // SAFETY: handed out only when AVX2, FMA and F16C were detected at run time.
-    unsafe { activation_tables(BlockPair::Q4_1Q8_1, n_cols, x, n_x_rows) }
 }
