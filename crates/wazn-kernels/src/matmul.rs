@@ -40,6 +40,30 @@ impl<'a> WeightMatrix<'a> {
         n_cols: usize,
     ) -> Result<Self, ShapeError> {
         let expected = dtype.row_bytes(n_cols).and_then(|b| b.checked_mul(n_rows));
+        Self::checked(dtype, data, n_rows, n_cols, expected, Layout::Rows)
+    }
+
+    /// Checks that `data` holds an `[n_rows, n_cols]` matrix of `dtype` in the packed
+    /// layout of [`crate::packed::pack`].
+    pub fn packed(
+        dtype: DType,
+        data: &'a [u8],
+        n_rows: usize,
+        n_cols: usize,
+    ) -> Result<Self, ShapeError> {
+        let expected = packed_len(dtype, n_rows, n_cols);
+        Self::checked(dtype, data, n_rows, n_cols, expected, Layout::Interleaved8)
+    }
+
+    /// The matrix, if `data` has the `expected` length of its shape in `layout`.
+    fn checked(
+        dtype: DType,
+        data: &'a [u8],
+        n_rows: usize,
+        n_cols: usize,
+        expected: Option<usize>,
+        layout: Layout,
+    ) -> Result<Self, ShapeError> {
         if expected != Some(data.len()) {
             return Err(ShapeError {
                 dtype,
@@ -53,32 +77,7 @@ impl<'a> WeightMatrix<'a> {
             data,
             n_rows,
             n_cols,
-            layout: Layout::Rows,
-        })
-    }
-
-    /// Checks that `data` holds an `[n_rows, n_cols]` matrix of `dtype` in the packed
-    /// layout of [`crate::packed::pack`].
-    pub fn packed(
-        dtype: DType,
-        data: &'a [u8],
-        n_rows: usize,
-        n_cols: usize,
-    ) -> Result<Self, ShapeError> {
-        if packed_len(dtype, n_rows, n_cols) != Some(data.len()) {
-            return Err(ShapeError {
-                dtype,
-                n_rows,
-                n_cols,
-                n_bytes: data.len(),
-            });
-        }
-        Ok(WeightMatrix {
-            dtype,
-            data,
-            n_rows,
-            n_cols,
-            layout: Layout::Interleaved8,
+            layout,
         })
     }
 
