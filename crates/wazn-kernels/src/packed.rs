@@ -189,20 +189,13 @@ fn take_block(dtype: DType, src: &[u8], j: usize, block: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simd::gemm::tests::values;
 
     fn random_rows(dtype: DType, n_rows: usize, n_cols: usize, seed: &mut u64) -> Vec<u8> {
         let row_bytes = dtype.row_bytes(n_cols).unwrap();
         let mut rows = vec![0u8; n_rows * row_bytes];
         for row in rows.chunks_exact_mut(row_bytes) {
-            let values: Vec<f32> = (0..n_cols)
-                .map(|_| {
-                    *seed ^= *seed << 13;
-                    *seed ^= *seed >> 7;
-                    *seed ^= *seed << 17;
-                    (*seed >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-                })
-                .collect();
-            (dtype.scalar_traits().from_f32.unwrap())(&values, row);
+            (dtype.scalar_traits().from_f32.unwrap())(&values(seed, n_cols), row);
         }
         rows
     }

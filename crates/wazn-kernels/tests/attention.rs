@@ -30,6 +30,20 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
+    /// `n` query values, uniform in `[-3, 3)`.
+    fn queries(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(-3.0, 3.0)).collect()
+    }
+}
+
+/// Causal rows of one sequence: position `p` attends to keys `0..=p`.
+fn causal_rows(n_pos: usize) -> Vec<QueryRow> {
+    (0..n_pos)
+        .map(|p| QueryRow {
+            seq: 0,
+            keys: 0..p + 1,
+        })
+        .collect()
 }
 
 /// One sequence's cache in blocks of [`BLOCK`] positions, the last one padded with
@@ -163,9 +177,7 @@ fn check_case<T: KvElement>(rng: &mut Rng, case: &Case, pools: &[ThreadPool]) ->
         .collect();
     let views: Vec<Views<T>> = caches.iter().map(Views::of).collect();
     let blocks: Vec<KvBlocks<T>> = views.iter().map(Views::blocks).collect();
-    let q: Vec<f32> = (0..rows.len() * q_width)
-        .map(|_| rng.uniform(-3.0, 3.0))
-        .collect();
+    let q = rng.queries(rows.len() * q_width);
 
     let mut want = vec![0.0f32; rows.len() * q_width];
     for (r, row) in rows.iter().enumerate() {
@@ -314,7 +326,7 @@ fn split_kv_pieces_merge_to_the_unsplit_result() {
     let cache = Cache::<f16>::random(&mut rng, n_pos, 128, 0);
     let views = Views::of(&cache);
     let blocks = [views.blocks()];
-    let q: Vec<f32> = (0..6 * 64).map(|_| rng.uniform(-3.0, 3.0)).collect();
+    let q = rng.queries(6 * 64);
     let sinks: Vec<f32> = (0..6).map(|_| rng.uniform(-1.0, 3.0)).collect();
     for keys in [0..n_pos, 700..n_pos, 3..n_pos] {
         let rows = [QueryRow { seq: 0, keys }];
@@ -366,15 +378,8 @@ fn simd_and_scalar_kernels_agree() {
     let cache = Cache::<f16>::random(&mut rng, n_pos, 192, 0);
     let views = Views::of(&cache);
     let blocks = [views.blocks()];
-    let rows: Vec<QueryRow> = (0..n_pos)
-        .map(|p| QueryRow {
-            seq: 0,
-            keys: 0..p + 1,
-        })
-        .collect();
-    let q: Vec<f32> = (0..n_pos * 9 * 64)
-        .map(|_| rng.uniform(-3.0, 3.0))
-        .collect();
+    let rows = causal_rows(n_pos);
+    let q = rng.queries(n_pos * 9 * 64);
     let run = |isa| {
         let mut out = vec![0.0f32; q.len()];
         let options = AttendOptions {
@@ -407,16 +412,9 @@ fn a_rows_result_does_not_depend_on_its_tile() {
     let cache = Cache::<f16>::random(&mut rng, n_pos, 144, 0);
     let views = Views::of(&cache);
     let blocks = [views.blocks()];
-    let rows: Vec<QueryRow> = (0..n_pos)
-        .map(|p| QueryRow {
-            seq: 0,
-            keys: 0..p + 1,
-        })
-        .collect();
+    let rows = causal_rows(n_pos);
     let q_width = 12 * 72;
-    let q: Vec<f32> = (0..n_pos * q_width)
-        .map(|_| rng.uniform(-3.0, 3.0))
-        .collect();
+    let q = rng.queries(n_pos * q_width);
     for isa in Isa::available() {
         let run = |rows_per_task| {
             let mut out = vec![0.0f32; q.len()];
@@ -522,9 +520,7 @@ fn a_windowed_rows_result_does_not_depend_on_its_tile() {
         })
         .collect();
     let q_width = 10 * 36;
-    let q: Vec<f32> = (0..n_pos * q_width)
-        .map(|_| rng.uniform(-3.0, 3.0))
-        .collect();
+    let q = rng.queries(n_pos * q_width);
     for isa in Isa::available() {
         let run = |rows: &[QueryRow], q: &[f32], rows_per_task| {
             let mut out = vec![0.0f32; q.len()];

@@ -57,25 +57,7 @@ fn avx2_kernel(_dtype: DType) -> Option<PackedFn> {
 mod tests {
     use super::*;
     use crate::packed::{activation_scales, pack, GROUP_ROWS};
-
-    /// Uniform in [-1, 1) with a scale per 32 values spanning 1e-4 .. 1e2 (xorshift64*).
-    fn values(seed: &mut u64, n: usize) -> Vec<f32> {
-        let mut next = || {
-            *seed ^= *seed >> 12;
-            *seed ^= *seed << 25;
-            *seed ^= *seed >> 27;
-            seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        };
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            let scale = 10f32.powi((next() % 7) as i32 - 4);
-            for _ in 0..32 {
-                out.push(((next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * scale);
-            }
-        }
-        out.truncate(n);
-        out
-    }
+    use crate::simd::gemm::tests::values;
 
     /// Every packed kernel of every level this CPU runs, called directly on packed rows,
     /// against the scalar `vec_dot` of the rows as stored: bit for bit.
