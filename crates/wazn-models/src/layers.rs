@@ -14,9 +14,29 @@ use crate::error::ModelError;
 use crate::kv_cache::{KvCache, LayerBlocks, LayerKv, KV_BLOCK_SIZE};
 use crate::weights::{MatrixRef, Weights};
 
+/// The start of a forward pass: checks the batch against the cache and takes the
+/// blocks it needs, or fails having taken none. Returns each sequence's length after
+/// the pass, which [`end_pass`] records once the pass has written the cache.
+pub(crate) fn begin_pass(
+    batch: &Batch,
+    kv: &mut KvCache,
+    n_vocab: usize,
+) -> Result<Vec<(SeqId, usize)>, ModelError> {
+    let new_lengths = check_batch(batch, kv, n_vocab)?;
+    reserve_cache(kv, &new_lengths)?;
+    Ok(new_lengths)
+}
+
+/// The end of a forward pass: the cache holds the batch's positions.
+pub(crate) fn end_pass(kv: &mut KvCache, new_lengths: &[(SeqId, usize)]) {
+    for &(seq_id, n_pos) in new_lengths {
+        kv.set_len(seq_id, n_pos);
+    }
+}
+
 /// Checks the batch against the cache: known tokens, positions that continue each
 /// sequence, room in the context. Returns each sequence's length after the batch.
-pub(crate) fn check_batch(
+fn check_batch(
     batch: &Batch,
     kv: &KvCache,
     n_vocab: usize,
@@ -57,10 +77,7 @@ pub(crate) fn check_batch(
 }
 
 /// Takes the cache blocks the batch needs, or fails without taking any.
-pub(crate) fn reserve_cache(
-    kv: &mut KvCache,
-    new_lengths: &[(SeqId, usize)],
-) -> Result<(), ModelError> {
+fn reserve_cache(kv: &mut KvCache, new_lengths: &[(SeqId, usize)]) -> Result<(), ModelError> {
     let blocks_needed: usize = new_lengths
         .iter()
         .map(|&(seq_id, n_pos)| kv.blocks_needed(seq_id, n_pos))

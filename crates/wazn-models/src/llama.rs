@@ -435,8 +435,7 @@ impl Llama {
         buffers: &mut PassBuffers,
     ) -> Result<Logits, ModelError> {
         let cfg = &self.cfg;
-        let new_lengths = layers::check_batch(batch, kv, cfg.n_vocab)?;
-        layers::reserve_cache(kv, &new_lengths)?;
+        let new_lengths = layers::begin_pass(batch, kv, cfg.n_vocab)?;
         let compute = Compute {
             pool,
             weights: &self.weights,
@@ -493,9 +492,7 @@ impl Llama {
             compute.matmul(&blk.ffn_down, gate, n, &mut buf.proj, &mut buf.scratch);
             add_assign(hidden, &buf.proj);
         }
-        for &(seq_id, n_pos) in &new_lengths {
-            kv.set_len(seq_id, n_pos);
-        }
+        layers::end_pass(kv, &new_lengths);
         Ok(compute.logits(
             batch,
             hidden,

@@ -313,8 +313,7 @@ impl GptOss {
         buffers: &mut PassBuffers,
     ) -> Result<Logits, ModelError> {
         let cfg = &self.cfg;
-        let new_lengths = layers::check_batch(batch, kv, cfg.n_vocab)?;
-        layers::reserve_cache(kv, &new_lengths)?;
+        let new_lengths = layers::begin_pass(batch, kv, cfg.n_vocab)?;
         let compute = Compute {
             pool,
             weights: &self.weights,
@@ -361,9 +360,7 @@ impl GptOss {
                 .forward(&compute, &buf.normed, n, &mut buf.proj, moe);
             add_assign(hidden, &buf.proj);
         }
-        for &(seq_id, n_pos) in &new_lengths {
-            kv.set_len(seq_id, n_pos);
-        }
+        layers::end_pass(kv, &new_lengths);
         Ok(compute.logits(
             batch,
             hidden,
