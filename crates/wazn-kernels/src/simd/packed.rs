@@ -56,8 +56,45 @@ fn avx2_kernel(_dtype: DType) -> Option<PackedFn> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packed::{activation_scales, pack, GROUP_ROWS};
+    use crate::packed::{activation_scales, pack, GROUP_ROWS, PACKED_TYPES};
     use crate::simd::gemm::tests::values;
+
+    /// Byte offsets of a block's f16 scales (MXFP4: its exponent byte is 0).
+    fn scale_offsets(dtype: DType) -> &'static [usize] {
+        match dtype {
+            DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
+            DType::Q6_K => &[208],
+            DType::Mxfp4 => &[],
+            _ => &[0],
+        }
+    }
+
+    /// `n_rows` weight rows of `dtype`: random bytes (every code and packed sub-block
+    /// scale) with ordinary f16 block scales (or exponents near 1), so that no product
+    /// overflows to a NaN whose bits could differ.
+    pub(crate) fn weight_rows(
+        dtype: DType,
+        n_rows: usize,
+        n_cols: usize,
+        seed: &mut u64,
+    ) -> Vec<u8> {
+        let row_bytes = dtype.row_bytes(n_cols).unwrap();
+        let mut rows: Vec<u8> = values(seed, n_rows * row_bytes)
+            .iter()
+            .map(|v| (v.to_bits() >> 7) as u8)
+            .collect();
+        let scales = values(seed, rows.len() / dtype.type_size() * 2);
+        for (b, block) in rows.chunks_exact_mut(dtype.type_size()).enumerate() {
+            if dtype == DType::Mxfp4 {
+                block[0] = 116 + (b % 8) as u8;
+            }
+            for (k, &at) in scale_offsets(dtype).iter().enumerate() {
+                let v = half::f16::from_f32(scales[2 * b + k] * 0.01);
+                block[at..at + 2].copy_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+        rows
+    }
 
     /// Every packed kernel of every level this CPU runs, called directly on packed rows,
     /// against the scalar `vec_dot` of the rows as stored: bit for bit.
@@ -65,21 +102,22 @@ mod tests {
     fn packed_kernels_match_the_scalar_dot_products() {
         let mut seed = 0x5EED_0FBA_5E00_u64;
         for isa in Isa::available() {
-            for dtype in [DType::Q8_0, DType::Q4_1] {
+            for dtype in PACKED_TYPES {
                 let Some(run) = kernel(isa, dtype) else {
                     continue;
                 };
+                println!("{isa:?} {dtype}");
                 let scalar = dtype.scalar_traits();
                 let partner = scalar.vec_dot_type;
-                for (n_w, n_cols, n_x) in [(1, 32, 1), (8, 64, 1), (13, 96, 5), (19, 160, 4)] {
+                let block = dtype.block_size();
+                let shapes = [(1, 1, 1), (8, 2, 1), (13, 3, 5), (19, 5, 4), (16, 2, 9)];
+                for (n_w, n_blocks, n_x) in shapes {
+                    let n_cols = n_blocks * block;
                     let (w_row, x_row) = (
                         dtype.row_bytes(n_cols).unwrap(),
                         partner.row_bytes(n_cols).unwrap(),
                     );
-                    let mut w = vec![0u8; n_w * w_row];
-                    for row in w.chunks_exact_mut(w_row) {
-                        (scalar.from_f32.unwrap())(&values(&mut seed, n_cols), row);
-                    }
+                    let w = weight_rows(dtype, n_w, n_cols, &mut seed);
                     let mut x = vec![0u8; n_x * x_row];
                     for row in x.chunks_exact_mut(x_row) {
                         let src = values(&mut seed, n_cols);
@@ -102,7 +140,7 @@ mod tests {
                             assert_eq!(
                                 value.to_bits(),
                                 want.to_bits(),
-                                "{isa:?} {dtype} ({r},{o})"
+                                "{isa:?} {dtype} {n_w}x{n_cols} ({r},{o}): {value} vs {want}"
                             );
                         }
                     }

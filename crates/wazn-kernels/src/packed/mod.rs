@@ -7,27 +7,22 @@
 //! codes of 8 rows lie side by side, so that a kernel leaves row `j`'s partial sum in
 //! vector lane `j` with no rearranging, from one activation row up.
 //!
-//! Layout, per group of 8 rows and per block index `b` (a *group block*, as many bytes
-//! as the 8 rows' blocks `b`, so a packed matrix is exactly as large as its rows,
-//! rounded up to whole groups):
-//! - Q8_0 (272 bytes): the 8 rows' f16 scales `d` (16 bytes), then 8 steps of 32 bytes:
-//!   step `s` holds codes `4s .. 4s + 4` of row 0, then of row 1, … of row 7.
-//! - Q4_1 (160 bytes): the 8 scales `d` (16 bytes), the 8 offsets `m` (16 bytes), then 4
-//!   pairs of steps of 32 bytes: in pair `p`, row `j`'s 4 bytes hold codes
-//!   `8p .. 8p + 4` in their low nibbles and codes `8p + 4 .. 8p + 8` in their high ones.
+//! Per group of 8 rows and per block index `b` there is one *group block*, as many bytes
+//! as the 8 rows' blocks `b`, so a packed matrix is exactly as large as its rows, rounded
+//! up to whole groups. Each type's group block is laid out for its kernels (`layouts`):
+//! the 8 rows' scales first, then their codes, 4 codes of each row per 32 bytes.
 //!
 //! Groups follow each other, each its `n_blocks` group blocks in block order. Rows past
-//! the last one (the tail of the last group) are zeros. Packing is a byte permutation:
-//! [`unpack_row`] gives each row's stored bytes back.
+//! the last one (the tail of the last group) are zeros. Packing is a bijection on the
+//! bits: [`unpack_row`] gives each row's stored bytes back.
+
+mod layouts;
 
 use crate::dtype::DType;
 use crate::simd::{packed_kernel, Isa};
 
 /// Rows per interleaved group.
 pub const GROUP_ROWS: usize = 8;
-
-/// Values per block of the packed types.
-const BLOCK: usize = 32;
 
 /// How the rows of a weight matrix lie in its bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,9 +40,22 @@ pub fn worth_packing(dtype: DType) -> bool {
     packed_kernel(Isa::best(), dtype).is_some()
 }
 
+/// The types with a packed layout.
+pub const PACKED_TYPES: [DType; 9] = [
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q8_0,
+    DType::Mxfp4,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+];
+
 /// Whether `dtype` has a packed layout at all.
 pub fn has_packed_layout(dtype: DType) -> bool {
-    matches!(dtype, DType::Q8_0 | DType::Q4_1)
+    PACKED_TYPES.contains(&dtype)
 }
 
 /// Bytes of an `[n_rows, n_cols]` matrix of `dtype` once packed: whole groups of rows.
@@ -63,23 +71,38 @@ pub fn packed_len(dtype: DType, n_rows: usize, n_cols: usize) -> Option<usize> {
 /// `rows` (`n_rows` rows of `n_cols` values of `dtype`, as stored) packed, or `None`
 /// when `dtype` has no packed layout or `rows` does not hold that shape.
 pub fn pack(dtype: DType, rows: &[u8], n_rows: usize, n_cols: usize) -> Option<Vec<u8>> {
+    let mut out = vec![0u8; packed_len(dtype, n_rows, n_cols)?];
+    pack_into(dtype, rows, n_rows, n_cols, &mut out)?;
+    Some(out)
+}
+
+/// As [`pack`], into `out` (zeroed, [`packed_len`] bytes): for callers that pack several
+/// parts of one matrix at once.
+pub fn pack_into(
+    dtype: DType,
+    rows: &[u8],
+    n_rows: usize,
+    n_cols: usize,
+    out: &mut [u8],
+) -> Option<()> {
     let row_bytes = dtype.row_bytes(n_cols)?;
-    if row_bytes.checked_mul(n_rows)? != rows.len() {
+    if row_bytes.checked_mul(n_rows)? != rows.len()
+        || packed_len(dtype, n_rows, n_cols)? != out.len()
+    {
         return None;
     }
-    let mut out = vec![0u8; packed_len(dtype, n_rows, n_cols)?];
     let block_bytes = dtype.type_size();
     let group_block_bytes = GROUP_ROWS * block_bytes;
-    let n_blocks = n_cols / BLOCK;
+    let n_blocks = n_cols / dtype.block_size();
     for (o, row) in rows.chunks_exact(row_bytes).enumerate() {
         let (group, j) = (o / GROUP_ROWS, o % GROUP_ROWS);
         let group_start = group * n_blocks * group_block_bytes;
         for (b, block) in row.chunks_exact(block_bytes).enumerate() {
             let dst = &mut out[group_start + b * group_block_bytes..][..group_block_bytes];
-            place_block(dtype, block, j, dst);
+            layouts::place(dtype, &layouts::decode(dtype, block), j, dst);
         }
     }
-    Some(out)
+    Some(())
 }
 
 /// The stored bytes of row `row` of a packed `[_, n_cols]` matrix, written to `out`
@@ -97,114 +120,74 @@ pub fn unpack_row(
     }
     let block_bytes = dtype.type_size();
     let group_block_bytes = GROUP_ROWS * block_bytes;
-    let n_blocks = n_cols / BLOCK;
+    let n_blocks = n_cols / dtype.block_size();
     let (group, j) = (row / GROUP_ROWS, row % GROUP_ROWS);
     let group_start = group * n_blocks * group_block_bytes;
     for (b, block) in out.chunks_exact_mut(block_bytes).enumerate() {
         let src = packed.get(group_start + b * group_block_bytes..)?;
-        take_block(dtype, src.get(..group_block_bytes)?, j, block);
+        let fields = layouts::take(dtype, src.get(..group_block_bytes)?, j);
+        layouts::encode(dtype, &fields, block);
     }
     Some(())
 }
 
-/// Each activation row's per-block scale `d` and, for Q8_1, its sum `s`, widened from
-/// f16: `[n_x_rows, n_blocks, 2]` (`s` = 0 for Q8_0), the tables the packed kernels read.
+/// Each activation row's per-block scale and sum, the tables the packed kernels read:
+/// `[n_x_rows, n_blocks, 2]` f32 for activations of type `partner`:
+/// - Q8_0: the scale `d` and the sum of the block's codes (exact), which the kernels of
+///   offset codes (Q4_0, Q5_0, MXFP4) subtract once per block;
+/// - Q8_1: `d` and the stored `s`;
+/// - Q8_K: `d` and 0 (the kernels read the stored 16-code sums of the block).
 pub fn activation_scales(partner: DType, x: &[u8], n_cols: usize, n_x_rows: usize) -> Vec<f32> {
-    let n_blocks = n_cols / BLOCK;
+    let n_blocks = n_cols / partner.block_size();
     let block_bytes = partner.type_size();
-    let has_sum = partner == DType::Q8_1;
     let mut out = Vec::with_capacity(n_x_rows * n_blocks * 2);
     let f16_at = |block: &[u8], at: usize| {
         half::f16::from_bits(u16::from_le_bytes([block[at], block[at + 1]])).to_f32()
     };
     for block in x.chunks_exact(block_bytes).take(n_x_rows * n_blocks) {
-        out.push(f16_at(block, 0));
-        out.push(if has_sum { f16_at(block, 2) } else { 0.0 });
+        match partner {
+            DType::Q8_1 => {
+                out.push(f16_at(block, 0));
+                out.push(f16_at(block, 2));
+            }
+            DType::Q8_K => {
+                out.push(f32::from_le_bytes([block[0], block[1], block[2], block[3]]));
+                out.push(0.0);
+            }
+            _ => {
+                out.push(f16_at(block, 0));
+                let sum: i32 = block[2..].iter().map(|&q| q as i8 as i32).sum();
+                out.push(sum as f32);
+            }
+        }
     }
     out
-}
-
-/// Code `k` (0..32) of a Q4_1 block's 16 packed bytes: low nibbles hold 0..16.
-fn q4_1_code(qs: &[u8], k: usize) -> u8 {
-    if k < 16 {
-        qs[k] & 0x0F
-    } else {
-        qs[k - 16] >> 4
-    }
-}
-
-/// Writes one stored block of row `j` of a group into the group block `dst`.
-fn place_block(dtype: DType, block: &[u8], j: usize, dst: &mut [u8]) {
-    match dtype {
-        DType::Q8_0 => {
-            dst[2 * j..2 * j + 2].copy_from_slice(&block[..2]);
-            for (k, &code) in block[2..].iter().enumerate() {
-                dst[16 + (k / 4) * 32 + j * 4 + k % 4] = code;
-            }
-        }
-        DType::Q4_1 => {
-            dst[2 * j..2 * j + 2].copy_from_slice(&block[..2]);
-            dst[16 + 2 * j..16 + 2 * j + 2].copy_from_slice(&block[2..4]);
-            let qs = &block[4..];
-            for p in 0..4 {
-                for i in 0..4 {
-                    let low = q4_1_code(qs, 8 * p + i);
-                    let high = q4_1_code(qs, 8 * p + 4 + i);
-                    dst[32 + p * 32 + j * 4 + i] = low | (high << 4);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Reads row `j`'s stored block back out of the group block `src`.
-fn take_block(dtype: DType, src: &[u8], j: usize, block: &mut [u8]) {
-    match dtype {
-        DType::Q8_0 => {
-            block[..2].copy_from_slice(&src[2 * j..2 * j + 2]);
-            for k in 0..BLOCK {
-                block[2 + k] = src[16 + (k / 4) * 32 + j * 4 + k % 4];
-            }
-        }
-        DType::Q4_1 => {
-            block[..2].copy_from_slice(&src[2 * j..2 * j + 2]);
-            block[2..4].copy_from_slice(&src[16 + 2 * j..16 + 2 * j + 2]);
-            let mut codes = [0u8; BLOCK];
-            for p in 0..4 {
-                for i in 0..4 {
-                    let byte = src[32 + p * 32 + j * 4 + i];
-                    codes[8 * p + i] = byte & 0x0F;
-                    codes[8 * p + 4 + i] = byte >> 4;
-                }
-            }
-            for k in 0..16 {
-                block[4 + k] = codes[k] | (codes[k + 16] << 4);
-            }
-        }
-        _ => {}
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simd::gemm::tests::values;
 
+    /// Random bytes: every bit pattern is a block of any packed type.
     fn random_rows(dtype: DType, n_rows: usize, n_cols: usize, seed: &mut u64) -> Vec<u8> {
-        let row_bytes = dtype.row_bytes(n_cols).unwrap();
-        let mut rows = vec![0u8; n_rows * row_bytes];
-        for row in rows.chunks_exact_mut(row_bytes) {
-            (dtype.scalar_traits().from_f32.unwrap())(&values(seed, n_cols), row);
-        }
-        rows
+        let n = n_rows * dtype.row_bytes(n_cols).unwrap();
+        (0..n)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                (*seed >> 24) as u8
+            })
+            .collect()
     }
 
     #[test]
     fn packing_keeps_every_row_and_the_size() {
         let mut seed = 0x9E37_79B9_7F4A_7C15;
-        for dtype in [DType::Q8_0, DType::Q4_1] {
-            for (n_rows, n_cols) in [(1, 32), (8, 64), (13, 96), (24, 256), (3, 576)] {
+        for dtype in PACKED_TYPES {
+            let block = dtype.block_size();
+            for (n_rows, n_blocks) in [(1, 1), (8, 2), (13, 3), (24, 8), (3, 18)] {
+                let n_cols = n_blocks * block;
                 let rows = random_rows(dtype, n_rows, n_cols, &mut seed);
                 let packed = pack(dtype, &rows, n_rows, n_cols).unwrap();
                 let row_bytes = dtype.row_bytes(n_cols).unwrap();
@@ -215,6 +198,30 @@ mod tests {
                     assert_eq!(back, row, "{dtype} row {o} of {n_rows}x{n_cols}");
                 }
             }
+        }
+    }
+
+    /// Packing is a bijection: the packed bytes of distinct matrices differ, and every
+    /// byte of a full group's blocks is used (no byte of the packed copy is constant).
+    #[test]
+    fn every_packed_byte_carries_bits() {
+        let mut seed = 0x0123_4567_89AB_CDEF;
+        for dtype in PACKED_TYPES {
+            let n_cols = 2 * dtype.block_size();
+            let (mut ored, mut anded) = (vec![0u8; 0], vec![0u8; 0]);
+            for _ in 0..64 {
+                let rows = random_rows(dtype, 8, n_cols, &mut seed);
+                let packed = pack(dtype, &rows, 8, n_cols).unwrap();
+                if ored.is_empty() {
+                    (ored, anded) = (packed.clone(), packed.clone());
+                }
+                for ((o, a), p) in ored.iter_mut().zip(anded.iter_mut()).zip(&packed) {
+                    *o |= p;
+                    *a &= p;
+                }
+            }
+            assert!(ored.iter().all(|&b| b == 0xFF), "{dtype}: a bit never set");
+            assert!(anded.iter().all(|&b| b == 0), "{dtype}: a bit never clear");
         }
     }
 
