@@ -1,5 +1,7 @@
 //! Matrix-product throughput on SmolLM2-135M's shapes, for 1 activation row (decode),
-//! 8 rows (a decode step of 8 sequences) and 64 / 512 rows (prompt processing).
+//! 8 rows (a decode step of 8 sequences) and 64 / 512 rows (prompt processing), and on
+//! the shapes and types of Llama-3.1-8B (Q4_K_M and the other llama.cpp mixes) and
+//! gpt-oss-20b (MXFP4 experts), for 1, 8 and 64 rows (shape names start `8b` / `20b`).
 //!
 //! Run: `cargo bench -p wazn-kernels --bench matmul [-- THREADS] [SHAPE]` (default 2
 //! threads, every shape; SHAPE keeps the shapes whose name contains it).
@@ -19,11 +21,31 @@ fn lcg(seed: &mut u64) -> f32 {
     ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
 }
 
-/// Random weights `[n_rows, n_cols]` quantized to `dtype`.
+/// Byte offsets of a block's f16 scales, for the types wazn does not quantize to.
+fn scale_offsets(dtype: DType) -> &'static [usize] {
+    match dtype {
+        DType::Q4_K | DType::Q5_K | DType::Q2_K => &[0, 2],
+        DType::Q6_K => &[208],
+        DType::Q3_K => &[108],
+        _ => &[],
+    }
+}
+
+/// Random weights `[n_rows, n_cols]` quantized to `dtype` (for the k-quants, random
+/// bytes with ordinary f16 scales: the speed does not depend on the values).
 fn weights(dtype: DType, n_rows: usize, n_cols: usize, seed: &mut u64) -> Vec<u8> {
     let row_bytes = dtype.row_bytes(n_cols).expect("whole blocks");
-    let quantize = dtype.traits().from_f32.expect("quantizable type");
     let mut bytes = vec![0u8; n_rows * row_bytes];
+    let Some(quantize) = dtype.traits().from_f32 else {
+        bytes.iter_mut().for_each(|b| *b = (lcg(seed) * 127.0) as i8 as u8);
+        for block in bytes.chunks_exact_mut(dtype.type_size()) {
+            for &at in scale_offsets(dtype) {
+                let scale = half::f16::from_f32(0.002 + 0.001 * lcg(seed));
+                block[at..at + 2].copy_from_slice(&scale.to_bits().to_le_bytes());
+            }
+        }
+        return bytes;
+    };
     let mut row = vec![0.0f32; n_cols];
     for dst in bytes.chunks_exact_mut(row_bytes) {
         row.iter_mut().for_each(|v| *v = lcg(seed));
@@ -69,7 +91,7 @@ fn main() {
         .skip(1)
         .find(|a| a.parse::<usize>().is_err() && !a.starts_with('-'));
     let pool = ThreadPool::new(n_threads).expect("thread pool");
-    let shapes: [(&str, DType, usize, usize); 8] = [
+    let shapes: [(&str, DType, usize, usize); 17] = [
         ("attn_q/o 576x576", DType::Q4_1, 576, 576),
         ("attn_k/v 192x576", DType::Q4_1, 192, 576),
         ("ffn_up 1536x576", DType::Q4_1, 1536, 576),
@@ -78,6 +100,15 @@ fn main() {
         ("q8_0 1536x576", DType::Q8_0, 1536, 576),
         ("f16 1536x576", DType::F16, 1536, 576),
         ("f16 576x1536", DType::F16, 576, 1536),
+        ("8b q4_k 4096x4096", DType::Q4_K, 4096, 4096),
+        ("8b q4_k 14336x4096", DType::Q4_K, 14336, 4096),
+        ("8b q6_k 4096x14336", DType::Q6_K, 4096, 14336),
+        ("8b q5_k 4096x4096", DType::Q5_K, 4096, 4096),
+        ("8b q4_0 4096x4096", DType::Q4_0, 4096, 4096),
+        ("8b q5_0 4096x4096", DType::Q5_0, 4096, 4096),
+        ("8b q5_1 4096x4096", DType::Q5_1, 4096, 4096),
+        ("8b q8_0 4096x4096", DType::Q8_0, 4096, 4096),
+        ("20b mxfp4 2880x2880", DType::Mxfp4, 2880, 2880),
     ];
     println!(
         "threads: {n_threads}, kernels: {}",
@@ -116,7 +147,8 @@ fn main() {
             .iter()
             .flat_map(|l| [1usize, 8, 64, 512].map(|n_x| (l, n_x)))
         {
-            if n_rows >= 49152 && n_x > 64 {
+            let real_size = name.starts_with("8b") || name.starts_with("20b");
+            if (n_rows >= 49152 || real_size) && n_x > 64 {
                 continue;
             }
             let x: Vec<f32> = (0..n_x * n_cols).map(|_| lcg(&mut seed)).collect();

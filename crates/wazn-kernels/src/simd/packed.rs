@@ -11,6 +11,8 @@ use crate::dtype::DType;
 
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2_kquants;
 
 /// `out[r · n_groups · 8 + o] = Σ_i w[o, i] · x[r, i]` for the `n_groups · 8` rows of
 /// `w` and `r < n_x_rows`.
@@ -41,11 +43,7 @@ pub(crate) fn kernel(isa: Isa, dtype: DType) -> Option<PackedFn> {
 
 #[cfg(target_arch = "x86_64")]
 fn avx2_kernel(dtype: DType) -> Option<PackedFn> {
-    match dtype {
-        DType::Q8_0 => Some(x86_avx2::packed_q8_0_q8_0),
-        DType::Q4_1 => Some(x86_avx2::packed_q4_1_q8_1),
-        _ => None,
-    }
+    x86_avx2::kernel(dtype).or_else(|| x86_avx2_kquants::kernel(dtype))
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -17,7 +17,8 @@
 
 use std::arch::x86_64::*;
 
-use crate::dtype::{Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, QK};
+use super::PackedFn;
+use crate::dtype::{DType, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, QK};
 use crate::packed::GROUP_ROWS;
 use crate::simd::x86_avx2_util::prefetch_ahead;
 
@@ -184,7 +185,7 @@ fn packed_gemm<const Q4_1: bool>(
 
 macro_rules! packed_entry {
     ($name:ident, $q4_1:expr) => {
-        pub(crate) fn $name(
+        fn $name(
             n_cols: usize,
             w: &[u8],
             n_groups: usize,
@@ -202,3 +203,12 @@ macro_rules! packed_entry {
 
 packed_entry!(packed_q8_0_q8_0, false);
 packed_entry!(packed_q4_1_q8_1, true);
+
+/// This module's kernel for packed weights of `dtype`.
+pub(super) fn kernel(dtype: DType) -> Option<PackedFn> {
+    match dtype {
+        DType::Q8_0 => Some(packed_q8_0_q8_0),
+        DType::Q4_1 => Some(packed_q4_1_q8_1),
+        _ => None,
+    }
+}
