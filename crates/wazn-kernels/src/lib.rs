@@ -7,6 +7,7 @@
 pub mod attention;
 pub mod dtype;
 pub mod matmul;
+mod matmul_gathered;
 mod matmul_packed;
 pub mod ops;
 pub mod packed;
@@ -15,6 +16,7 @@ pub mod simd;
 
 pub use dtype::DType;
 pub use matmul::{matmul, matmul_shared_input, Activations, WeightMatrix};
+pub use matmul_gathered::{matmul_gathered, GatherScratch, GatheredProduct};
 pub use packed::Layout;
 pub use pool::ThreadPool;
 pub use simd::Isa;

@@ -157,7 +157,7 @@ pub fn matmul(
 
 /// `x` (`[n_x_rows, n_cols]`) quantized into `scratch` to `partner`, one task per row:
 /// returns the bytes of one quantized row.
-fn quantize_rows(
+pub(crate) fn quantize_rows(
     pool: &ThreadPool,
     partner: DType,
     x: &[f32],

@@ -19,25 +19,31 @@ thread_local! {
 /// weight groups stay in L1.
 const PACKED_X_ROWS_PER_TASK: usize = 64;
 
-/// How one matrix's product is cut into tasks.
+/// One product of a packed op: a packed matrix, the activation rows it meets (in its dot
+/// partner type, contiguous) with their scale tables, and where its results go.
+pub(crate) struct PackedJob<'a> {
+    pub w: WeightMatrix<'a>,
+    /// `[n_x_rows, partner row bytes]`.
+    pub x: &'a [u8],
+    /// The rows' tables of [`activation_scales`], `[n_x_rows, scales_width]`.
+    pub x_scales: &'a [f32],
+    pub n_x_rows: usize,
+    /// `[n_x_rows, w.n_rows]`, written by this job's tasks alone.
+    pub out: SyncMutPtr<f32>,
+}
+
+/// How one job's product is cut into tasks.
 struct Plan {
     n_groups: usize,
     groups_per_task: usize,
     n_g_chunks: usize,
-    /// Tasks of the matrices before this one.
+    n_x_chunks: usize,
+    /// Tasks of the jobs before this one.
     first_task: usize,
 }
 
-impl Plan {
-    fn n_tasks(&self, n_x_chunks: usize) -> usize {
-        self.n_g_chunks * n_x_chunks
-    }
-}
-
 /// The products of packed matrices `ws` (one type and width) with the same quantized
-/// activations, `outs[i]` for `ws[i]`, all as one op of the pool: per matrix, (weight
-/// group chunk × activation row chunk) tasks, activation chunks outermost so that the
-/// threads share one chunk at a time.
+/// activations, `outs[i]` for `ws[i]`, all as one op of the pool.
 pub(crate) fn packed_products(
     pool: &ThreadPool,
     ws: &[WeightMatrix<'_>],
@@ -49,15 +55,39 @@ pub(crate) fn packed_products(
     let Some(first) = ws.first() else {
         return;
     };
-    let n_cols = first.n_cols;
-    let x_scales = activation_scales(first.dtype.vec_dot_type(), partner_data, n_cols, n_x_rows);
-    let scales_width = x_scales.len() / n_x_rows.max(1);
-    let kernel = packed_kernel(Isa::best(), first.dtype);
-    let n_x_chunks = n_x_rows.div_ceil(PACKED_X_ROWS_PER_TASK);
-    let mut plans = Vec::with_capacity(ws.len());
+    let x_scales = activation_scales(
+        first.dtype.vec_dot_type(),
+        partner_data,
+        first.n_cols,
+        n_x_rows,
+    );
+    let jobs: Vec<PackedJob<'_>> = ws
+        .iter()
+        .zip(outs.iter_mut())
+        .map(|(w, out)| PackedJob {
+            w: *w,
+            x: partner_data,
+            x_scales: &x_scales,
+            n_x_rows,
+            out: SyncMutPtr::new(out),
+        })
+        .collect();
+    run_packed_jobs(pool, &jobs, partner_row_bytes);
+}
+
+/// Runs `jobs` (packed matrices of one type and width) as one op of the pool: per job,
+/// (weight group chunk × activation row chunk) tasks, activation chunks outermost so
+/// that the threads share one chunk at a time.
+pub(crate) fn run_packed_jobs(pool: &ThreadPool, jobs: &[PackedJob<'_>], partner_row_bytes: usize) {
+    let Some(first) = jobs.first() else {
+        return;
+    };
+    let (dtype, n_cols) = (first.w.dtype, first.w.n_cols);
+    let kernel = packed_kernel(Isa::best(), dtype);
+    let mut plans = Vec::with_capacity(jobs.len());
     let mut n_tasks = 0;
-    for w in ws {
-        let n_groups = w.n_rows.div_ceil(GROUP_ROWS);
+    for job in jobs {
+        let n_groups = job.w.n_rows.div_ceil(GROUP_ROWS);
         // Small matrices in chunks of one or two groups, so that two threads share even
         // a 192-row product; large ones in chunks of 16 groups (128 rows).
         let groups_per_task = (n_groups / 32).clamp(1, 16);
@@ -65,31 +95,33 @@ pub(crate) fn packed_products(
             n_groups,
             groups_per_task,
             n_g_chunks: n_groups.div_ceil(groups_per_task),
+            n_x_chunks: job.n_x_rows.div_ceil(PACKED_X_ROWS_PER_TASK),
             first_task: n_tasks,
         };
-        n_tasks += plan.n_tasks(n_x_chunks);
+        n_tasks += plan.n_g_chunks * plan.n_x_chunks;
         plans.push(plan);
     }
-    let out_ptrs: Vec<SyncMutPtr<f32>> = outs.iter_mut().map(|out| SyncMutPtr::new(out)).collect();
     pool.run(n_tasks, &|task| {
-        // The matrix of this task: the last one whose tasks start at or before it.
+        // The job of this task: the last one whose tasks start at or before it.
         let i = plans.partition_point(|p| p.first_task <= task) - 1;
-        let (w, plan, out_ptr) = (&ws[i], &plans[i], &out_ptrs[i]);
+        let (job, plan) = (&jobs[i], &plans[i]);
+        let w = &job.w;
         let (n_out, n_groups, groups_per_task) = (w.n_rows, plan.n_groups, plan.groups_per_task);
         let group_bytes = w.row_bytes() * GROUP_ROWS;
+        let scales_width = job.x_scales.len() / job.n_x_rows.max(1);
         let task = task - plan.first_task;
         let (x_chunk, g_chunk) = (task / plan.n_g_chunks, task % plan.n_g_chunks);
         let g0 = g_chunk * groups_per_task;
         let g1 = (g0 + groups_per_task).min(n_groups);
         let r0 = x_chunk * PACKED_X_ROWS_PER_TASK;
-        let r1 = (r0 + PACKED_X_ROWS_PER_TASK).min(n_x_rows);
+        let r1 = (r0 + PACKED_X_ROWS_PER_TASK).min(job.n_x_rows);
         let (o0, o1) = (g0 * GROUP_ROWS, (g1 * GROUP_ROWS).min(n_out));
         let width = (g1 - g0) * GROUP_ROWS;
-        let x = &partner_data[r0 * partner_row_bytes..r1 * partner_row_bytes];
+        let x = &job.x[r0 * partner_row_bytes..r1 * partner_row_bytes];
         let store = |r: usize, values: &[f32]| {
             // SAFETY: out[r0 + r, o0..o1] belongs to this task alone (its rectangle of
-            // activation rows × weight rows).
-            unsafe { out_ptr.slice_mut((r0 + r) * n_out + o0, o1 - o0) }
+            // activation rows × weight rows of its job's output).
+            unsafe { job.out.slice_mut((r0 + r) * n_out + o0, o1 - o0) }
                 .copy_from_slice(&values[..o1 - o0]);
         };
         let Some(kernel) = kernel else {
@@ -107,7 +139,7 @@ pub(crate) fn packed_products(
                 g1 - g0,
                 x,
                 r1 - r0,
-                &x_scales[r0 * scales_width..r1 * scales_width],
+                &job.x_scales[r0 * scales_width..r1 * scales_width],
                 &mut results,
             );
             for (r, row) in results.chunks_exact(width).take(r1 - r0).enumerate() {
