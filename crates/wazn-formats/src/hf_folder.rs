@@ -162,6 +162,14 @@ impl HfFolder {
         names
     }
 
+    /// Drops the pages of tensor `name` from memory, in whichever shard holds it (see
+    /// [`SafetensorsFile::release_tensor`]).
+    pub fn release_tensor(&self, name: &str) {
+        if let Some(shard) = self.tensors.get(name).and_then(|&i| self.shards.get(i)) {
+            shard.release_tensor(name);
+        }
+    }
+
     /// The mapped safetensors files.
     pub fn shards(&self) -> &[SafetensorsFile] {
         &self.shards

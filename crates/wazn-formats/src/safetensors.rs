@@ -369,6 +369,27 @@ impl SafetensorsFile {
         })
     }
 
+    /// Drops the pages of tensor `name` from memory (see `GgufFile::release_range`): for a
+    /// tensor copied at load and never read here again. Nothing happens for an unknown
+    /// name or where the OS declines.
+    pub fn release_tensor(&self, name: &str) {
+        let (Some(info), Some(mmap)) = (self.info(name), self.mmap.as_ref()) else {
+            return;
+        };
+        let (start, end) = (info.file_start as usize, info.file_end as usize);
+        if start > end || end > mmap.len() {
+            return;
+        }
+        #[cfg(unix)]
+        {
+            // SAFETY: the mapping is read-only and file-backed, so dropping its pages
+            // loses nothing: a later read faults the same bytes back in from the file.
+            let _ = unsafe {
+                mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
+        }
+    }
+
     /// Tensor names in data-offset order.
     pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
         self.header.tensors.iter().map(|t| t.name.as_str())

@@ -8,10 +8,11 @@
 //! are converted once at load into ggml's MXFP4 blocks, owned here. Vectors (norm
 //! gains, biases, sinks) are small and are read into f32 at load.
 //!
-//! Matrices of linear layers may instead be repacked once into interleaved row groups
-//! ([`Weights::linear_matrix`], [`wazn_kernels::packed`]) where the kernels in use read
-//! that layout faster; the packed copy is owned here, and the file's pages it came from
-//! are released.
+//! Matrices of linear layers and expert stacks may instead be repacked once into
+//! interleaved row groups ([`Weights::linear_matrix`], [`Weights::experts`],
+//! [`wazn_kernels::packed`]) where the kernels in use read that layout faster; the
+//! packed copy is owned here, and the file's pages it came from are released, so the
+//! memory a model holds is about its file's size either way.
 //!
 //! Shapes are given in PyTorch order (`[n_rows, n_cols]`, the last dim contiguous);
 //! GGUF lists the same dims reversed.
@@ -111,7 +112,10 @@ impl Weights {
 
     /// `n_expert` matrices `[n_rows, n_cols]` stored as one tensor `[n_expert, n_rows,
     /// n_cols]`, as one matrix of `n_expert * n_rows` rows ([`Weights::expert_view`]
-    /// picks one). MXFP4 experts of a folder are converted to ggml blocks here.
+    /// picks one), packed where the kernels in use read that layout and each expert is
+    /// whole groups of rows. MXFP4 experts of a folder are converted to ggml blocks here
+    /// (straight into the packed layout where it is used) and the folder's pages of them
+    /// released.
     pub fn experts(
         &mut self,
         name: &str,
@@ -119,12 +123,17 @@ impl Weights {
         n_rows: usize,
         n_cols: usize,
     ) -> Result<MatrixRef, ModelError> {
+        let packs = |dtype: DType| {
+            packed::worth_packing(dtype) && n_rows.is_multiple_of(packed::GROUP_ROWS)
+        };
         let ModelSource::HfFolder(folder) = &self.source else {
-            return self.stacked(name, &[n_expert, n_rows, n_cols]);
+            let m = self.stacked(name, &[n_expert, n_rows, n_cols])?;
+            return Ok(if packs(m.dtype) { self.packed(m) } else { m });
         };
         let folder = Arc::clone(folder);
         let Some(pair) = folder.mxfp4(name)? else {
-            return self.stacked(name, &[n_expert, n_rows, n_cols]);
+            let m = self.stacked(name, &[n_expert, n_rows, n_cols])?;
+            return Ok(if packs(m.dtype) { self.packed(m) } else { m });
         };
         let blocks_name = wazn_formats::mxfp4_blocks_name(name);
         let in_file = |source: ModelError| hf_error(&folder, &blocks_name, source);
@@ -138,21 +147,63 @@ impl Weights {
             }));
         }
         let dtype = DType::Mxfp4;
-        let n_bytes = dtype
+        let expert_bytes = dtype
             .row_bytes(n_cols)
-            .and_then(|b| b.checked_mul(n_expert * n_rows))
+            .and_then(|b| b.checked_mul(n_rows))
             .ok_or_else(|| {
                 in_file(ModelError::BadHyperParameter(format!(
                     "{n_cols} columns are not whole MXFP4 blocks"
                 )))
             })?;
-        let mut converted = vec![0u8; n_bytes];
-        wazn_kernels::dtype::mxfp4_blocks_from_hf(
-            pair.blocks.data,
-            pair.scales.data,
-            &mut converted,
-        )
-        .map_err(|e| in_file(ModelError::BadTensor(format!("{name}: {e}"))))?;
+        let layout = if packs(dtype) {
+            Layout::Interleaved8
+        } else {
+            Layout::Rows
+        };
+        // One expert at a time: its HF blocks and scales, as ggml blocks, then packed.
+        let expert_blocks = expert_bytes / dtype.type_size();
+        let expert_hf_bytes = expert_blocks * wazn_kernels::dtype::MXFP4_HF_BLOCK_BYTES;
+        let mut converted = vec![0u8; expert_bytes * n_expert];
+        let mut rows = vec![
+            0u8;
+            if layout == Layout::Rows {
+                0
+            } else {
+                expert_bytes
+            }
+        ];
+        for (e, out) in converted.chunks_exact_mut(expert_bytes).enumerate() {
+            let blocks = pair
+                .blocks
+                .data
+                .get(e * expert_hf_bytes..(e + 1) * expert_hf_bytes);
+            let scales = pair
+                .scales
+                .data
+                .get(e * expert_blocks..(e + 1) * expert_blocks);
+            let (Some(blocks), Some(scales)) = (blocks, scales) else {
+                return Err(in_file(ModelError::BadTensor(format!(
+                    "{name}: expert {e} is past the end of its blocks or scales"
+                ))));
+            };
+            let target = if layout == Layout::Rows {
+                &mut *out
+            } else {
+                &mut rows
+            };
+            wazn_kernels::dtype::mxfp4_blocks_from_hf(blocks, scales, target)
+                .map_err(|e| in_file(ModelError::BadTensor(format!("{name}: {e}"))))?;
+            if layout == Layout::Interleaved8
+                && packed::pack_into(dtype, &rows, n_rows, n_cols, out).is_none()
+            {
+                return Err(in_file(ModelError::BadTensor(format!(
+                    "{name}: expert {e} could not be packed"
+                ))));
+            }
+        }
+        folder.release_tensor(&blocks_name);
+        folder.release_tensor(&wazn_formats::mxfp4_scales_name(name));
+        let n_bytes = converted.len();
         self.owned.push(converted);
         Ok(MatrixRef {
             dtype,
@@ -160,7 +211,7 @@ impl Weights {
             n_cols,
             location: Location::Owned(self.owned.len() - 1),
             n_bytes,
-            layout: Layout::Rows,
+            layout,
         })
     }
 
@@ -303,8 +354,8 @@ impl Weights {
         }
     }
 
-    /// Expert `expert` (`[rows_per_expert, n_cols]`) of a stack from [`Weights::experts`]
-    /// (never packed).
+    /// Expert `expert` (`[rows_per_expert, n_cols]`) of a stack from [`Weights::experts`],
+    /// in the stack's layout (a packed stack holds each expert as whole groups of rows).
     pub fn expert_view(
         &self,
         m: &MatrixRef,
@@ -312,13 +363,21 @@ impl Weights {
         rows_per_expert: usize,
     ) -> WeightMatrix<'_> {
         let all = self.view(m);
-        let n_bytes = all.row_bytes() * rows_per_expert;
+        let n_bytes = match m.layout {
+            Layout::Rows => all.row_bytes() * rows_per_expert,
+            Layout::Interleaved8 => {
+                packed::packed_len(m.dtype, rows_per_expert, m.n_cols).unwrap_or(0)
+            }
+        };
         WeightMatrix {
             dtype: m.dtype,
-            data: &all.data[expert * n_bytes..(expert + 1) * n_bytes],
+            data: all
+                .data
+                .get(expert * n_bytes..(expert + 1) * n_bytes)
+                .unwrap_or(&[]),
             n_rows: rows_per_expert,
             n_cols: m.n_cols,
-            layout: Layout::Rows,
+            layout: m.layout,
         }
     }
 }

@@ -10,6 +10,7 @@
 //!   Q8_0 rounding of the expert inputs (see `q8_reference`);
 //! - several sequences in one batch, and one token per forward after a prefill, give
 //!   the logits of one full pass;
+//! - a GGUF with fused gate/up expert stacks gives the split file's logits;
 //! - broken folders are clear errors naming the file and tensor.
 
 mod common;
@@ -17,7 +18,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use wazn_formats::GgufFile;
+use wazn_formats::{GgufFile, GgufWriter};
 use wazn_kernels::{Activations, ThreadPool};
 use wazn_models::{load_model_from, Batch, Model, ModelError, ModelOptions, ModelSource};
 
@@ -354,6 +355,85 @@ fn both_formats_report_the_same_model() {
     );
     let file = GgufFile::open(data_dir().join("tiny.gguf")).unwrap();
     assert_eq!(file.architecture().unwrap(), "gpt-oss");
+}
+
+/// `tiny.gguf` with each layer's gate and up expert stacks fused into one
+/// `ffn_gate_up_exps` tensor `[n_expert, 2 n_ff, n_embd]` (each expert's gate rows,
+/// then its up rows, as llama.cpp's converter fuses them and its graph splits them),
+/// and their biases likewise when `fuse_bias`.
+fn fused_gate_up_file(fuse_bias: bool) -> PathBuf {
+    let split = GgufFile::open(data_dir().join("tiny.gguf")).unwrap();
+    let mut writer = GgufWriter::new();
+    for (key, value) in split.metadata().iter() {
+        writer = writer.metadata(key, value.clone());
+    }
+    for info in split.tensors() {
+        let name = info.name.as_str();
+        let fused = [".weight", ".bias"]
+            .into_iter()
+            .filter(|s| *s == ".weight" || fuse_bias)
+            .find_map(|suffix| {
+                Some((
+                    name.strip_suffix(&format!("ffn_gate_exps{suffix}"))?,
+                    suffix,
+                ))
+            });
+        let is_up = name.contains("ffn_up_exps") && (name.ends_with(".weight") || fuse_bias);
+        if is_up {
+            continue;
+        }
+        let Some((layer, suffix)) = fused else {
+            writer = writer.tensor(name, info.ggml_type, &info.dims, split.tensor_data(info));
+            continue;
+        };
+        let up = split
+            .tensor(&format!("{layer}ffn_up_exps{suffix}"))
+            .unwrap();
+        let n_expert = *info.dims.last().unwrap() as usize;
+        let (gate, up) = (split.tensor_data(info), split.tensor_data(up));
+        let per_expert = gate.len() / n_expert;
+        let data: Vec<u8> = gate
+            .chunks_exact(per_expert)
+            .zip(up.chunks_exact(per_expert))
+            .flat_map(|(g, u)| g.iter().chain(u).copied())
+            .collect();
+        let mut dims = info.dims.clone();
+        let rows_dim = dims.len() - 2;
+        dims[rows_dim] *= 2;
+        let fused_name = format!("{layer}ffn_gate_up_exps{suffix}");
+        writer = writer.tensor(fused_name, info.ggml_type, &dims, data);
+    }
+    let path =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gptoss-fused-{fuse_bias}.gguf"));
+    writer.write_file(&path).unwrap();
+    path
+}
+
+/// A file with fused gate/up experts (with fused or split biases) gives the split
+/// file's logits, bit for bit, on both paths.
+#[test]
+fn fused_gate_up_experts_read_as_the_split_ones() {
+    let pool = ThreadPool::new(2).unwrap();
+    let prompt = &reference().prompts[1].input_ids;
+    for fuse_bias in [true, false] {
+        let path = fused_gate_up_file(fuse_bias);
+        let fused_file = GgufFile::open(&path).unwrap();
+        assert!(fused_file.tensor("blk.0.ffn_gate_up_exps.weight").is_some());
+        assert!(fused_file.tensor("blk.0.ffn_up_exps.weight").is_none());
+        for activations in [Activations::F32, Activations::Quantized] {
+            let options = ModelOptions { activations };
+            let fused = load_model_from(&ModelSource::open(&path).unwrap(), &options).unwrap();
+            let split = load(Format::Gguf, activations);
+            let (want, got) = (
+                full_pass(split.as_ref(), &pool, prompt),
+                full_pass(fused.as_ref(), &pool, prompt),
+            );
+            for (w, g) in want.iter().zip(&got) {
+                let same = w.iter().zip(g).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "fused biases {fuse_bias}, {activations:?}");
+            }
+        }
+    }
 }
 
 // ---- Broken folders -------------------------------------------------------------

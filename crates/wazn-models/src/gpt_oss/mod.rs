@@ -163,12 +163,33 @@ impl GptOss {
             let v = linear(&mut w, "self_attn.v_proj", "attn_v", kvw, d)?;
             let o = linear(&mut w, "self_attn.o_proj", "attn_output", d, qw)?;
             let router = linear(&mut w, "mlp.router", "ffn_gate_inp", n_expert, d)?;
-            // Hugging Face interleaves gate and up rows in one stack; GGUF splits them.
+            // Hugging Face interleaves gate and up rows in one stack; GGUF splits them or
+            // (newer converters) concatenates them per expert.
             let gate_up = if hf {
                 let base = hf_name("mlp.experts.gate_up_proj");
                 GateUp::Interleaved {
                     weight: w.experts(&base, n_expert, 2 * n_ff, d)?,
                     bias: w.tensor_f32(&format!("{base}_bias"), &[n_expert, 2 * n_ff])?,
+                }
+            } else if w.has(&gguf_name("ffn_gate_up_exps.weight")) {
+                // Newer converters fuse the two stacks: each expert's gate rows, then its
+                // up rows.
+                let fused = |t: &str| gguf_name(&format!("ffn_gate_up_exps.{t}"));
+                let bias = if w.has(&fused("bias")) {
+                    w.tensor_f32(&fused("bias"), &[n_expert, 2 * n_ff])?
+                } else {
+                    let bias = |t: &str| {
+                        w.tensor_f32(&gguf_name(&format!("ffn_{t}_exps.bias")), &[n_expert, n_ff])
+                    };
+                    let (gate, up) = (bias("gate")?, bias("up")?);
+                    gate.chunks_exact(n_ff)
+                        .zip(up.chunks_exact(n_ff))
+                        .flat_map(|(g, u)| g.iter().chain(u).copied())
+                        .collect()
+                };
+                GateUp::Concatenated {
+                    weight: w.experts(&fused("weight"), n_expert, 2 * n_ff, d)?,
+                    bias,
                 }
             } else {
                 let exps = |t: &str| gguf_name(&format!("ffn_{t}_exps"));
@@ -236,7 +257,9 @@ impl GptOss {
                     .map(|l| l.weight.n_bytes())
                     .sum::<usize>();
                 let gate_up = match &b.moe.gate_up {
-                    GateUp::Interleaved { weight, .. } => per_expert(weight),
+                    GateUp::Interleaved { weight, .. } | GateUp::Concatenated { weight, .. } => {
+                        per_expert(weight)
+                    }
                     GateUp::Split { gate, up, .. } => per_expert(gate) + per_expert(up),
                 };
                 dense + cfg.n_expert_used * (gate_up + per_expert(&b.moe.down))

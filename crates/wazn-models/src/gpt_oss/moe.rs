@@ -2,10 +2,15 @@
 //! from its raw logits and weights them by a softmax over those k logits; each expert
 //! is a biased SwiGLU with clamps, and the rows are summed back by those weights.
 //!
-//! The rows of a batch are grouped by expert, so each chosen expert's matrices are
-//! read once per forward pass and experts nobody chose are not read at all.
+//! The rows of a batch are grouped by expert, and the experts of a step run as two
+//! grouped products ([`matmul_gathered`]): every chosen expert's gate and up matrices
+//! at once, then every chosen expert's down matrix, each over the rows routed to it.
+//! So each chosen expert's matrices are read once per forward pass, experts nobody
+//! chose are not read at all, and the threads share the work by (expert, row block).
 
 use wazn_kernels::ops::add_assign;
+use wazn_kernels::pool::SyncMutPtr;
+use wazn_kernels::{matmul_gathered, GatherScratch, GatheredProduct};
 
 use crate::layers::{Compute, Linear};
 use crate::weights::MatrixRef;
@@ -15,6 +20,9 @@ pub(crate) enum GateUp {
     /// One stack `[n_expert, 2 * n_ff, n_embd]` whose rows interleave gate (even) and
     /// up (odd), bias `[n_expert, 2 * n_ff]` likewise (Hugging Face).
     Interleaved { weight: MatrixRef, bias: Vec<f32> },
+    /// One stack `[n_expert, 2 * n_ff, n_embd]`, each expert's gate rows then its up
+    /// rows, bias `[n_expert, 2 * n_ff]` likewise (GGUF's fused `ffn_gate_up_exps`).
+    Concatenated { weight: MatrixRef, bias: Vec<f32> },
     /// Separate stacks `[n_expert, n_ff, n_embd]`, biases `[n_expert, n_ff]` (GGUF).
     Split {
         gate: MatrixRef,
@@ -46,16 +54,23 @@ pub(crate) struct MoeBuffers {
     logits: Vec<f32>,
     /// Per expert: the rows routed to it and their weights.
     routed: Vec<Vec<(usize, f32)>>,
-    /// `[m, n_embd]`: the rows of one expert.
-    xs: Vec<f32>,
-    /// `[m, n_ff]`: one expert's SwiGLU output.
-    act: Vec<f32>,
-    /// `[m, 2 * n_ff]` (interleaved gate and up) or `[m, n_ff]` (up).
+    /// Per expert: the rows routed to it.
+    rows: Vec<Vec<usize>>,
+    /// `0, 1, 2, …`: the slots of the down products, each expert's a contiguous run.
+    slots: Vec<usize>,
+    /// Per slot: its expert.
+    slot_expert: Vec<usize>,
+    /// `[slots, 2 * n_ff]` (gate and up in one stack) or `[slots, n_ff]` (gate).
     h: Vec<f32>,
-    /// `[m, n_embd]`: one expert's output.
+    /// `[slots, n_ff]`: up (split stacks).
+    u: Vec<f32>,
+    /// `[slots, n_ff]`: the SwiGLU outputs.
+    act: Vec<f32>,
+    /// `[slots, n_embd]`: the experts' outputs.
     y: Vec<f32>,
-    /// Activations quantized for the matrix products.
+    /// Router activations.
     scratch: Vec<u8>,
+    gather: GatherScratch,
 }
 
 /// `(up + 1) * g * sigmoid(alpha * g)` with `g = min(gate, limit)` and `up` clamped
@@ -83,6 +98,23 @@ pub(crate) fn route(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
         .collect()
 }
 
+/// `buf` cut into consecutive slices of `sizes`.
+fn split_runs<'a>(
+    mut buf: &'a mut [f32],
+    sizes: impl Iterator<Item = usize>,
+) -> Vec<&'a mut [f32]> {
+    let mut runs = Vec::new();
+    for size in sizes {
+        let (run, rest) = std::mem::take(&mut buf).split_at_mut(size);
+        runs.push(run);
+        buf = rest;
+    }
+    runs
+}
+
+/// Slots per SwiGLU task.
+const SWIGLU_SLOTS_PER_TASK: usize = 8;
+
 impl Moe {
     /// `out` (`[n, n_embd]`) = the mixture of experts of each row of `x` (`[n, n_embd]`).
     pub fn forward(
@@ -98,11 +130,15 @@ impl Moe {
         let MoeBuffers {
             logits,
             routed,
-            xs,
-            act,
+            rows,
+            slots,
+            slot_expert,
             h,
+            u,
+            act,
             y,
             scratch,
+            gather,
         } = buf;
         logits.resize(n * n_expert, 0.0); // [n, n_expert]
         compute.linear(&self.router, x, n, logits, scratch);
@@ -113,67 +149,151 @@ impl Moe {
                 routed[expert].push((row, weight));
             }
         }
+        rows.resize_with(n_expert, Vec::new);
+        slot_expert.clear();
+        for (expert, (expert_rows, picks)) in rows.iter_mut().zip(routed.iter()).enumerate() {
+            expert_rows.clear();
+            expert_rows.extend(picks.iter().map(|&(row, _)| row));
+            slot_expert.extend(std::iter::repeat_n(expert, picks.len()));
+        }
+        let n_slots = slot_expert.len();
+        slots.clear();
+        slots.extend(0..n_slots);
+        let rows = &*rows;
+        let active: Vec<usize> = (0..n_expert).filter(|&e| !rows[e].is_empty()).collect();
+        let w = compute.weights;
+
+        // Gate and up of every chosen expert, over its rows of `x`.
+        let fused = !matches!(self.gate_up, GateUp::Split { .. });
+        let h_width = if fused { 2 * n_ff } else { n_ff };
+        h.resize(n_slots * h_width, 0.0); // [slots, h_width]
+        u.resize(if fused { 0 } else { n_slots * n_ff }, 0.0); // [slots, n_ff]
+        let active = &active;
+        let sizes = |width: usize| active.iter().map(move |&e| rows[e].len() * width);
+        let mut products: Vec<GatheredProduct<'_, '_>> = Vec::with_capacity(2 * active.len());
+        match &self.gate_up {
+            GateUp::Interleaved { weight, .. } | GateUp::Concatenated { weight, .. } => {
+                for (&e, out) in active.iter().zip(split_runs(h, sizes(h_width))) {
+                    let w = w.expert_view(weight, e, 2 * n_ff);
+                    products.push(GatheredProduct {
+                        w,
+                        rows: &rows[e],
+                        out,
+                    });
+                }
+            }
+            GateUp::Split { gate, up, .. } => {
+                let runs = split_runs(h, sizes(n_ff))
+                    .into_iter()
+                    .zip(split_runs(u, sizes(n_ff)));
+                for (&e, (gate_out, up_out)) in active.iter().zip(runs) {
+                    let (gate_w, up_w) = (w.expert_view(gate, e, n_ff), w.expert_view(up, e, n_ff));
+                    products.push(GatheredProduct {
+                        w: gate_w,
+                        rows: &rows[e],
+                        out: gate_out,
+                    });
+                    products.push(GatheredProduct {
+                        w: up_w,
+                        rows: &rows[e],
+                        out: up_out,
+                    });
+                }
+            }
+        }
+        let d_in = x.len() / n.max(1);
+        matmul_gathered(
+            compute.pool,
+            &mut products,
+            x,
+            d_in,
+            gather,
+            compute.activations,
+        );
+        drop(products);
+
+        // Biases and SwiGLU, slot by slot.
+        act.resize(n_slots * n_ff, 0.0); // [slots, n_ff]
+        let (limit, alpha) = (self.swiglu_limit, self.swiglu_alpha);
+        let (h, u, slot_expert) = (&*h, &*u, &*slot_expert);
+        let act_ptr = SyncMutPtr::new(act);
+        compute
+            .pool
+            .run_chunks(n_slots, SWIGLU_SLOTS_PER_TASK, &|start, end| {
+                for slot in start..end {
+                    let e = slot_expert[slot];
+                    // SAFETY: each task writes the act rows of its own slots.
+                    let a_row = unsafe { act_ptr.slice_mut(slot * n_ff, n_ff) };
+                    let h_row = &h[slot * h_width..(slot + 1) * h_width];
+                    match &self.gate_up {
+                        GateUp::Interleaved { bias, .. } => {
+                            let bias = &bias[e * 2 * n_ff..(e + 1) * 2 * n_ff];
+                            for ((a, pair), b) in a_row
+                                .iter_mut()
+                                .zip(h_row.chunks_exact(2))
+                                .zip(bias.chunks_exact(2))
+                            {
+                                *a = swiglu_oai(pair[0] + b[0], pair[1] + b[1], limit, alpha);
+                            }
+                        }
+                        GateUp::Concatenated { bias, .. } => {
+                            let (gate, up) = h_row.split_at(n_ff);
+                            let (gate_b, up_b) =
+                                bias[e * 2 * n_ff..(e + 1) * 2 * n_ff].split_at(n_ff);
+                            for (i, a) in a_row.iter_mut().enumerate() {
+                                *a = swiglu_oai(gate[i] + gate_b[i], up[i] + up_b[i], limit, alpha);
+                            }
+                        }
+                        GateUp::Split {
+                            gate_bias, up_bias, ..
+                        } => {
+                            let up = &u[slot * n_ff..(slot + 1) * n_ff];
+                            let gate_b = &gate_bias[e * n_ff..(e + 1) * n_ff];
+                            let up_b = &up_bias[e * n_ff..(e + 1) * n_ff];
+                            for (i, a) in a_row.iter_mut().enumerate() {
+                                *a =
+                                    swiglu_oai(h_row[i] + gate_b[i], up[i] + up_b[i], limit, alpha);
+                            }
+                        }
+                    }
+                }
+            });
+
+        // Down of every chosen expert, over its slots.
+        y.resize(n_slots * d, 0.0); // [slots, n_embd]
+        let mut products: Vec<GatheredProduct<'_, '_>> = Vec::with_capacity(active.len());
+        let mut first_slot = 0;
+        for (&e, out) in active.iter().zip(split_runs(y, sizes(d))) {
+            let m = rows[e].len();
+            let w = w.expert_view(&self.down, e, d);
+            products.push(GatheredProduct {
+                w,
+                rows: &slots[first_slot..first_slot + m],
+                out,
+            });
+            first_slot += m;
+        }
+        matmul_gathered(
+            compute.pool,
+            &mut products,
+            act,
+            n_ff,
+            gather,
+            compute.activations,
+        );
+        drop(products);
 
         out.fill(0.0);
-        let w = compute.weights;
-        for (expert, rows) in routed.iter().enumerate() {
-            let m = rows.len();
-            if m == 0 {
-                continue;
-            }
-            xs.clear(); // [m, n_embd]
-            for &(row, _) in rows {
-                xs.extend_from_slice(&x[row * d..(row + 1) * d]);
-            }
-            act.resize(m * n_ff, 0.0); // [m, n_ff]
-            let (limit, alpha) = (self.swiglu_limit, self.swiglu_alpha);
-            match &self.gate_up {
-                GateUp::Interleaved { weight, bias } => {
-                    h.resize(m * 2 * n_ff, 0.0); // [m, 2 * n_ff]
-                    let view = w.expert_view(weight, expert, 2 * n_ff);
-                    compute.matmul_view(&view, xs, m, h, scratch);
-                    let bias = &bias[expert * 2 * n_ff..(expert + 1) * 2 * n_ff];
-                    for (h_row, a_row) in
-                        h.chunks_exact_mut(2 * n_ff).zip(act.chunks_exact_mut(n_ff))
-                    {
-                        add_assign(h_row, bias);
-                        for (a, pair) in a_row.iter_mut().zip(h_row.chunks_exact(2)) {
-                            *a = swiglu_oai(pair[0], pair[1], limit, alpha);
-                        }
-                    }
-                }
-                GateUp::Split {
-                    gate,
-                    gate_bias,
-                    up,
-                    up_bias,
-                } => {
-                    let u = &mut *h;
-                    u.resize(m * n_ff, 0.0); // [m, n_ff]
-                    let gate_view = w.expert_view(gate, expert, n_ff);
-                    compute.matmul_view(&gate_view, xs, m, act, scratch);
-                    let up_view = w.expert_view(up, expert, n_ff);
-                    compute.matmul_view(&up_view, xs, m, u, scratch);
-                    let gate_bias = &gate_bias[expert * n_ff..(expert + 1) * n_ff];
-                    let up_bias = &up_bias[expert * n_ff..(expert + 1) * n_ff];
-                    for (a_row, u_row) in act.chunks_exact_mut(n_ff).zip(u.chunks_exact(n_ff)) {
-                        for (((a, &u), &gb), &ub) in
-                            a_row.iter_mut().zip(u_row).zip(gate_bias).zip(up_bias)
-                        {
-                            *a = swiglu_oai(*a + gb, u + ub, limit, alpha);
-                        }
-                    }
-                }
-            }
-            y.resize(m * d, 0.0); // [m, n_embd]
-            let down_view = w.expert_view(&self.down, expert, d);
-            compute.matmul_view(&down_view, act, m, y, scratch);
+        let mut slot = 0;
+        for (expert, picks) in routed.iter().enumerate() {
             let down_bias = &self.down_bias[expert * d..(expert + 1) * d];
-            for (&(row, weight), y_row) in rows.iter().zip(y.chunks_exact_mut(d)) {
+            for &(row, weight) in picks {
+                let y_row = &mut y[slot * d..(slot + 1) * d];
                 add_assign(y_row, down_bias);
                 for (o, &v) in out[row * d..(row + 1) * d].iter_mut().zip(y_row.iter()) {
                     *o += v * weight;
                 }
+                slot += 1;
             }
         }
     }
