@@ -99,10 +99,7 @@ pub(crate) fn route(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
 }
 
 /// `buf` cut into consecutive slices of `sizes`.
-fn split_runs<'a>(
-    mut buf: &'a mut [f32],
-    sizes: impl Iterator<Item = usize>,
-) -> Vec<&'a mut [f32]> {
+fn split_runs(mut buf: &mut [f32], sizes: impl Iterator<Item = usize>) -> Vec<&mut [f32]> {
     let mut runs = Vec::new();
     for size in sizes {
         let (run, rest) = std::mem::take(&mut buf).split_at_mut(size);
