@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -495,7 +496,7 @@ fn print_markdown_row(facts: &ModelFacts, r: &TestResult) {
 }
 
 /// Read bandwidth of this machine in bytes/s for each thread count: the best of three
-/// multi-threaded passes summing a buffer far larger than any cache. Measured before any test
+/// multi-threaded passes reading a buffer far larger than any cache. Measured before any test
 /// and the buffer freed, so that it holds no memory while the model runs.
 fn measure_read_bandwidth(threads: &[usize]) -> Result<Vec<(usize, f64)>> {
     let n = BANDWIDTH_PROBE_BYTES / std::mem::size_of::<u64>();
@@ -512,7 +513,7 @@ fn measure_read_bandwidth(threads: &[usize]) -> Result<Vec<(usize, f64)>> {
             continue;
         }
         let best = (0..3)
-            .map(|_| time_parallel_sum(&buffer, n_threads))
+            .map(|_| time_parallel_read(&buffer, n_threads))
             .min()
             .unwrap_or(Duration::MAX);
         by_threads.push((n_threads, bytes / best.as_secs_f64().max(1e-9)));
@@ -532,14 +533,33 @@ fn print_bandwidth_note(read_bw: &[(usize, f64)]) {
     }
 }
 
-/// Time for `n_threads` threads to each sum their share of `data`.
-fn time_parallel_sum(data: &[u64], n_threads: usize) -> Duration {
-    let chunk = data.len().div_ceil(n_threads.max(1)).max(1);
+/// Bytes a thread of the bandwidth probe reads at a time: about one task of a decode
+/// step's matrix product (128 weight rows).
+const BANDWIDTH_PROBE_CHUNK: usize = 256 << 10;
+
+/// Time for `n_threads` threads to read all of `data` the way a decode step reads its
+/// weights: chunks of about one task, claimed in turn from a shared counter (so the
+/// threads read interleaved parts of memory, as the pool's tasks do), each read with the
+/// weight kernels' loads and prefetch ([`wazn_kernels::simd::read_stream`]).
+fn time_parallel_read(data: &[u64], n_threads: usize) -> Duration {
+    // SAFETY: any initialized u64 is 8 initialized bytes, and u8 needs no alignment.
+    let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len() * 8) };
+    let next = AtomicUsize::new(0);
+    let n_chunks = bytes.len().div_ceil(BANDWIDTH_PROBE_CHUNK);
     let start = Instant::now();
     std::thread::scope(|scope| {
-        for part in data.chunks(chunk) {
-            scope.spawn(move || {
-                let sum = part.iter().fold(0u64, |acc, &x| acc.wrapping_add(x));
+        for _ in 0..n_threads.max(1) {
+            scope.spawn(|| {
+                let mut sum = 0u64;
+                loop {
+                    let chunk = next.fetch_add(1, Ordering::Relaxed);
+                    if chunk >= n_chunks {
+                        break;
+                    }
+                    let lo = chunk * BANDWIDTH_PROBE_CHUNK;
+                    let part = &bytes[lo..(lo + BANDWIDTH_PROBE_CHUNK).min(bytes.len())];
+                    sum = sum.wrapping_add(wazn_kernels::simd::read_stream(part));
+                }
                 std::hint::black_box(sum);
             });
         }

@@ -37,7 +37,9 @@ fn weights(dtype: DType, n_rows: usize, n_cols: usize, seed: &mut u64) -> Vec<u8
     let row_bytes = dtype.row_bytes(n_cols).expect("whole blocks");
     let mut bytes = vec![0u8; n_rows * row_bytes];
     let Some(quantize) = dtype.traits().from_f32 else {
-        bytes.iter_mut().for_each(|b| *b = (lcg(seed) * 127.0) as i8 as u8);
+        bytes
+            .iter_mut()
+            .for_each(|b| *b = (lcg(seed) * 127.0) as i8 as u8);
         for block in bytes.chunks_exact_mut(dtype.type_size()) {
             for &at in scale_offsets(dtype) {
                 let scale = half::f16::from_f32(0.002 + 0.001 * lcg(seed));

@@ -95,6 +95,21 @@ fn avx2_available() -> bool {
     false
 }
 
+/// Reads all of `data` as fast as this CPU's best level reads weights (wide loads, the
+/// weight kernels' prefetch), returning a sum of its words so that nothing is skipped:
+/// the probe of a machine's read bandwidth, where the kernels' way of reading counts.
+pub fn read_stream(data: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() != Isa::Scalar {
+        return x86_avx2::read_stream(data);
+    }
+    data.chunks_exact(8).fold(0u64, |acc, w| {
+        acc.wrapping_add(u64::from_le_bytes([
+            w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
+        ]))
+    })
+}
+
 /// Replaces the entries of `table` (the scalar table) that `isa` has kernels for.
 /// The caller has checked that `isa` is available.
 pub(crate) fn specialize(isa: Isa, table: &mut [TypeTraits]) {
