@@ -42,6 +42,7 @@
 //! - **Q6_K scales** (128 bytes, i8 per sub-block of 16 codes): byte `16c + 2j + t` holds
 //!   row `j`'s scale of sub-block `2c + t`.
 
+use super::GROUP_ROWS;
 use crate::dtype::DType;
 
 /// Codes per nibble-pair field.
@@ -61,7 +62,7 @@ pub(super) struct Fields {
 }
 
 impl Fields {
-    fn new() -> Fields {
+    pub(super) fn new() -> Fields {
         Fields {
             head: [0; 4],
             scales: [0; 16],
@@ -72,7 +73,7 @@ impl Fields {
 }
 
 /// The Q4_K/Q5_K 12-byte packing of 8 6-bit scales and 8 6-bit mins.
-fn unpack_scales_k4(p: &[u8], scales: &mut [u8], mins: &mut [u8]) {
+pub(super) fn unpack_scales_k4(p: &[u8], scales: &mut [u8], mins: &mut [u8]) {
     for j in 0..4 {
         scales[j] = p[j] & 63;
         mins[j] = p[j + 4] & 63;
@@ -89,9 +90,12 @@ fn pack_scales_k4(scales: &[u8], mins: &[u8], p: &mut [u8]) {
     }
 }
 
-/// Decodes a stored block of `dtype` (one of the packed types).
-pub(super) fn decode(dtype: DType, block: &[u8]) -> Fields {
-    let mut f = Fields::new();
+/// Decodes a stored block of `dtype` (one of the packed types) into `f`, overwriting
+/// every field [`place`] reads for that type (so one `Fields` serves block after block).
+/// With [`place`], the definition of packing that the fast path
+/// (`super::placing::place_block`) is tested against.
+#[cfg(test)]
+pub(super) fn decode(dtype: DType, block: &[u8], f: &mut Fields) {
     let c = &mut f.codes;
     match dtype {
         DType::Q8_0 => {
@@ -157,7 +161,6 @@ pub(super) fn decode(dtype: DType, block: &[u8]) -> Fields {
         }
         _ => {}
     }
-    f
 }
 
 /// Encodes `f` as a stored block of `dtype`: the inverse of [`decode`].
@@ -231,13 +234,13 @@ pub(super) fn encode(dtype: DType, f: &Fields, block: &mut [u8]) {
 
 /// Where the code fields of chunk `c` start in a group block, and whether the type
 /// has 5th bits (`Some(offset)`) or Q6_K's top bits.
-struct CodeFields {
-    nibbles: usize,
-    fifth_bits: Option<usize>,
-    top_bits: Option<usize>,
+pub(super) struct CodeFields {
+    pub(super) nibbles: usize,
+    pub(super) fifth_bits: Option<usize>,
+    pub(super) top_bits: Option<usize>,
 }
 
-fn code_fields(dtype: DType, chunk: usize) -> CodeFields {
+pub(super) fn code_fields(dtype: DType, chunk: usize) -> CodeFields {
     let (nibbles, fifth_bits, top_bits) = match dtype {
         DType::Q4_0 => (16, None, None),
         DType::Q4_1 => (32, None, None),
@@ -257,12 +260,12 @@ fn code_fields(dtype: DType, chunk: usize) -> CodeFields {
 
 /// The f16 scales (and offsets / mins) of the group block header: bytes of field `n`
 /// (0: `d`, 1: `m` / `dmin`) of row `j`.
-fn head_at(n: usize, j: usize) -> usize {
+pub(super) fn head_at(n: usize, j: usize) -> usize {
     16 * n + 2 * j
 }
 
 /// How many head fields (2-byte scales) a type has in its stored block.
-fn head_fields(dtype: DType) -> usize {
+pub(super) fn head_fields(dtype: DType) -> usize {
     match dtype {
         DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => 2,
         _ => 1,
@@ -270,7 +273,11 @@ fn head_fields(dtype: DType) -> usize {
 }
 
 /// Writes row `j`'s fields into the group block `dst` (zeroed before the first row).
+#[cfg(test)]
 pub(super) fn place(dtype: DType, f: &Fields, j: usize, dst: &mut [u8]) {
+    // Bounded here, so that the fixed-size fields below index without checks: packing
+    // runs over every weight byte at load.
+    let j = j % GROUP_ROWS;
     let c = &f.codes;
     if dtype == DType::Mxfp4 {
         dst[j] = f.head[0];
@@ -281,65 +288,86 @@ pub(super) fn place(dtype: DType, f: &Fields, j: usize, dst: &mut [u8]) {
     }
     match dtype {
         DType::Q8_0 => {
-            for (k, &code) in c[..32].iter().enumerate() {
-                dst[16 + 32 * (k / 4) + 4 * j + k % 4] = code;
+            let steps = field::<256>(dst, 16);
+            for s in 0..8 {
+                steps[32 * s + 4 * j..][..4].copy_from_slice(&c[4 * s..4 * s + 4]);
             }
             return;
         }
         DType::Q4_K | DType::Q5_K => {
-            for s in 0..4 {
-                let k = 8 * s + j;
-                dst[32 + k] = (f.scales[s] & 0x0F) | ((f.scales[s + 4] & 0x0F) << 4);
-                dst[96 + k] |= (f.scales[s] >> 4) | ((f.scales[s + 4] >> 4) << 2);
-            }
-            for q in 0..2 {
-                for t in 0..2 {
-                    let k = 16 * q + 2 * j + t;
-                    let (low, high) = (f.mins[2 * q + t], f.mins[2 * q + t + 4]);
-                    dst[64 + k] = (low & 0x0F) | ((high & 0x0F) << 4);
-                    dst[96 + k] |= ((low >> 4) << 4) | ((high >> 4) << 6);
-                }
-            }
+            put_k4_scales(&f.scales[..8], &f.mins, j, field::<96>(dst, 32));
         }
         DType::Q6_K => {
+            let table = field::<128>(dst, 16);
             for (s, &scale) in f.scales.iter().enumerate() {
-                dst[16 + 16 * (s / 2) + 2 * j + s % 2] = scale;
+                table[16 * (s / 2) + 2 * j + s % 2] = scale;
             }
         }
         _ => {}
     }
     let n_chunks = dtype.block_size() / CHUNK;
     for chunk in 0..n_chunks {
-        let codes = &c[CHUNK * chunk..][..CHUNK];
+        let codes: &[u8; CHUNK] = c[CHUNK * chunk..][..CHUNK]
+            .try_into()
+            .expect("a chunk is CHUNK codes");
         let fields = code_fields(dtype, chunk);
+        let nibbles = field::<128>(dst, fields.nibbles);
         for p in 0..4 {
             for i in 0..4 {
                 let (low, high) = (codes[8 * p + i], codes[8 * p + 4 + i]);
-                dst[fields.nibbles + 32 * p + 4 * j + i] = (low & 0x0F) | ((high & 0x0F) << 4);
+                nibbles[32 * p + 4 * j + i] = (low & 0x0F) | ((high & 0x0F) << 4);
             }
         }
         if let Some(at) = fields.fifth_bits {
+            let bits = field::<32>(dst, at);
             for i in 0..4 {
                 let mut byte = 0;
                 for p in 0..4 {
                     byte |= ((codes[8 * p + i] >> 4) & 1) << (2 * p);
                     byte |= ((codes[8 * p + 4 + i] >> 4) & 1) << (2 * p + 1);
                 }
-                dst[at + 4 * j + i] = byte;
+                bits[4 * j + i] = byte;
             }
         }
         if let Some(at) = fields.top_bits {
+            let bits = field::<64>(dst, at);
             for h in 0..2 {
                 for i in 0..4 {
                     let mut byte = 0;
                     for n in 0..4 {
                         byte |= ((codes[16 * h + 4 * n + i] >> 4) & 3) << (2 * n);
                     }
-                    dst[at + 32 * h + 4 * j + i] = byte;
+                    bits[32 * h + 4 * j + i] = byte;
                 }
             }
         }
     }
+}
+
+/// Writes row `j`'s Q4_K/Q5_K sub-block scales and mins (8 each, 6 bits) into the
+/// 96-byte table of a zeroed group block.
+pub(super) fn put_k4_scales(scales: &[u8], mins: &[u8], j: usize, table: &mut [u8; 96]) {
+    let j = j % GROUP_ROWS;
+    for s in 0..4 {
+        let k = 8 * s + j;
+        table[k] = (scales[s] & 0x0F) | ((scales[s + 4] & 0x0F) << 4);
+        table[64 + k] |= (scales[s] >> 4) | ((scales[s + 4] >> 4) << 2);
+    }
+    for q in 0..2 {
+        for t in 0..2 {
+            let k = 16 * q + 2 * j + t;
+            let (low, high) = (mins[2 * q + t], mins[2 * q + t + 4]);
+            table[32 + k] = (low & 0x0F) | ((high & 0x0F) << 4);
+            table[64 + k] |= ((low >> 4) << 4) | ((high >> 4) << 6);
+        }
+    }
+}
+
+/// The `N` bytes of a group block at `at`, as an array (checked once, here).
+pub(super) fn field<const N: usize>(group_block: &mut [u8], at: usize) -> &mut [u8; N] {
+    (&mut group_block[at..at + N])
+        .try_into()
+        .expect("a field lies inside its group block")
 }
 
 /// Reads row `j`'s fields out of the group block `src`: the inverse of [`place`].

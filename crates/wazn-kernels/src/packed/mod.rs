@@ -17,6 +17,7 @@
 //! bits: [`unpack_row`] gives each row's stored bytes back.
 
 mod layouts;
+mod placing;
 
 use crate::dtype::DType;
 use crate::simd::{packed_kernel, Isa};
@@ -91,18 +92,51 @@ pub fn pack_into(
     {
         return None;
     }
-    let block_bytes = dtype.type_size();
-    let group_block_bytes = GROUP_ROWS * block_bytes;
-    let n_blocks = n_cols / dtype.block_size();
-    for (o, row) in rows.chunks_exact(row_bytes).enumerate() {
-        let (group, j) = (o / GROUP_ROWS, o % GROUP_ROWS);
-        let group_start = group * n_blocks * group_block_bytes;
-        for (b, block) in row.chunks_exact(block_bytes).enumerate() {
-            let dst = &mut out[group_start + b * group_block_bytes..][..group_block_bytes];
-            layouts::place(dtype, &layouts::decode(dtype, block), j, dst);
+    let group_bytes = GROUP_ROWS * row_bytes;
+    let n_threads = if out.len() >= PARALLEL_PACK_BYTES {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        1
+    };
+    // Whole groups per thread: each thread writes its own part of `out`.
+    let groups_per_thread = out.len().div_ceil(group_bytes).div_ceil(n_threads).max(1);
+    let parts = out
+        .chunks_mut(groups_per_thread * group_bytes)
+        .zip(rows.chunks(groups_per_thread * group_bytes));
+    if n_threads == 1 {
+        for (out, rows) in parts {
+            pack_groups(dtype, rows, row_bytes, out);
         }
+    } else {
+        std::thread::scope(|scope| {
+            for (out, rows) in parts {
+                scope.spawn(move || pack_groups(dtype, rows, row_bytes, out));
+            }
+        });
     }
     Some(())
+}
+
+/// Packed matrices from this size up are packed by all cores: a model's large matrices
+/// are gigabytes in all, packed at load.
+const PARALLEL_PACK_BYTES: usize = 4 << 20;
+
+/// Packs whole groups: `rows` (up to 8 rows per group of `out`, the last group possibly
+/// short) into `out`.
+fn pack_groups(dtype: DType, rows: &[u8], row_bytes: usize, out: &mut [u8]) {
+    let block_bytes = dtype.type_size();
+    let group_block_bytes = GROUP_ROWS * block_bytes;
+    for (group, rows) in out
+        .chunks_exact_mut(GROUP_ROWS * row_bytes)
+        .zip(rows.chunks(GROUP_ROWS * row_bytes))
+    {
+        for (j, row) in rows.chunks_exact(row_bytes).enumerate() {
+            let blocks = row.chunks_exact(block_bytes);
+            for (block, dst) in blocks.zip(group.chunks_exact_mut(group_block_bytes)) {
+                placing::place_block(dtype, block, j, dst);
+            }
+        }
+    }
 }
 
 /// The stored bytes of row `row` of a packed `[_, n_cols]` matrix, written to `out`
