@@ -93,7 +93,9 @@ impl KvElement for f32 {
     fn block_kernels(isa: Isa) -> flash::BlockKernels<Self> {
         match isa {
             Isa::Scalar => flash::BlockKernels::scalar(),
-            Isa::Avx2 => avx2_kernels_f32().unwrap_or_else(flash::BlockKernels::scalar),
+            Isa::Avx2 | Isa::Avx512 => {
+                avx2_kernels_f32().unwrap_or_else(flash::BlockKernels::scalar)
+            }
         }
     }
 }
@@ -117,7 +119,9 @@ impl KvElement for f16 {
     fn block_kernels(isa: Isa) -> flash::BlockKernels<Self> {
         match isa {
             Isa::Scalar => flash::BlockKernels::scalar(),
-            Isa::Avx2 => avx2_kernels_f16().unwrap_or_else(flash::BlockKernels::scalar),
+            Isa::Avx2 | Isa::Avx512 => {
+                avx2_kernels_f16().unwrap_or_else(flash::BlockKernels::scalar)
+            }
         }
     }
 }

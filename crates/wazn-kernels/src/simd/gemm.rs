@@ -66,8 +66,8 @@ pub(crate) struct Tiled {
 pub(crate) fn kernel(isa: Isa, dtype: DType) -> Option<Tiled> {
     match isa {
         Isa::Scalar => None,
-        Isa::Avx2 if isa.is_available() => avx2_kernel(dtype),
-        Isa::Avx2 => None,
+        Isa::Avx2 | Isa::Avx512 if isa.is_available() => avx2_kernel(dtype),
+        Isa::Avx2 | Isa::Avx512 => None,
     }
 }
 

@@ -32,23 +32,27 @@ pub enum Isa {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C (Haswell, Zen 1 and later).
     Avx2,
+    /// AVX2's level plus AVX512F, BW, VL and VNNI (Ice Lake, Zen 4 and later): the AVX2
+    /// kernels, and VNNI kernels with 32 vector registers where they are faster.
+    Avx512,
 }
 
 impl Isa {
     /// Every level, slowest first.
-    pub const ALL: [Isa; 2] = [Isa::Scalar, Isa::Avx2];
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
 
     /// Whether this CPU can run the level's kernels.
     pub fn is_available(self) -> bool {
         match self {
             Isa::Scalar => true,
             Isa::Avx2 => avx2_available(),
+            Isa::Avx512 => avx2_available() && avx512_available(),
         }
     }
 
     /// The level the dtype table uses, chosen once per process: the fastest this CPU
     /// runs, or the one named by the environment variable `WAZN_KERNELS` (`scalar`,
-    /// `avx2`) if this CPU runs it, to compare levels on one machine.
+    /// `avx2`, `avx512`) if this CPU runs it, to compare levels on one machine.
     pub fn best() -> Isa {
         static BEST: OnceLock<Isa> = OnceLock::new();
         *BEST.get_or_init(|| {
@@ -79,6 +83,7 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
         }
     }
 }
@@ -92,6 +97,19 @@ fn avx2_available() -> bool {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn avx2_available() -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512_available() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512_available() -> bool {
     false
 }
 
@@ -116,7 +134,9 @@ pub(crate) fn specialize(isa: Isa, table: &mut [TypeTraits]) {
     for traits in table.iter_mut() {
         match isa {
             Isa::Scalar => {}
-            Isa::Avx2 => specialize_avx2(traits),
+            // The dtype table's entries are AVX2 kernels at both levels; the AVX-512
+            // kernels are packed-layout ones (`packed::kernel`).
+            Isa::Avx2 | Isa::Avx512 => specialize_avx2(traits),
         }
     }
 }

@@ -13,6 +13,8 @@ use crate::dtype::DType;
 mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2_kquants;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512_kquants;
 
 /// `out[r · n_groups · 8 + o] = Σ_i w[o, i] · x[r, i]` for the `n_groups · 8` rows of
 /// `w` and `r < n_x_rows`.
@@ -37,7 +39,8 @@ pub(crate) fn kernel(isa: Isa, dtype: DType) -> Option<PackedFn> {
     match isa {
         Isa::Scalar => None,
         Isa::Avx2 if isa.is_available() => avx2_kernel(dtype),
-        Isa::Avx2 => None,
+        Isa::Avx512 if isa.is_available() => avx512_kernel(dtype),
+        Isa::Avx2 | Isa::Avx512 => None,
     }
 }
 
@@ -46,8 +49,19 @@ fn avx2_kernel(dtype: DType) -> Option<PackedFn> {
     x86_avx2::kernel(dtype).or_else(|| x86_avx2_kquants::kernel(dtype))
 }
 
+/// The AVX-512 level has its own K-quant tiles and runs the AVX2 ones of the other types.
+#[cfg(target_arch = "x86_64")]
+fn avx512_kernel(dtype: DType) -> Option<PackedFn> {
+    x86_avx512_kquants::kernel(dtype).or_else(|| avx2_kernel(dtype))
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 fn avx2_kernel(_dtype: DType) -> Option<PackedFn> {
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512_kernel(_dtype: DType) -> Option<PackedFn> {
     None
 }
 

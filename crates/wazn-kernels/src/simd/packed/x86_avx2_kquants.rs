@@ -58,15 +58,15 @@ use crate::simd::x86_avx2_util::prefetch_ahead;
 /// Activation rows per tile.
 const NR: usize = 4;
 /// Values per super-block.
-const QK_K: usize = 256;
+pub(super) const QK_K: usize = 256;
 /// Group block bytes: 8 rows' blocks of 144, 176 and 210 bytes.
-const Q4_K_GROUP: usize = GROUP_ROWS * 144;
-const Q5_K_GROUP: usize = GROUP_ROWS * 176;
-const Q6_K_GROUP: usize = GROUP_ROWS * 210;
+pub(super) const Q4_K_GROUP: usize = GROUP_ROWS * 144;
+pub(super) const Q5_K_GROUP: usize = GROUP_ROWS * 176;
+pub(super) const Q6_K_GROUP: usize = GROUP_ROWS * 210;
 /// Q8_K: `f32 d` @0, `i8 qs[256]` @4, `i16 bsums[16]` @260.
-const Q8_K_BYTES: usize = 292;
-const Q8_K_CODES: usize = 4;
-const Q8_K_SUMS: usize = 260;
+pub(super) const Q8_K_BYTES: usize = 292;
+pub(super) const Q8_K_CODES: usize = 4;
+pub(super) const Q8_K_SUMS: usize = 260;
 
 /// The weight types of this module, as `packed_gemm`'s const parameter.
 const Q4_K: u8 = 4;
@@ -99,7 +99,7 @@ unsafe fn load32(at: *const u8) -> __m256i {
 /// `at` points to 16 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load16(at: *const u8) -> __m128i {
+pub(super) unsafe fn load16(at: *const u8) -> __m128i {
     // SAFETY: the caller's; loadu has no alignment requirement.
     unsafe { _mm_loadu_si128(at.cast()) }
 }
@@ -110,7 +110,7 @@ unsafe fn load16(at: *const u8) -> __m128i {
 /// `at` points to 4 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn broadcast4(at: *const u8) -> __m256i {
+pub(super) unsafe fn broadcast4(at: *const u8) -> __m256i {
     // SAFETY: the caller's; the read is unaligned.
     _mm256_set1_epi32(unsafe { at.cast::<i32>().read_unaligned() })
 }
@@ -153,7 +153,7 @@ fn half_control(t: usize) -> __m256i {
 /// The `pshufb` table that maps a nibble to 16 where its bit `k` is set, else to 0.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn bit_table(k: usize) -> __m256i {
+pub(super) fn bit_table(k: usize) -> __m256i {
     let bytes: [i8; 32] = std::array::from_fn(|i| (((i % 16) >> k) as i8 & 1) << 4);
     // SAFETY: `bytes` is 32 readable bytes.
     unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
@@ -174,7 +174,7 @@ fn bit_table(k: usize) -> __m256i {
 /// `block` points to a whole Q4_K or Q5_K group block.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k4_scales_mins(block: *const u8) -> ([__m256i; 8], [__m256i; 8]) {
+pub(super) unsafe fn k4_scales_mins(block: *const u8) -> ([__m256i; 8], [__m256i; 8]) {
     // SAFETY: bytes 32..128 of the group block (caller).
     let (sl, ml, t) = unsafe {
         (
@@ -218,7 +218,7 @@ unsafe fn k4_scales_mins(block: *const u8) -> ([__m256i; 8], [__m256i; 8]) {
 /// `at` points to 128 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k_codes(at: *const u8) -> [__m256i; 8] {
+pub(super) unsafe fn q4_k_codes(at: *const u8) -> [__m256i; 8] {
     let low = _mm256_set1_epi8(0x0F);
     // SAFETY: the 4 pairs are the caller's 128 bytes.
     let pairs: [__m256i; 4] = std::array::from_fn(|p| unsafe { load32(at.add(32 * p)) });
@@ -241,7 +241,7 @@ unsafe fn q4_k_codes(at: *const u8) -> [__m256i; 8] {
 /// `at` points to 160 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_k_codes(at: *const u8, tables: &[__m256i; 4]) -> [__m256i; 8] {
+pub(super) unsafe fn q5_k_codes(at: *const u8, tables: &[__m256i; 4]) -> [__m256i; 8] {
     let low = _mm256_set1_epi8(0x0F);
     // SAFETY: the 5th bits and the pairs are the caller's 160 bytes.
     let (fifth, mut codes) = unsafe { (load32(at), q4_k_codes(at.add(32))) };
@@ -269,7 +269,7 @@ unsafe fn q5_k_codes(at: *const u8, tables: &[__m256i; 4]) -> [__m256i; 8] {
 /// `at` points to 192 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6_k_codes(at: *const u8) -> [__m256i; 8] {
+pub(super) unsafe fn q6_k_codes(at: *const u8) -> [__m256i; 8] {
     let bits45 = _mm256_set1_epi8(0x30);
     // SAFETY: the top bits and the pairs are the caller's 192 bytes.
     let (top, mut codes) = unsafe { ([load32(at), load32(at.add(32))], q4_k_codes(at.add(64))) };
@@ -570,7 +570,7 @@ pub(super) fn kernel(dtype: DType) -> Option<PackedFn> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::packed::{activation_scales, pack};
 
@@ -593,12 +593,13 @@ mod tests {
     /// bit for bit as the scalar reference (no i16 sum wraps, no `maddubs` saturates).
     #[test]
     fn extreme_codes_match_the_reference() {
-        if !(is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c"))
-        {
-            return;
+        if crate::simd::Isa::Avx2.is_available() {
+            extreme_codes_match(kernel);
         }
+    }
+
+    /// The check of `extreme_codes_match_the_reference` for the kernels `kernel` gives.
+    pub(in crate::simd::packed) fn extreme_codes_match(kernel: fn(DType) -> Option<PackedFn>) {
         let x_patterns: [fn(usize) -> i8; 4] = [
             |_| -128,
             |_| 127,
@@ -607,7 +608,8 @@ mod tests {
         ];
         for dtype in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
             let run = kernel(dtype).unwrap();
-            let (n_w, n_blocks) = (8, 2);
+            // 3 groups and 9 activation rows: whole and ragged tiles of every level.
+            let (n_w, n_blocks, n_x) = (24, 2, 9);
             let n_cols = n_blocks * QK_K;
             let row_bytes = dtype.row_bytes(n_cols).unwrap();
             for fill in [0xFFu8, 0x80, 0x00] {
@@ -627,16 +629,26 @@ mod tests {
                 }
                 let packed = pack(dtype, &w, n_w, n_cols).unwrap();
                 for pattern in x_patterns {
-                    let x: Vec<u8> = (0..n_blocks)
+                    let x: Vec<u8> = (0..n_x * n_blocks)
                         .flat_map(|b| q8_k_block(0.5 + b as f32, |i| pattern(i + b)))
                         .collect();
-                    let scales = activation_scales(DType::Q8_K, &x, n_cols, 1);
-                    let mut got = [f32::NAN; 8];
-                    run(n_cols, &packed, 1, &x, 1, &scales, &mut got);
+                    let scales = activation_scales(DType::Q8_K, &x, n_cols, n_x);
+                    let mut got = vec![f32::NAN; n_w * n_x];
+                    run(n_cols, &packed, n_w / 8, &x, n_x, &scales, &mut got);
                     let vec_dot = dtype.scalar_traits().vec_dot;
-                    for (o, value) in got.iter().enumerate() {
-                        let want = vec_dot(n_cols, &w[o * row_bytes..][..row_bytes], &x);
-                        assert_eq!(value.to_bits(), want.to_bits(), "{dtype} {fill:#x} row {o}");
+                    let x_row = DType::Q8_K.row_bytes(n_cols).unwrap();
+                    for (i, value) in got.iter().enumerate() {
+                        let (r, o) = (i / n_w, i % n_w);
+                        let want = vec_dot(
+                            n_cols,
+                            &w[o * row_bytes..][..row_bytes],
+                            &x[r * x_row..][..x_row],
+                        );
+                        assert_eq!(
+                            value.to_bits(),
+                            want.to_bits(),
+                            "{dtype} {fill:#x} x row {r} w row {o}"
+                        );
                     }
                 }
             }
