@@ -494,12 +494,18 @@ mod tests {
     fn a_row_does_not_depend_on_the_other_rows() {
         // Odd row counts exercise the tiles, the four-row kernels and the rows left
         // over. For the block types a row's result is the dtype table's `vec_dot` bit
-        // for bit, alone or with any other rows; for F16 it does not depend on the
+        // for bit, alone or with any other rows; for F16 and BF16 it does not depend on the
         // other rows of a product of two rows or more (a single row takes `vec_dot`,
         // which sums in another order).
         let pool = ThreadPool::new(3).unwrap();
         let mut seed = 11u64;
-        for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::F16] {
+        for dtype in [
+            DType::Q4_0,
+            DType::Q4_1,
+            DType::Q8_0,
+            DType::F16,
+            DType::BF16,
+        ] {
             let (n_rows, n_cols) = (45, 256);
             let row_bytes = dtype.row_bytes(n_cols).unwrap();
             let mut w_bytes = vec![0u8; n_rows * row_bytes];
@@ -537,14 +543,14 @@ mod tests {
                         &mut Vec::new(),
                         Activations::Quantized,
                     );
-                    // The quantized activations (F16 reads its f32 rows in place).
+                    // The quantized activations (F16 and BF16 read their f32 rows in place).
                     let x_row = scratch.get(r * partner_bytes..(r + 1) * partner_bytes);
                     for o in 0..n_rows {
                         let got = out[r * n_rows + o];
                         if n_x > 1 {
                             assert_eq!(got, alone[o], "{dtype} n_x={n_x} ({r},{o}) vs twice");
                         }
-                        if dtype != DType::F16 {
+                        if !matches!(dtype, DType::F16 | DType::BF16) {
                             let x_row = x_row.expect("the quantized activations in scratch");
                             let want = (dtype.traits().vec_dot)(n_cols, w.row(o), x_row);
                             assert_eq!(got, want, "{dtype} n_x={n_x} ({r},{o})");

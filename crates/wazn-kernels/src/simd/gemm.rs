@@ -15,7 +15,7 @@
 //! - Q8_0 · Q8_0 and Q4_1 · Q8_1: bit for bit the scalar `vec_dot` (exact integer block
 //!   sums, then the reference's f32 arithmetic per block in the reference's order, one
 //!   vector lane per pair), whatever the tile shape or the rows computed together.
-//! - F16 · F32: one fused multiply-add chain per pair over the columns in order (the
+//! - F16 / BF16 · F32: one fused multiply-add chain per pair over the columns in order (the
 //!   weight rows widened and transposed into 16-row panels): the same for a pair
 //!   whatever the tile shape, so a row's result does not depend on the other rows of
 //!   the product; it differs from the scalar sum (and from the table's `vec_dot`, which
@@ -78,11 +78,11 @@ pub(crate) fn kernel(isa: Isa, dtype: DType) -> Option<Tiled> {
 /// for the next task, which takes the next weight rows against the same activations.
 pub(crate) fn task_shape(dtype: DType) -> (usize, usize) {
     match dtype {
-        // F16: a task widens and transposes its weight rows once (16-row panels that stay
+        // F16, BF16: a task widens and transposes its weight rows once (16-row panels that stay
         // in L2) and takes a whole prompt's activation rows past them, which pays for
         // that; 32 rows make each activation row's results a whole 128 bytes of `out`
         // (copying 64-byte runs, one per row far apart, measured slower).
-        DType::F16 => (32, 512),
+        DType::F16 | DType::BF16 => (32, 512),
         _ => (32, 64),
     }
 }
@@ -100,6 +100,7 @@ fn avx2_kernel(dtype: DType) -> Option<Tiled> {
             x86_avx2::gemm_q4_1_q8_1,
         ),
         DType::F16 => (|_, _, _| Vec::new(), x86_avx2_f16::gemm_f16_f32),
+        DType::BF16 => (|_, _, _| Vec::new(), x86_avx2_f16::gemm_bf16_f32),
         _ => return None,
     };
     Some(Tiled { prepare, run })
@@ -134,7 +135,7 @@ pub(crate) mod tests {
         out
     }
 
-    /// The F16 kernels on shapes that leave a partial panel or tile (weight rows not a
+    /// The F16 and BF16 kernels on shapes that leave a partial panel or tile (weight rows not a
     /// multiple of 16, activation rows not a multiple of 6, columns not a multiple of 8,
     /// none at all): every result within 2·γ_k·Σ|w_i·x_i| (k = n_cols + 3) of the scalar
     /// `vec_dot`, and each activation row's results the same bits when the kernel gets
@@ -142,9 +143,11 @@ pub(crate) mod tests {
     #[test]
     fn f16_kernels_on_ragged_shapes() {
         let mut seed = 0x0F16_u64;
-        let dtype = DType::F16;
-        let scalar = dtype.scalar_traits();
-        for isa in Isa::available() {
+        for (isa, dtype) in Isa::available()
+            .into_iter()
+            .flat_map(|isa| [(isa, DType::F16), (isa, DType::BF16)])
+        {
+            let scalar = dtype.scalar_traits();
             let Some(tiled) = kernel(isa, dtype) else {
                 continue;
             };
@@ -172,7 +175,8 @@ pub(crate) mod tests {
                     for o in 0..n_w {
                         let w_row = &w[o * n_cols * 2..(o + 1) * n_cols * 2];
                         let value = got[r * n_w + o];
-                        assert_eq!(value.to_bits(), alone[o].to_bits(), "{isa:?} ({r},{o})");
+                        let what = format!("{isa:?} {dtype} {n_w}x{n_cols}, {n_x} rows: ({r},{o})");
+                        assert_eq!(value.to_bits(), alone[o].to_bits(), "{what}");
                         let want = (scalar.vec_dot)(n_cols, w_row, x_row);
                         let mut w_wide = vec![0.0; n_cols];
                         (scalar.to_f32)(w_row, &mut w_wide);
@@ -185,7 +189,7 @@ pub(crate) mod tests {
                         let bound = 2.0 * ku / (1.0 - ku) * m;
                         assert!(
                             (value as f64 - want as f64).abs() <= bound,
-                            "{isa:?} {n_w}x{n_cols}, {n_x} rows: ({r},{o}) {value} vs {want}"
+                            "{what}: {value} vs {want}"
                         );
                     }
                 }
@@ -195,23 +199,21 @@ pub(crate) mod tests {
 
     /// Every tiled kernel of every level this CPU runs (whatever `WAZN_KERNELS` picks),
     /// called directly, against the scalar `vec_dot`: bit for bit for the block types,
-    /// within 2·γ_k·Σ|w_i·x_i| (k = n_cols + 3) for F16, whose sums run in another order.
+    /// within 2·γ_k·Σ|w_i·x_i| (k = n_cols + 3) for F16 and BF16, whose sums run in another
+    /// order.
     #[test]
     fn tiled_kernels_match_the_scalar_dot_products() {
         let mut seed = 0x0711_1ED5_u64;
         for isa in Isa::available() {
-            for dtype in [DType::Q8_0, DType::Q4_1, DType::F16] {
+            for dtype in [DType::Q8_0, DType::Q4_1, DType::F16, DType::BF16] {
                 let Some(tiled) = kernel(isa, dtype) else {
                     continue;
                 };
                 let scalar = dtype.scalar_traits();
                 let partner = scalar.vec_dot_type.scalar_traits();
                 for (n_w, n_cols, n_x) in [(1, 32, 1), (7, 96, 5), (19, 160, 13), (8, 61, 4)] {
-                    let n_cols = if dtype == DType::F16 {
-                        n_cols
-                    } else {
-                        n_cols / 32 * 32
-                    };
+                    let is_float = matches!(dtype, DType::F16 | DType::BF16);
+                    let n_cols = if is_float { n_cols } else { n_cols / 32 * 32 };
                     let (w_row, x_row) = (
                         dtype.row_bytes(n_cols).unwrap(),
                         scalar.vec_dot_type.row_bytes(n_cols).unwrap(),
@@ -233,7 +235,7 @@ pub(crate) mod tests {
                             let (wr, xr) = (&w[o * w_row..][..w_row], &x[r * x_row..][..x_row]);
                             let want = (scalar.vec_dot)(n_cols, wr, xr);
                             let value = got[r * n_w + o];
-                            if dtype == DType::F16 {
+                            if is_float {
                                 let mut w_f32 = vec![0.0; n_cols];
                                 (scalar.to_f32)(wr, &mut w_f32);
                                 let xs = &x_f32[r * n_cols..][..n_cols];

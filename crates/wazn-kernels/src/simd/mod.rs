@@ -148,6 +148,7 @@ fn specialize_avx2(traits: &mut TypeTraits) {
     match traits.dtype {
         DType::F32 => traits.vec_dot = k::vec_dot_f32_f32,
         DType::F16 => traits.vec_dot = k::vec_dot_f16_f32,
+        DType::BF16 => traits.vec_dot = k::vec_dot_bf16_f32,
         DType::Q4_0 => traits.vec_dot = k::vec_dot_q4_0_q8_0,
         DType::Q4_1 => {
             traits.vec_dot = k::vec_dot_q4_1_q8_1;
@@ -192,7 +193,6 @@ fn specialize_avx2(traits: &mut TypeTraits) {
             traits.vec_dot = x86_avx2_q5::vec_dot_q5_1_q8_1;
             traits.vec_dot_x4 = Some(x86_avx2_q5::vec_dot_q5_1_q8_1_x4);
         }
-        _ => {}
     }
 }
 

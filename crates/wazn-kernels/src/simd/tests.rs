@@ -4,7 +4,7 @@
 //! exact in any order, and the kernels do the reference's f32 arithmetic per block in the
 //! reference's order.
 //!
-//! Float dot products (F32, F16): the SIMD and scalar kernels form the same exact
+//! Float dot products (F32, F16, BF16): the SIMD and scalar kernels form the same exact
 //! products and differ only in the order in which they add them (32 lanes of fused
 //! multiply-adds and a tree at the end, against one running sum). Each order is within
 //! γ_k·M of the exact sum, where M is the sum of the terms' magnitudes and k bounds the
@@ -13,7 +13,7 @@
 //!
 //! Quantizers: bit for bit.
 
-use half::f16;
+use half::{bf16, f16};
 
 use super::Isa;
 use crate::dtype::DType;
@@ -83,6 +83,7 @@ fn term_magnitude(dtype: DType, n: usize, w: &[u8], x: &[u8]) -> f64 {
                 DType::F32 => {
                     f32::from_le_bytes([w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]]) as f64
                 }
+                DType::BF16 => bf16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f64(),
                 _ => f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f64(),
             };
             let xi =
@@ -118,6 +119,7 @@ fn simd_dot_products_match_the_scalar_reference() {
         for dtype in [
             DType::F32,
             DType::F16,
+            DType::BF16,
             DType::Q4_0,
             DType::Q4_1,
             DType::Q8_0,
@@ -129,7 +131,7 @@ fn simd_dot_products_match_the_scalar_reference() {
                 let n_blocks = 1 + rng.below(64);
                 // Float rows also get lengths that are not a multiple of the SIMD width.
                 let n = match dtype {
-                    DType::F32 | DType::F16 => n_blocks * 32 - rng.below(32),
+                    DType::F32 | DType::F16 | DType::BF16 => n_blocks * 32 - rng.below(32),
                     _ => n_blocks * 32,
                 };
                 let w = random_row(&mut rng, dtype, n, true);
@@ -144,7 +146,7 @@ fn simd_dot_products_match_the_scalar_reference() {
                 // added in order, plus the lanes' tree.
                 let k = n as f64 + 64.0;
                 let gamma = k * f32::EPSILON as f64 / (1.0 - k * f32::EPSILON as f64);
-                let exact = !matches!(dtype, DType::F32 | DType::F16);
+                let exact = !matches!(dtype, DType::F32 | DType::F16 | DType::BF16);
                 let check = |got: f32, x: &[u8], what: &str| {
                     let want = (reference.vec_dot)(n, &w, x);
                     if exact {

@@ -401,6 +401,38 @@ fn f16_f32(n: usize, w: &[u8], x: &[u8]) -> f32 {
     total
 }
 
+/// Σ w·x with bf16 weights and f32 activations, 32 lanes of partial sums. A bf16 is the
+/// high half of its f32, so widening is a zero-extension and a 16-bit shift (exact).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bf16_f32(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let n = n.min(w.len() / 2).min(x.len() / 4);
+    let (w, x) = (&w[..n * 2], &x[..n * 4]);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut w_chunks = w.chunks_exact(64);
+    let mut x_chunks = x.chunks_exact(128);
+    for (wc, xc) in (&mut w_chunks).zip(&mut x_chunks) {
+        prefetch_ahead::<64>(wc.as_ptr());
+        for k in 0..4 {
+            let half: &[u8; 16] = wc[k * 16..k * 16 + 16].try_into().unwrap_or(&[0; 16]);
+            // SAFETY: `half` is exactly 16 readable bytes; loadu has no alignment requirement.
+            let bits = _mm256_cvtepu16_epi32(unsafe { _mm_loadu_si128(half.as_ptr().cast()) });
+            let wv = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(bits));
+            acc[k] = _mm256_fmadd_ps(wv, load8_f32(&xc[k * 32..]), acc[k]);
+        }
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut total = hsum_ps(sum);
+    for (we, xe) in w_chunks
+        .remainder()
+        .chunks_exact(2)
+        .zip(x_chunks.remainder().chunks_exact(4))
+    {
+        let wide = f32::from_bits(u32::from(u16::from_le_bytes([we[0], we[1]])) << 16);
+        total += wide * f32_le(xe);
+    }
+    total
+}
+
 /// 8 f32 from the 32 bytes at `bytes[0..32]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -536,6 +568,7 @@ entry!(vec_dot_q8_0_q8_0_x4 => q8_0_q8_0_x4(n: usize, w: &[u8], xs: [&[u8]; 4]) 
 entry!(vec_dot_q4_0_q8_0 => q4_0_q8_0(n: usize, w: &[u8], x: &[u8]) -> f32);
 entry!(vec_dot_f32_f32 => f32_f32(n: usize, w: &[u8], x: &[u8]) -> f32);
 entry!(vec_dot_f16_f32 => f16_f32(n: usize, w: &[u8], x: &[u8]) -> f32);
+entry!(vec_dot_bf16_f32 => bf16_f32(n: usize, w: &[u8], x: &[u8]) -> f32);
 entry!(quantize_q8_0 => from_f32_q8_0(src: &[f32], dst: &mut [u8]) -> ());
 entry!(quantize_q8_1 => from_f32_q8_1(src: &[f32], dst: &mut [u8]) -> ());
 

@@ -1,6 +1,8 @@
-//! AVX2 + FMA + F16C tiled kernel for F16 weights · f32 activations.
+//! AVX2 + FMA + F16C tiled kernels for F16 and BF16 weights · f32 activations.
 //!
-//! Outer products rather than dot products: the weight rows of a call are widened (exact)
+//! Outer products rather than dot products: the weight rows of a call are widened (exact;
+//! F16 by `vcvtph2ps`, BF16 by a zero-extension and a 16-bit shift, a bf16 being the high
+//! half of its f32)
 //! and transposed, 16 rows at a time, into a *panel* `[n_cols, 16]` of f32, so that one
 //! column of the panel is two 8-lane vectors, lane `j` weight row `j`. A tile is those 16
 //! weight rows × up to 6 activation rows: per column `k`, the two panel vectors are
@@ -71,11 +73,36 @@ fn transpose8(rows: [__m256; 8]) -> [__m256; 8] {
     ]
 }
 
-/// Widens and transposes `n_rows` ≤ 16 f16 rows of `n_cols` values (`w`: the rows, one
-/// after another) into `panel`: `[n_cols, 2]` vectors, lane `j` of vector `2k + g` the
-/// value of row `8g + j` at column `k`; rows past `n_rows` are 0.
+/// The 8 16-bit floats at `at` (bf16 where `BF16`, else f16), widened (exact).
+///
+/// # Safety
+/// `at` points to 16 readable bytes.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn pack_panel(w: &[u8], n_rows: usize, n_cols: usize, panel: &mut Vec<__m256>) {
+unsafe fn widen8<const BF16: bool>(at: *const u8) -> __m256 {
+    // SAFETY: 16 readable bytes (caller); loadu has no alignment requirement.
+    let bits = unsafe { _mm_loadu_si128(at.cast()) };
+    if BF16 {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(bits)))
+    } else {
+        _mm256_cvtph_ps(bits)
+    }
+}
+
+/// One 16-bit float (bf16 where `BF16`, else f16), widened.
+fn widen1<const BF16: bool>(bits: u16) -> f32 {
+    if BF16 {
+        half::bf16::from_bits(bits).to_f32()
+    } else {
+        half::f16::from_bits(bits).to_f32()
+    }
+}
+
+/// Widens and transposes `n_rows` ≤ 16 rows of `n_cols` 16-bit floats (bf16 where `BF16`,
+/// else f16; `w`: the rows, one after another) into `panel`: `[n_cols, 2]` vectors, lane
+/// `j` of vector `2k + g` the value of row `8g + j` at column `k`; rows past `n_rows` are 0.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn pack_panel<const BF16: bool>(w: &[u8], n_rows: usize, n_cols: usize, panel: &mut Vec<__m256>) {
     // Every vector below `2 · n_cols` is written here, so old contents need no clearing.
     panel.resize(n_cols * 2, _mm256_setzero_ps());
     let row_bytes = n_cols * 2;
@@ -109,7 +136,7 @@ fn pack_panel(w: &[u8], n_rows: usize, n_cols: usize, panel: &mut Vec<__m256>) {
             for j in 0..8 {
                 // SAFETY: each row pointer starts a whole row of `w` (n_rows fits it), and
                 // columns k0 .. k0 + 8 ≤ n_cols are 16 bytes in it; no alignment needed.
-                block[j] = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(rows[j].add(2 * k0).cast()) });
+                block[j] = unsafe { widen8::<BF16>(rows[j].add(2 * k0)) };
             }
             let columns = transpose8(block);
             for i in 0..8 {
@@ -122,7 +149,7 @@ fn pack_panel(w: &[u8], n_rows: usize, n_cols: usize, panel: &mut Vec<__m256>) {
             for j in 0..valid {
                 let at = (8 * g + j) * row_bytes + 2 * k;
                 if let Some(&[b0, b1]) = w.get(at..at + 2) {
-                    lanes[j] = half::f16::from_bits(u16::from_le_bytes([b0, b1])).to_f32();
+                    lanes[j] = widen1::<BF16>(u16::from_le_bytes([b0, b1]));
                 }
             }
             // SAFETY: `lanes` is 8 readable f32.
@@ -188,7 +215,7 @@ unsafe fn tile_rows(
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn f16_gemm(
+fn half_gemm<const BF16: bool>(
     n_cols: usize,
     w: &[u8],
     n_w_rows: usize,
@@ -209,7 +236,7 @@ fn f16_gemm(
         .map_or(n_x_rows, |n| n.min(n_x_rows));
     for p0 in (0..n_w).step_by(PANEL_ROWS) {
         let rows = (n_w - p0).min(PANEL_ROWS);
-        pack_panel(&w[p0 * w_row..(p0 + rows) * w_row], rows, n_cols, panel);
+        pack_panel::<BF16>(&w[p0 * w_row..(p0 + rows) * w_row], rows, n_cols, panel);
         for r0 in (0..n_x).step_by(NR) {
             let nr = (n_x - r0).min(NR);
             // SAFETY: the panel holds 2 · n_cols vectors; activation rows r0 .. r0 + nr
@@ -260,7 +287,23 @@ pub(crate) fn gemm_f16_f32(
     PANEL.with(|panel| {
         let mut panel = panel.borrow_mut();
         // SAFETY: handed out only when AVX2, FMA and F16C were detected at run time.
-        unsafe { f16_gemm(n_cols, w, n_w_rows, x, n_x_rows, out, &mut panel) }
+        unsafe { half_gemm::<false>(n_cols, w, n_w_rows, x, n_x_rows, out, &mut panel) }
+    });
+}
+
+pub(crate) fn gemm_bf16_f32(
+    n_cols: usize,
+    w: &[u8],
+    n_w_rows: usize,
+    x: &[u8],
+    n_x_rows: usize,
+    _x_tables: &[f32],
+    out: &mut [f32],
+) {
+    PANEL.with(|panel| {
+        let mut panel = panel.borrow_mut();
+        // SAFETY: handed out only when AVX2, FMA and F16C were detected at run time.
+        unsafe { half_gemm::<true>(n_cols, w, n_w_rows, x, n_x_rows, out, &mut panel) }
     });
 }
 
@@ -276,21 +319,27 @@ mod tests {
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
-    /// Matrix products of F16 weights on 1, 2 and 3 threads, with weight rows that leave
+    /// Matrix products of F16 and BF16 weights on 1, 2 and 3 threads, with weight rows that leave
     /// a partial panel and activation rows that leave a partial tile and more than one
     /// task of activation rows: the same bits whatever the thread count, each row the same
     /// bits as in a product of that row twice (the smallest product that takes the tiled
     /// kernel), and within 2·γ_k·Σ|w_i·x_i| (k = n_cols + 3) of an f64 reference.
     #[test]
     fn f16_products_do_not_depend_on_threads_or_other_rows() {
+        for dtype in [DType::F16, DType::BF16] {
+            half_products_do_not_depend_on_threads_or_other_rows(dtype);
+        }
+    }
+
+    fn half_products_do_not_depend_on_threads_or_other_rows(dtype: DType) {
         let mut seed = 5u64;
         let (n_rows, n_cols) = (45, 70);
         let w_f32: Vec<f32> = (0..n_rows * n_cols).map(|_| lcg(&mut seed)).collect();
         let mut w_bytes = vec![0u8; n_rows * n_cols * 2];
-        (DType::F16.traits().from_f32.unwrap())(&w_f32, &mut w_bytes);
-        let w = WeightMatrix::new(DType::F16, &w_bytes, n_rows, n_cols).unwrap();
+        (dtype.traits().from_f32.unwrap())(&w_f32, &mut w_bytes);
+        let w = WeightMatrix::new(dtype, &w_bytes, n_rows, n_cols).unwrap();
         let mut w_wide = vec![0.0; n_rows * n_cols];
-        (DType::F16.traits().to_f32)(&w_bytes, &mut w_wide);
+        (dtype.traits().to_f32)(&w_bytes, &mut w_wide);
         let pools: Vec<ThreadPool> = (1..=3).map(|n| ThreadPool::new(n).unwrap()).collect();
         let product = |pool: &ThreadPool, x: &[f32], n_x: usize| {
             let mut out = vec![f32::NAN; n_x * n_rows];
@@ -315,7 +364,7 @@ mod tests {
                     .iter()
                     .zip(&again)
                     .all(|(a, b)| a.to_bits() == b.to_bits());
-                assert!(same, "{n_x} rows on {} threads", pool.n_threads());
+                assert!(same, "{dtype} {n_x} rows on {} threads", pool.n_threads());
             }
             for r in (0..n_x).step_by(1 + n_x / 16).chain([n_x - 1]) {
                 let row = &x[r * n_cols..(r + 1) * n_cols];
@@ -323,14 +372,15 @@ mod tests {
                 let alone = product(&pools[2], &twice, 2);
                 for o in 0..n_rows {
                     let got = out[r * n_rows + o];
-                    assert_eq!(got.to_bits(), alone[o].to_bits(), "{n_x} rows: ({r},{o})");
+                    let what = format!("{dtype} {n_x} rows: ({r},{o})");
+                    assert_eq!(got.to_bits(), alone[o].to_bits(), "{what}");
                     let w_row = &w_wide[o * n_cols..(o + 1) * n_cols];
                     let terms = w_row.iter().zip(row).map(|(a, b)| *a as f64 * *b as f64);
                     let exact: f64 = terms.clone().sum();
                     let m: f64 = terms.map(f64::abs).sum();
                     let ku = (n_cols + 3) as f64 * f32::EPSILON as f64 / 2.0;
                     let bound = 2.0 * ku / (1.0 - ku) * m;
-                    assert!((got as f64 - exact).abs() <= bound, "({r},{o})");
+                    assert!((got as f64 - exact).abs() <= bound, "{what}");
                 }
             }
         }
