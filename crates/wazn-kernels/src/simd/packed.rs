@@ -14,6 +14,8 @@ mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2_kquants;
 #[cfg(target_arch = "x86_64")]
+mod x86_avx512;
+#[cfg(target_arch = "x86_64")]
 mod x86_avx512_kquants;
 
 /// `out[r · n_groups · 8 + o] = Σ_i w[o, i] · x[r, i]` for the `n_groups · 8` rows of
@@ -49,10 +51,9 @@ fn avx2_kernel(dtype: DType) -> Option<PackedFn> {
     x86_avx2::kernel(dtype).or_else(|| x86_avx2_kquants::kernel(dtype))
 }
 
-/// The AVX-512 level has its own K-quant tiles and runs the AVX2 ones of the other types.
 #[cfg(target_arch = "x86_64")]
 fn avx512_kernel(dtype: DType) -> Option<PackedFn> {
-    x86_avx512_kquants::kernel(dtype).or_else(|| avx2_kernel(dtype))
+    x86_avx512::kernel(dtype).or_else(|| x86_avx512_kquants::kernel(dtype))
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -55,11 +55,11 @@ struct XRows {
 
 /// The two groups of a tile: the same group block of each is read at once.
 #[derive(Clone, Copy)]
-struct Groups(*const u8, *const u8);
+pub(super) struct Groups(pub(super) *const u8, pub(super) *const u8);
 
 impl Groups {
     /// Both groups advanced by `bytes`.
-    fn add(self, bytes: usize) -> Groups {
+    pub(super) fn add(self, bytes: usize) -> Groups {
         Groups(self.0.wrapping_add(bytes), self.1.wrapping_add(bytes))
     }
 }
@@ -73,7 +73,7 @@ impl Groups {
 /// Both point to 32 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn load32x2(g: Groups) -> __m512i {
+pub(super) unsafe fn load32x2(g: Groups) -> __m512i {
     // SAFETY: the caller's; the loads are unaligned.
     unsafe {
         let low = _mm512_castsi256_si512(_mm256_loadu_si256(g.0.cast()));
@@ -87,7 +87,7 @@ unsafe fn load32x2(g: Groups) -> __m512i {
 /// Both point to 16 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn load16x2(g: Groups) -> __m256i {
+pub(super) unsafe fn load16x2(g: Groups) -> __m256i {
     // SAFETY: the caller's; the loads are unaligned.
     unsafe {
         let low = _mm256_castsi128_si256(_mm_loadu_si128(g.0.cast()));
@@ -101,7 +101,7 @@ unsafe fn load16x2(g: Groups) -> __m256i {
 /// Both point to 16 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn f16x2(g: Groups) -> __m512 {
+pub(super) unsafe fn f16x2(g: Groups) -> __m512 {
     // SAFETY: the caller's.
     _mm512_cvtph_ps(unsafe { load16x2(g) })
 }
@@ -112,7 +112,7 @@ unsafe fn f16x2(g: Groups) -> __m512 {
 /// `at` points to 4 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn broadcast4(at: *const u8) -> __m512i {
+pub(super) unsafe fn broadcast4(at: *const u8) -> __m512i {
     // SAFETY: the caller's; the read is unaligned.
     _mm512_set1_epi32(unsafe { at.cast::<i32>().read_unaligned() })
 }
@@ -120,7 +120,7 @@ unsafe fn broadcast4(at: *const u8) -> __m512i {
 /// A vector whose four 128-bit lanes are `bytes`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn every_lane(bytes: [i8; 16]) -> __m512i {
+pub(super) fn every_lane(bytes: [i8; 16]) -> __m512i {
     // SAFETY: `bytes` is 16 readable bytes.
     _mm512_broadcast_i32x4(unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) })
 }
