@@ -93,7 +93,7 @@ fn main() {
         .skip(1)
         .find(|a| a.parse::<usize>().is_err() && !a.starts_with('-'));
     let pool = ThreadPool::new(n_threads).expect("thread pool");
-    let shapes: [(&str, DType, usize, usize); 17] = [
+    let shapes: [(&str, DType, usize, usize); 18] = [
         ("attn_q/o 576x576", DType::Q4_1, 576, 576),
         ("attn_k/v 192x576", DType::Q4_1, 192, 576),
         ("ffn_up 1536x576", DType::Q4_1, 1536, 576),
@@ -102,6 +102,7 @@ fn main() {
         ("q8_0 1536x576", DType::Q8_0, 1536, 576),
         ("f16 1536x576", DType::F16, 1536, 576),
         ("f16 576x1536", DType::F16, 576, 1536),
+        ("bf16 1536x576", DType::BF16, 1536, 576),
         ("8b q4_k 4096x4096", DType::Q4_K, 4096, 4096),
         ("8b q4_k 14336x4096", DType::Q4_K, 14336, 4096),
         ("8b q6_k 4096x14336", DType::Q6_K, 4096, 14336),
