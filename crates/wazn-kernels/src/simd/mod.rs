@@ -33,7 +33,7 @@ pub enum Isa {
     /// x86-64 with AVX2, FMA and F16C (Haswell, Zen 1 and later).
     Avx2,
     /// AVX2's level plus AVX512F, BW, VL and VNNI (Ice Lake, Zen 4 and later): the AVX2
-    /// kernels, and VNNI kernels with 32 vector registers where they are faster.
+    /// dtype-table and attention kernels, and 512-bit VNNI tiles for every packed type.
     Avx512,
 }
 
