@@ -1,5 +1,6 @@
 //! `wazn inspect`: what a GGUF file or a Hugging Face model folder holds.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -19,26 +20,31 @@ pub struct InspectArgs {
 /// Arrays longer than this are shortened in the table (not in --json).
 const ARRAY_PREVIEW: usize = 8;
 
+/// Prints what `args.file` holds. Output goes through one locked, buffered stdout, and a
+/// write error (a closed pipe: `wazn inspect M | head`) ends the command as an error that
+/// `main` recognizes, never a panic.
 pub fn inspect(args: InspectArgs) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.file.is_dir() {
         let folder = HfFolder::open(&args.file)?;
         if args.json {
-            print_folder_json(&folder)?;
+            print_folder_json(&mut out, &folder)?;
         } else {
-            print_folder_table(&folder)?;
+            print_folder_table(&mut out, &folder)?;
         }
-        return Ok(());
-    }
-    let file = GgufFile::open(&args.file)?;
-    if args.json {
-        print_json(&file)?;
     } else {
-        print_table(&file);
+        let file = GgufFile::open(&args.file)?;
+        if args.json {
+            print_json(&mut out, &file)?;
+        } else {
+            print_table(&mut out, &file)?;
+        }
     }
+    out.flush()?;
     Ok(())
 }
 
-fn print_json(file: &GgufFile) -> Result<()> {
+fn print_json(out: &mut impl Write, file: &GgufFile) -> Result<()> {
     let metadata: serde_json::Map<String, serde_json::Value> = file
         .metadata()
         .iter()
@@ -64,42 +70,51 @@ fn print_json(file: &GgufFile) -> Result<()> {
         "metadata": metadata,
         "tensors": tensors,
     });
-    println!("{}", serde_json::to_string_pretty(&doc)?);
+    writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
     Ok(())
 }
 
-fn print_table(file: &GgufFile) {
+fn print_table(out: &mut impl Write, file: &GgufFile) -> Result<()> {
     let md = file.metadata();
-    println!(
+    writeln!(
+        out,
         "{}: GGUF v{}, {} metadata keys, {} tensors, {} bytes",
         file.path().display(),
         file.version(),
         md.len(),
         file.tensors().len(),
         file.file_size()
-    );
-    println!("\nmetadata:");
+    )?;
+    writeln!(out, "\nmetadata:")?;
     for (key, value) in md.iter() {
-        println!("  {key:<44} {:<8} {}", value.type_name(), preview(value));
+        writeln!(
+            out,
+            "  {key:<44} {:<8} {}",
+            value.type_name(),
+            preview(value)
+        )?;
     }
-    println!("\ntensors:");
-    println!(
+    writeln!(out, "\ntensors:")?;
+    writeln!(
+        out,
         "  {:<36} {:<7} {:<22} {:>12}",
         "name", "dtype", "shape", "bytes"
-    );
+    )?;
     for t in file.tensors() {
         let shape = format!("{:?}", t.dims);
-        println!(
+        writeln!(
+            out,
             "  {:<36} {:<7} {:<22} {:>12}",
             t.name,
             t.ggml_type.name(),
             shape,
             t.n_bytes
-        );
+        )?;
     }
+    Ok(())
 }
 
-fn print_folder_json(folder: &HfFolder) -> Result<()> {
+fn print_folder_json(out: &mut impl Write, folder: &HfFolder) -> Result<()> {
     let tensors: Vec<_> = folder
         .shards()
         .iter()
@@ -120,44 +135,49 @@ fn print_folder_json(folder: &HfFolder) -> Result<()> {
         "config": folder.config(),
         "tensors": tensors,
     });
-    println!("{}", serde_json::to_string_pretty(&doc)?);
+    writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
     Ok(())
 }
 
-fn print_folder_table(folder: &HfFolder) -> Result<()> {
+fn print_folder_table(out: &mut impl Write, folder: &HfFolder) -> Result<()> {
     let shards = folder.shards();
     let n_tensors: usize = shards.iter().map(|s| s.header().tensors.len()).sum();
-    println!(
+    writeln!(
+        out,
         "{}: Hugging Face folder, model_type {}, {} safetensors file(s), {} tensors",
         folder.dir().display(),
         folder.model_type().unwrap_or("(none)"),
         shards.len(),
         n_tensors
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "
 config.json:"
-    );
+    )?;
     for line in serde_json::to_string_pretty(folder.config())?.lines() {
-        println!("  {line}");
+        writeln!(out, "  {line}")?;
     }
-    println!(
+    writeln!(
+        out,
         "
 tensors:"
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  {:<52} {:<5} {:<22} {:>12}",
         "name", "dtype", "shape", "bytes"
-    );
+    )?;
     for t in shards.iter().flat_map(|s| s.header().tensors.iter()) {
         let shape = format!("{:?}", t.shape);
-        println!(
+        writeln!(
+            out,
             "  {:<52} {:<5} {:<22} {:>12}",
             t.name,
             t.dtype.name(),
             shape,
             t.file_end.saturating_sub(t.file_start)
-        );
+        )?;
     }
     Ok(())
 }

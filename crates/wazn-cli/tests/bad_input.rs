@@ -198,3 +198,72 @@ fn reasoning_effort_is_for_harmony_models_only() {
         "--reasoning applies to harmony models",
     );
 }
+
+/// A copy of the default model with metadata `key` set to `value`, written as `name`.
+fn default_model_with(name: &str, key: &str, value: MetaValue) -> PathBuf {
+    let Some(model) = default_model() else {
+        panic!("the default model is missing: run scripts/fetch-default-model");
+    };
+    let file = wazn_formats::GgufFile::open(&model).unwrap();
+    let mut writer = GgufWriter::new();
+    for (k, v) in file.metadata().iter().filter(|(k, _)| *k != key) {
+        writer = writer.metadata(k, v.clone());
+    }
+    writer = writer.metadata(key, value);
+    for info in file.tensors() {
+        writer = writer.tensor(
+            &info.name,
+            info.ggml_type,
+            &info.dims,
+            file.tensor_data(info),
+        );
+    }
+    let path = scratch_dir().join(name);
+    writer.write_file(&path).unwrap();
+    path
+}
+
+#[test]
+fn an_absurd_layer_count() {
+    for (name, count, needle) in [
+        ("layers-2e31.gguf", 1u32 << 31, "2147483648 layers"),
+        ("layers-0.gguf", 0, "0 layers"),
+    ] {
+        let path = default_model_with(name, "llama.block_count", MetaValue::U32(count));
+        let p = path.to_str().unwrap();
+        assert_fails_with(&["run", "-m", p, "hello"], needle);
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
+#[test]
+fn rope_over_no_dimensions() {
+    let path = default_model_with(
+        "rope-0.gguf",
+        "llama.rope.dimension_count",
+        MetaValue::U32(0),
+    );
+    let p = path.to_str().unwrap();
+    assert_fails_with(&["run", "-m", p, "hello"], "RoPE over 0 dimensions");
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn inspect_into_a_closed_pipe_ends_quietly() {
+    let Some(model) = default_model() else {
+        panic!("the default model is missing: run scripts/fetch-default-model");
+    };
+    // The JSON of the default model (its whole vocabulary) is far more than a pipe
+    // buffer holds, so the writes meet the closed pipe.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wazn"))
+        .args(["inspect", "--json", model.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run wazn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for wazn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

@@ -14,6 +14,21 @@ use crate::error::ModelError;
 use crate::kv_cache::{KvCache, LayerBlocks, LayerKv, KV_BLOCK_SIZE};
 use crate::weights::{MatrixRef, Weights};
 
+/// The most layers a model file may declare. Published models have far fewer (Llama 3.1
+/// 405B: 126, DeepSeek-V3 and Kimi K2: 61); a larger count in a file is hostile or broken,
+/// and is refused before it sizes any allocation or loop.
+pub(crate) const MAX_LAYERS: usize = 1024;
+
+/// `n_layer` from a model's metadata or config, if a model can have that many layers.
+pub(crate) fn checked_layer_count(n_layer: usize) -> Result<usize, ModelError> {
+    if n_layer == 0 || n_layer > MAX_LAYERS {
+        return Err(ModelError::BadHyperParameter(format!(
+            "{n_layer} layers (a model has 1 to {MAX_LAYERS})"
+        )));
+    }
+    Ok(n_layer)
+}
+
 /// The start of a forward pass: checks the batch against the cache and takes the
 /// blocks it needs, or fails having taken none. Returns each sequence's length after
 /// the pass, which [`end_pass`] records once the pass has written the cache.

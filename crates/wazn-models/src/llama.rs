@@ -21,7 +21,8 @@ use crate::error::ModelError;
 use crate::hf_config::HfConfig;
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::layers::{
-    self, norm_rows, AttentionParams, AttentionWeights, Compute, LayerBuffers, Linear, Reusable,
+    self, checked_layer_count, norm_rows, AttentionParams, AttentionWeights, Compute, LayerBuffers,
+    Linear, Reusable,
 };
 use crate::load::ModelSource;
 use crate::rope_scaling::Llama3Scaling;
@@ -79,7 +80,7 @@ impl LlamaConfig {
             )));
         }
         let n_rot = optional("rope.dimension_count")?.unwrap_or(head_dim);
-        if n_rot > head_dim || n_rot % 2 != 0 {
+        if n_rot == 0 || n_rot > head_dim || n_rot % 2 != 0 {
             return Err(ModelError::BadHyperParameter(format!(
                 "RoPE over {n_rot} dimensions of heads of {head_dim}"
             )));
@@ -102,7 +103,7 @@ impl LlamaConfig {
             n_vocab,
             n_ctx_train: optional("context_length")?.unwrap_or(4096),
             n_embd,
-            n_layer: required("block_count")?,
+            n_layer: checked_layer_count(required("block_count")?)?,
             n_ff: required("feed_forward_length")?,
             n_head,
             n_kv_head,
@@ -158,7 +159,7 @@ impl LlamaConfig {
             n_vocab: cfg.usize("vocab_size")?,
             n_ctx_train: cfg.opt_usize("max_position_embeddings")?.unwrap_or(4096),
             n_embd,
-            n_layer: cfg.usize("num_hidden_layers")?,
+            n_layer: checked_layer_count(cfg.usize("num_hidden_layers")?)?,
             n_ff: cfg.usize("intermediate_size")?,
             n_head,
             n_kv_head,

@@ -4,6 +4,7 @@ use wazn_formats::{GgufFile, Metadata};
 
 use crate::error::ModelError;
 use crate::hf_config::HfConfig;
+use crate::layers::checked_layer_count;
 use crate::rope_scaling::Yarn;
 
 #[derive(Clone, Debug)]
@@ -84,7 +85,7 @@ impl GptOssConfig {
 
     /// From a Hugging Face `config.json` (`model_type: "gpt_oss"`).
     pub(crate) fn from_hf(cfg: &HfConfig<'_>) -> Result<Self, ModelError> {
-        let n_layer = cfg.usize("num_hidden_layers")?;
+        let n_layer = checked_layer_count(cfg.usize("num_hidden_layers")?)?;
         let sliding_layers = match cfg.get("layer_types") {
             None => alternating(n_layer),
             Some(types) => {
@@ -192,7 +193,7 @@ impl GptOssConfig {
         };
         let f32_key =
             |name: &str| -> Result<Option<f32>, ModelError> { Ok(md.get_f32(&key(name))?) };
-        let n_layer = required("block_count")?;
+        let n_layer = checked_layer_count(required("block_count")?)?;
         let n_embd = required("embedding_length")?;
         let n_head = required("attention.head_count")?;
         let head_dim = optional("attention.key_length")?.unwrap_or(n_embd / n_head.max(1));
