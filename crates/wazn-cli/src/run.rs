@@ -1,5 +1,7 @@
 //! `wazn run`: one prompt, one completion, streamed.
 
+use std::io::Write;
+
 use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
@@ -128,7 +130,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             }
             doc["finish_reason"] = json!(finish_reason);
         }
-        println!("{doc}");
+        writeln!(std::io::stdout().lock(), "{doc}")?;
     } else {
         view.end()?;
     }

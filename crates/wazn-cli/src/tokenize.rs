@@ -1,5 +1,7 @@
 //! `wazn tokenize`: token ids of a text, as llama.cpp's tokenize tool prints them.
 
+use std::io::Write;
+
 use anyhow::Result;
 use clap::Args;
 
@@ -30,6 +32,6 @@ pub fn tokenize(args: TokenizeArgs) -> Result<()> {
     };
     let tokenizer = text.tokenizer;
     let ids = tokenizer.encode(&args.text, !args.no_bos, args.special)?;
-    println!("{}", serde_json::to_string(&ids)?);
+    writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&ids)?)?;
     Ok(())
 }
