@@ -119,3 +119,36 @@ fn strftime_now_gives_todays_utc_date() {
         "{rendered} vs {before}/{after}"
     );
 }
+
+/// The render error of `source` (a hostile template), which must come.
+fn render_error(source: &str) -> String {
+    let template = ChatTemplate::new(source, "", "").unwrap();
+    match template.render(&[ChatMessage::new("user", "hi")], true) {
+        Err(TextError::TemplateRender(message)) => message,
+        other => panic!("{source}: expected a render error, got {other:?}"),
+    }
+}
+
+/// Templates are code from a model file: loops without end, output without end and huge
+/// `tojson` indents end in an error instead of a hang, a memory blow-up or an abort.
+#[test]
+fn hostile_templates_end_in_errors() {
+    let endless =
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    assert!(render_error(endless).contains("instructions"));
+    let huge = "{% for i in range(300) %}{{ 'x' * 100000 }}{% endfor %}";
+    assert!(render_error(huge).contains("exceeds"));
+    let indented = "{{ messages | tojson(indent=1000000000000) }}";
+    assert!(render_error(indented).contains("indent"));
+    let wide = "{{ messages | tojson(indent='x' * 1000) }}";
+    assert!(render_error(wide).contains("indent"));
+    // What real templates use still renders.
+    let template = ChatTemplate::new("{{ messages | tojson(indent=4) }}", "", "").unwrap();
+    let rendered = template
+        .render(&[ChatMessage::new("user", "hi")], false)
+        .unwrap();
+    assert!(
+        rendered.contains("\n        \"role\": \"user\""),
+        "{rendered}"
+    );
+}

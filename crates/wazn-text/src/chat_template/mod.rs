@@ -17,6 +17,15 @@ use crate::{TextError, Tokenizer};
 
 const TEMPLATE_NAME: &str = "chat_template";
 
+/// Instructions one render may run. A real chat template takes tens per message, so this is
+/// far beyond any conversation, and it ends a hostile template (nested loops) in about a
+/// second instead of never.
+const TEMPLATE_FUEL: u64 = 50_000_000;
+
+/// The most bytes a rendered prompt may have: about four times the text of a million-token
+/// context. A template that writes more is hostile or broken.
+pub const MAX_RENDERED_BYTES: usize = 16 << 20;
+
 /// One turn of a conversation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
@@ -80,6 +89,7 @@ impl ChatTemplate {
             .build()
             .map_err(|e| TextError::TemplateSyntax(e.to_string()))?;
         env.set_syntax(syntax);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(python_method);
         env.set_formatter(python_formatter);
         env.add_filter("tojson", pyjson::tojson);
@@ -113,7 +123,38 @@ impl ChatTemplate {
             tools => Value::from(()),
             documents => Value::from(()),
         };
-        template.render(ctx).map_err(render_error)
+        let mut out = CappedOutput::default();
+        let rendered = template.render_captured_to(ctx, &mut out);
+        if out.exceeded {
+            return Err(TextError::TemplateRender(format!(
+                "the rendered prompt exceeds {MAX_RENDERED_BYTES} bytes"
+            )));
+        }
+        rendered.map_err(render_error)?;
+        String::from_utf8(out.bytes).map_err(|e| TextError::TemplateRender(e.to_string()))
+    }
+}
+
+/// Where a render writes: its bytes, up to [`MAX_RENDERED_BYTES`]; a write past them fails
+/// (which stops the render) and is remembered.
+#[derive(Default)]
+struct CappedOutput {
+    bytes: Vec<u8>,
+    exceeded: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.exceeded = true;
+            return Err(std::io::Error::other("the rendered prompt is too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -185,6 +226,11 @@ fn raise_exception(message: String) -> Result<Value, Error> {
 }
 
 fn render_error(err: Error) -> TextError {
+    if err.kind() == ErrorKind::OutOfFuel {
+        return TextError::TemplateRender(format!(
+            "the chat template ran more than {TEMPLATE_FUEL} instructions"
+        ));
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&err);
     while let Some(s) = source {
         if let Some(raised) = s.downcast_ref::<RaisedByTemplate>() {

@@ -6,6 +6,10 @@
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{Error, ErrorKind, Value};
 
+/// The longest indent unit `tojson` takes: far beyond any template's (2 or 4), and a bound
+/// on what a hostile one can make it allocate per line.
+const MAX_INDENT: usize = 64;
+
 struct Style {
     ensure_ascii: bool,
     /// Some(unit) puts every item on its own line, indented by `unit` per level.
@@ -26,9 +30,22 @@ pub(crate) fn tojson(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
         None => None,
         Some(v) if v.is_none() => None,
         // Python repeats the space `indent` times; a negative count gives no spaces.
-        Some(v) if v.is_integer() => Some(" ".repeat(v.as_i64().unwrap_or(0).max(0) as usize)),
+        Some(v) if v.is_integer() => match v.as_i64().map(|n| n.max(0)) {
+            Some(n) if n <= MAX_INDENT as i64 => Some(" ".repeat(n as usize)),
+            _ => {
+                return Err(bad(&format!(
+                    "tojson: indent {v} is more than {MAX_INDENT}"
+                )))
+            }
+        },
         Some(v) => match v.as_str() {
-            Some(s) => Some(s.to_string()),
+            Some(s) if s.len() <= MAX_INDENT => Some(s.to_string()),
+            Some(s) => {
+                let n = s.len();
+                return Err(bad(&format!(
+                    "tojson: an indent of {n} bytes is more than {MAX_INDENT}"
+                )));
+            }
             None => return Err(bad("tojson: indent must be an integer or a string")),
         },
     };
