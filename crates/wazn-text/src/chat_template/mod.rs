@@ -3,6 +3,8 @@
 //! (`apply_chat_template`): trim_blocks and lstrip_blocks on, a trailing newline of the template
 //! dropped, lenient undefined values, Python's string and dict methods, and the helpers
 //! `raise_exception`, `strftime_now` and a `tojson` that writes what Python's `json.dumps` does.
+//! A template is code from a model file, so a render runs on a budget: [`TEMPLATE_FUEL`]
+//! instructions and [`MAX_RENDERED_BYTES`] of output, past which it ends in an error.
 
 mod pyjson;
 mod strftime;
