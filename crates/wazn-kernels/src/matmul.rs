@@ -407,6 +407,7 @@ fn matmul_f32(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simd::packed::tests::weight_rows;
 
     fn lcg(seed: &mut u64) -> f32 {
         *seed = seed
@@ -561,39 +562,6 @@ mod tests {
         }
     }
 
-    /// `n_rows` rows of `dtype`: quantized from random values where the type has a
-    /// quantizer, else random bytes with ordinary scales (f16 block scales of about 0.01,
-    /// MXFP4 exponents near 2^-7), so that no product overflows.
-    fn packable_rows(dtype: DType, n_rows: usize, n_cols: usize, seed: &mut u64) -> Vec<u8> {
-        let row_bytes = dtype.row_bytes(n_cols).unwrap();
-        let mut bytes = vec![0u8; n_rows * row_bytes];
-        if let Some(quantize) = dtype.traits().from_f32 {
-            for dst in bytes.chunks_mut(row_bytes) {
-                let src: Vec<f32> = (0..n_cols).map(|_| lcg(seed)).collect();
-                quantize(&src, dst);
-            }
-            return bytes;
-        }
-        bytes
-            .iter_mut()
-            .for_each(|b| *b = (lcg(seed) * 127.0) as i8 as u8);
-        let scale_offsets: &[usize] = match dtype {
-            DType::Q4_K | DType::Q5_K => &[0, 2],
-            DType::Q6_K => &[208],
-            _ => &[],
-        };
-        for block in bytes.chunks_exact_mut(dtype.type_size()) {
-            if dtype == DType::Mxfp4 {
-                block[0] = 120;
-            }
-            for &at in scale_offsets {
-                let scale = half::f16::from_f32(0.01 + 0.005 * lcg(seed));
-                block[at..at + 2].copy_from_slice(&scale.to_bits().to_le_bytes());
-            }
-        }
-        bytes
-    }
-
     #[test]
     fn packed_matrices_give_the_products_of_their_rows() {
         // Every packed type, bit for bit the same as the matrix stored row after row,
@@ -610,7 +578,7 @@ mod tests {
                     [(45, 256), (8, 32), (300, 96)]
                 };
                 for (n_rows, n_cols) in shapes {
-                    let w_bytes = packable_rows(dtype, n_rows, n_cols, &mut seed);
+                    let w_bytes = weight_rows(dtype, n_rows, n_cols, &mut seed);
                     let rows = WeightMatrix::new(dtype, &w_bytes, n_rows, n_cols).unwrap();
                     let packed_bytes = crate::packed::pack(dtype, &w_bytes, n_rows, n_cols);
                     let packed_bytes = packed_bytes.unwrap();

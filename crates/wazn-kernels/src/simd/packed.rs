@@ -17,6 +17,8 @@ mod x86_avx2_kquants;
 mod x86_avx512;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx512_kquants;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512_tiles;
 
 /// `out[r · n_groups · 8 + o] = Σ_i w[o, i] · x[r, i]` for the `n_groups · 8` rows of
 /// `w` and `r < n_x_rows`.
@@ -67,7 +69,7 @@ fn avx512_kernel(_dtype: DType) -> Option<PackedFn> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::packed::{activation_scales, pack, GROUP_ROWS, PACKED_TYPES};
     use crate::simd::gemm::tests::values;

@@ -17,6 +17,7 @@ use std::arch::x86_64::*;
 
 use super::x86_avx2_util::{
     block_sum, block_sums4, block_sums4_vec, entry, f16_first, hsum_ps, load32, prefetch_ahead,
+    widen1, widen8,
 };
 
 use crate::dtype::{Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, QK};
@@ -372,9 +373,10 @@ fn f32_f32(n: usize, w: &[u8], x: &[u8]) -> f32 {
     total
 }
 
-/// Σ w·x with f16 weights and f32 activations, 32 lanes of partial sums.
+/// Σ w·x with 16-bit float weights (bf16 where `BF16`, else f16) and f32 activations, 32
+/// lanes of partial sums.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn f16_f32(n: usize, w: &[u8], x: &[u8]) -> f32 {
+fn half_f32<const BF16: bool>(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let n = n.min(w.len() / 2).min(x.len() / 4);
     let (w, x) = (&w[..n * 2], &x[..n * 4]);
     let mut acc = [_mm256_setzero_ps(); 4];
@@ -383,9 +385,8 @@ fn f16_f32(n: usize, w: &[u8], x: &[u8]) -> f32 {
     for (wc, xc) in (&mut w_chunks).zip(&mut x_chunks) {
         prefetch_ahead::<64>(wc.as_ptr());
         for k in 0..4 {
-            let half: &[u8; 16] = wc[k * 16..k * 16 + 16].try_into().unwrap_or(&[0; 16]);
-            // SAFETY: `half` is exactly 16 readable bytes; loadu has no alignment requirement.
-            let wv = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(half.as_ptr().cast()) });
+            // SAFETY: the chunk holds 64 bytes, so 16 at k · 16 for k < 4.
+            let wv = unsafe { widen8::<BF16>(wc.as_ptr().add(k * 16)) };
             acc[k] = _mm256_fmadd_ps(wv, load8_f32(&xc[k * 32..]), acc[k]);
         }
     }
@@ -396,39 +397,7 @@ fn f16_f32(n: usize, w: &[u8], x: &[u8]) -> f32 {
         .chunks_exact(2)
         .zip(x_chunks.remainder().chunks_exact(4))
     {
-        total += f16_first(we) * f32_le(xe);
-    }
-    total
-}
-
-/// Σ w·x with bf16 weights and f32 activations, 32 lanes of partial sums. A bf16 is the
-/// high half of its f32, so widening is a zero-extension and a 16-bit shift (exact).
-#[target_feature(enable = "avx2,fma,f16c")]
-fn bf16_f32(n: usize, w: &[u8], x: &[u8]) -> f32 {
-    let n = n.min(w.len() / 2).min(x.len() / 4);
-    let (w, x) = (&w[..n * 2], &x[..n * 4]);
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut w_chunks = w.chunks_exact(64);
-    let mut x_chunks = x.chunks_exact(128);
-    for (wc, xc) in (&mut w_chunks).zip(&mut x_chunks) {
-        prefetch_ahead::<64>(wc.as_ptr());
-        for k in 0..4 {
-            let half: &[u8; 16] = wc[k * 16..k * 16 + 16].try_into().unwrap_or(&[0; 16]);
-            // SAFETY: `half` is exactly 16 readable bytes; loadu has no alignment requirement.
-            let bits = _mm256_cvtepu16_epi32(unsafe { _mm_loadu_si128(half.as_ptr().cast()) });
-            let wv = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(bits));
-            acc[k] = _mm256_fmadd_ps(wv, load8_f32(&xc[k * 32..]), acc[k]);
-        }
-    }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut total = hsum_ps(sum);
-    for (we, xe) in w_chunks
-        .remainder()
-        .chunks_exact(2)
-        .zip(x_chunks.remainder().chunks_exact(4))
-    {
-        let wide = f32::from_bits(u32::from(u16::from_le_bytes([we[0], we[1]])) << 16);
-        total += wide * f32_le(xe);
+        total += widen1::<BF16>(u16::from_le_bytes([we[0], we[1]])) * f32_le(xe);
     }
     total
 }
@@ -567,8 +536,8 @@ entry!(vec_dot_q8_0_q8_0 => q8_0_q8_0(n: usize, w: &[u8], x: &[u8]) -> f32);
 entry!(vec_dot_q8_0_q8_0_x4 => q8_0_q8_0_x4(n: usize, w: &[u8], xs: [&[u8]; 4]) -> [f32; 4]);
 entry!(vec_dot_q4_0_q8_0 => q4_0_q8_0(n: usize, w: &[u8], x: &[u8]) -> f32);
 entry!(vec_dot_f32_f32 => f32_f32(n: usize, w: &[u8], x: &[u8]) -> f32);
-entry!(vec_dot_f16_f32 => f16_f32(n: usize, w: &[u8], x: &[u8]) -> f32);
-entry!(vec_dot_bf16_f32 => bf16_f32(n: usize, w: &[u8], x: &[u8]) -> f32);
+entry!(vec_dot_f16_f32 => half_f32::<false>(n: usize, w: &[u8], x: &[u8]) -> f32);
+entry!(vec_dot_bf16_f32 => half_f32::<true>(n: usize, w: &[u8], x: &[u8]) -> f32);
 entry!(quantize_q8_0 => from_f32_q8_0(src: &[f32], dst: &mut [u8]) -> ());
 entry!(quantize_q8_1 => from_f32_q8_1(src: &[f32], dst: &mut [u8]) -> ());
 

@@ -32,6 +32,33 @@ pub(super) fn f16_first(bytes: &[u8]) -> f32 {
     f16_at(bytes, 0)
 }
 
+/// The 8 16-bit floats at `at` (bf16 where `BF16`, else f16), widened (exact): f16 by
+/// `vcvtph2ps`, bf16 by a zero-extension and a 16-bit shift (a bf16 is the high half of its
+/// f32).
+///
+/// # Safety
+/// `at` points to 16 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn widen8<const BF16: bool>(at: *const u8) -> __m256 {
+    // SAFETY: 16 readable bytes (caller); loadu has no alignment requirement.
+    let bits = unsafe { _mm_loadu_si128(at.cast()) };
+    if BF16 {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(bits)))
+    } else {
+        _mm256_cvtph_ps(bits)
+    }
+}
+
+/// One 16-bit float (bf16 where `BF16`, else f16), widened.
+pub(super) fn widen1<const BF16: bool>(bits: u16) -> f32 {
+    if BF16 {
+        half::bf16::from_bits(bits).to_f32()
+    } else {
+        half::f16::from_bits(bits).to_f32()
+    }
+}
+
 /// 32 bytes from `bytes[0..32]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -133,6 +160,15 @@ macro_rules! entry {
             // SAFETY: the dtype table holds this function only when `Isa::Avx2` was
             // detected at run time (AVX2, FMA and F16C present).
             unsafe { $inner($($arg),*) }
+        }
+    };
+    // A kernel with one const parameter.
+    ($(#[$doc:meta])* $name:ident => $inner:ident::<$param:literal>($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        $(#[$doc])*
+        pub(crate) fn $name($($arg: $ty),*) -> $ret {
+            // SAFETY: the dtype table holds this function only when `Isa::Avx2` was
+            // detected at run time (AVX2, FMA and F16C present).
+            unsafe { $inner::<$param>($($arg),*) }
         }
     };
 }

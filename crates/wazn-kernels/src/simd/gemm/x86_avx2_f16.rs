@@ -32,6 +32,8 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
+use crate::simd::x86_avx2_util::{widen1, widen8};
+
 /// Weight rows per panel: two 8-lane vectors per column.
 const PANEL_ROWS: usize = 16;
 /// Activation rows per tile: 2 × 6 accumulators, 2 panel vectors and a broadcast fill 15
@@ -71,31 +73,6 @@ fn transpose8(rows: [__m256; 8]) -> [__m256; 8] {
         _mm256_permute2f128_ps::<0x31>(s2, s6),
         _mm256_permute2f128_ps::<0x31>(s3, s7),
     ]
-}
-
-/// The 8 16-bit floats at `at` (bf16 where `BF16`, else f16), widened (exact).
-///
-/// # Safety
-/// `at` points to 16 readable bytes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn widen8<const BF16: bool>(at: *const u8) -> __m256 {
-    // SAFETY: 16 readable bytes (caller); loadu has no alignment requirement.
-    let bits = unsafe { _mm_loadu_si128(at.cast()) };
-    if BF16 {
-        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(bits)))
-    } else {
-        _mm256_cvtph_ps(bits)
-    }
-}
-
-/// One 16-bit float (bf16 where `BF16`, else f16), widened.
-fn widen1<const BF16: bool>(bits: u16) -> f32 {
-    if BF16 {
-        half::bf16::from_bits(bits).to_f32()
-    } else {
-        half::f16::from_bits(bits).to_f32()
-    }
 }
 
 /// Widens and transposes `n_rows` ≤ 16 rows of `n_cols` 16-bit floats (bf16 where `BF16`,

@@ -99,7 +99,7 @@ unsafe fn load32(at: *const u8) -> __m256i {
 /// `at` points to 16 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn load16(at: *const u8) -> __m128i {
+unsafe fn load16(at: *const u8) -> __m128i {
     // SAFETY: the caller's; loadu has no alignment requirement.
     unsafe { _mm_loadu_si128(at.cast()) }
 }
@@ -110,7 +110,7 @@ pub(super) unsafe fn load16(at: *const u8) -> __m128i {
 /// `at` points to 4 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn broadcast4(at: *const u8) -> __m256i {
+unsafe fn broadcast4(at: *const u8) -> __m256i {
     // SAFETY: the caller's; the read is unaligned.
     _mm256_set1_epi32(unsafe { at.cast::<i32>().read_unaligned() })
 }
@@ -120,7 +120,7 @@ pub(super) unsafe fn broadcast4(at: *const u8) -> __m256i {
 /// row-`j` factor of a `madd`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dup_control(first: i8, step: i8) -> __m256i {
+pub(super) fn dup_control(first: i8, step: i8) -> __m256i {
     let mut bytes = [-128i8; 32];
     for j in 0..8 {
         let byte = first + step * j as i8;
@@ -174,7 +174,7 @@ pub(super) fn bit_table(k: usize) -> __m256i {
 /// `block` points to a whole Q4_K or Q5_K group block.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn k4_scales_mins(block: *const u8) -> ([__m256i; 8], [__m256i; 8]) {
+unsafe fn k4_scales_mins(block: *const u8) -> ([__m256i; 8], [__m256i; 8]) {
     // SAFETY: bytes 32..128 of the group block (caller).
     let (sl, ml, t) = unsafe {
         (
@@ -218,7 +218,7 @@ pub(super) unsafe fn k4_scales_mins(block: *const u8) -> ([__m256i; 8], [__m256i
 /// `at` points to 128 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn q4_k_codes(at: *const u8) -> [__m256i; 8] {
+unsafe fn q4_k_codes(at: *const u8) -> [__m256i; 8] {
     let low = _mm256_set1_epi8(0x0F);
     // SAFETY: the 4 pairs are the caller's 128 bytes.
     let pairs: [__m256i; 4] = std::array::from_fn(|p| unsafe { load32(at.add(32 * p)) });
@@ -241,7 +241,7 @@ pub(super) unsafe fn q4_k_codes(at: *const u8) -> [__m256i; 8] {
 /// `at` points to 160 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn q5_k_codes(at: *const u8, tables: &[__m256i; 4]) -> [__m256i; 8] {
+unsafe fn q5_k_codes(at: *const u8, tables: &[__m256i; 4]) -> [__m256i; 8] {
     let low = _mm256_set1_epi8(0x0F);
     // SAFETY: the 5th bits and the pairs are the caller's 160 bytes.
     let (fifth, mut codes) = unsafe { (load32(at), q4_k_codes(at.add(32))) };
@@ -269,7 +269,7 @@ pub(super) unsafe fn q5_k_codes(at: *const u8, tables: &[__m256i; 4]) -> [__m256
 /// `at` points to 192 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn q6_k_codes(at: *const u8) -> [__m256i; 8] {
+unsafe fn q6_k_codes(at: *const u8) -> [__m256i; 8] {
     let bits45 = _mm256_set1_epi8(0x30);
     // SAFETY: the top bits and the pairs are the caller's 192 bytes.
     let (top, mut codes) = unsafe { ([load32(at), load32(at.add(32))], q4_k_codes(at.add(64))) };

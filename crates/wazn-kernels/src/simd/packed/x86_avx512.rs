@@ -1,8 +1,8 @@
 //! AVX-512 kernels (F, BW, VL and VNNI) for packed weights of 32-code blocks: Q8_0, Q4_0,
 //! Q5_0 and MXFP4 against Q8_0 activations, Q4_1 and Q5_1 against Q8_1.
 //!
-//! The tiles of the sibling `x86_avx2`, laid out as the K-quant ones of
-//! `x86_avx512_kquants`: a 512-bit vector holds the same bytes of two groups of 8 packed
+//! The tiles of the sibling `x86_avx2`, laid out as `x86_avx512_tiles` describes: a 512-bit
+//! vector holds the same bytes of two groups of 8 packed
 //! rows (lane `j`: row `j` of the first group, lane `8 + j`: of the second), a tile is
 //! those 16 rows against up to 8 activation rows, and `vpdpbusd` adds 4 products of
 //! unsigned weight codes and signed activation codes into each i32 lane.
@@ -28,7 +28,9 @@
 
 use std::arch::x86_64::*;
 
-use super::x86_avx512_kquants::{broadcast4, every_lane, f16x2, load32x2, Groups};
+use super::x86_avx512_tiles::{
+    broadcast4, entry, every_lane, f16x2, load32x2, Groups, Tile, XRows, NR,
+};
 use super::PackedFn;
 use crate::dtype::{
     DType, KVALUES, MXFP4_BYTES, Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, QK,
@@ -36,17 +38,8 @@ use crate::dtype::{
 use crate::packed::GROUP_ROWS;
 use crate::simd::x86_avx2_util::prefetch_ahead;
 
-/// Activation rows per tile.
-const NR: usize = 8;
-
 const Q5_0_BYTES: usize = 22;
 const Q5_1_BYTES: usize = 24;
-
-/// One tile's activation rows: each row's blocks and its `[n_blocks, 2]` scale table.
-struct XRows {
-    codes: [*const u8; NR],
-    scales: [*const f32; NR],
-}
 
 /// A packed weight type of 32-code blocks: where its fields are and how they are read.
 ///
@@ -62,24 +55,45 @@ trait Blocks {
     /// What the integer values are below the unsigned codes `u` (the code sum times it
     /// is taken off), 0 for Q4_1 / Q5_1.
     const OFFSET: f32;
-
-    /// The 16 rows' scales and (Q4_1, Q5_1) offsets `m`.
-    unsafe fn scales(block: Groups) -> (__m512, __m512);
+    /// Whether a block has an offset `m` after its scale `d` (Q4_1, Q5_1), whose term
+    /// `m·s` the block adds.
+    const HAS_M: bool = false;
 
     /// The 8 code vectors of the block.
     unsafe fn codes(block: Groups) -> [__m512i; 8];
 
-    /// `acc` plus one block's term, the reference's expression: `(dw·dx)·isum` (and
-    /// `+ m·s` for the types with `m`).
+    /// The 16 rows' scales `d` (each group block's first 16 bytes) and offsets `m` (the
+    /// next 16), or zeros where the type has none.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scales(block: Groups) -> (__m512, __m512) {
+        // SAFETY: the scales are the first 16 or 32 bytes of each group block (caller).
+        unsafe {
+            let m = if Self::HAS_M {
+                f16x2(block.add(16))
+            } else {
+                _mm512_setzero_ps()
+            };
+            (f16x2(block), m)
+        }
+    }
+
+    /// `acc` plus one block's term, the reference's expression: `(dw·dx)·isum`, plus
+    /// `m·s` for the types with `m`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn add_block(
         acc: __m512,
-        (dw, _m): (__m512, __m512),
-        (dx, _s): (__m512, __m512),
+        (dw, m): (__m512, __m512),
+        (dx, s): (__m512, __m512),
         isum: __m512,
     ) -> __m512 {
-        _mm512_add_ps(acc, _mm512_mul_ps(_mm512_mul_ps(dw, dx), isum))
+        let scaled = _mm512_mul_ps(_mm512_mul_ps(dw, dx), isum);
+        if Self::HAS_M {
+            _mm512_add_ps(acc, _mm512_add_ps(scaled, _mm512_mul_ps(m, s)))
+        } else {
+            _mm512_add_ps(acc, scaled)
+        }
     }
 }
 
@@ -132,25 +146,6 @@ unsafe fn nibble_codes5(block: Groups, bits_at: usize, pairs_at: usize) -> [__m5
     codes
 }
 
-/// The 8 f16 `d` of each group at `block`, and the 8 f16 `m` 16 bytes on.
-///
-/// # Safety
-/// Both group blocks start with 32 readable bytes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn d_and_m(block: Groups) -> (__m512, __m512) {
-    // SAFETY: the caller's bytes.
-    unsafe { (f16x2(block), f16x2(block.add(16))) }
-}
-
-/// The offset types' term: `(dw·dx)·isum + m·s`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn add_offset_block(acc: __m512, w: (__m512, __m512), x: (__m512, __m512), isum: __m512) -> __m512 {
-    let scaled = _mm512_mul_ps(_mm512_mul_ps(w.0, x.0), isum);
-    _mm512_add_ps(acc, _mm512_add_ps(scaled, _mm512_mul_ps(w.1, x.1)))
-}
-
 /// Q4_0 · Q8_0: values `d·(u - 8)`.
 struct Q4_0;
 /// Q4_1 · Q8_1.
@@ -172,13 +167,6 @@ impl Blocks for Q4_0 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn scales(block: Groups) -> (__m512, __m512) {
-        // SAFETY: `d` is each group block's first 16 bytes (caller).
-        (unsafe { f16x2(block) }, _mm512_setzero_ps())
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn codes(block: Groups) -> [__m512i; 8] {
         // SAFETY: the pairs are bytes 16..144 of each group block (caller).
         unsafe { nibble_codes(block, 16) }
@@ -190,30 +178,13 @@ impl Blocks for Q4_1 {
     const X_BLOCK: usize = Q8_1_BYTES;
     const X_CODES: usize = 4;
     const OFFSET: f32 = 0.0;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn scales(block: Groups) -> (__m512, __m512) {
-        // SAFETY: `d` and `m` are each group block's first 32 bytes (caller).
-        unsafe { d_and_m(block) }
-    }
+    const HAS_M: bool = true;
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn codes(block: Groups) -> [__m512i; 8] {
         // SAFETY: the pairs are bytes 32..160 (caller).
         unsafe { nibble_codes(block, 32) }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn add_block(
-        acc: __m512,
-        w: (__m512, __m512),
-        x: (__m512, __m512),
-        isum: __m512,
-    ) -> __m512 {
-        add_offset_block(acc, w, x, isum)
     }
 }
 
@@ -222,13 +193,6 @@ impl Blocks for Q5_0 {
     const X_BLOCK: usize = Q8_0_BYTES;
     const X_CODES: usize = 2;
     const OFFSET: f32 = 16.0;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn scales(block: Groups) -> (__m512, __m512) {
-        // SAFETY: as for Q4_0.
-        (unsafe { f16x2(block) }, _mm512_setzero_ps())
-    }
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -243,30 +207,13 @@ impl Blocks for Q5_1 {
     const X_BLOCK: usize = Q8_1_BYTES;
     const X_CODES: usize = 4;
     const OFFSET: f32 = 0.0;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn scales(block: Groups) -> (__m512, __m512) {
-        // SAFETY: as for Q4_1.
-        unsafe { d_and_m(block) }
-    }
+    const HAS_M: bool = true;
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn codes(block: Groups) -> [__m512i; 8] {
         // SAFETY: the 5th bits are bytes 32..64, the pairs 64..192 (caller).
         unsafe { nibble_codes5(block, 32, 64) }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn add_block(
-        acc: __m512,
-        w: (__m512, __m512),
-        x: (__m512, __m512),
-        isum: __m512,
-    ) -> __m512 {
-        add_offset_block(acc, w, x, isum)
     }
 }
 
@@ -337,13 +284,6 @@ impl Blocks for Q8_0 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn scales(block: Groups) -> (__m512, __m512) {
-        // SAFETY: as for Q4_0.
-        (unsafe { f16x2(block) }, _mm512_setzero_ps())
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn codes(block: Groups) -> [__m512i; 8] {
         let flip = _mm512_set1_epi8(-128);
         // SAFETY: the 8 code steps are bytes 16..272 of each group block (caller).
@@ -359,7 +299,11 @@ impl Blocks for Q8_0 {
 /// Both of `w` point to `n_blocks · 8 · W_BLOCK` readable bytes; for r < N, `x.codes[r]`
 /// to `n_blocks · X_BLOCK` bytes and `x.scales[r]` to `2 · n_blocks` f32.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile<T: Blocks, const N: usize>(n_blocks: usize, w: Groups, x: &XRows) -> [__m512; NR] {
+unsafe fn tile_blocks<T: Blocks, const N: usize>(
+    n_blocks: usize,
+    w: Groups,
+    x: &XRows,
+) -> [__m512; NR] {
     let zero = _mm512_setzero_si512();
     let offset = _mm512_set1_ps(T::OFFSET);
     let mut acc = [_mm512_setzero_ps(); NR];
@@ -396,113 +340,27 @@ unsafe fn tile<T: Blocks, const N: usize>(n_blocks: usize, w: Groups, x: &XRows)
     acc
 }
 
-/// The tiles of a product: activation row tiles outside, pairs of groups inside (the
-/// call's groups stay in L1/L2 while the activation tiles pass).
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn packed_gemm<T: Blocks>(
-    n_cols: usize,
-    w: &[u8],
-    n_groups: usize,
-    x: &[u8],
-    n_x_rows: usize,
-    x_scales: &[f32],
-    out: &mut [f32],
-) {
-    let width = n_groups * GROUP_ROWS;
-    let n_blocks = n_cols / QK;
-    if n_blocks == 0 {
-        let n = (n_x_rows * width).min(out.len());
-        out[..n].fill(0.0);
-        return;
-    }
-    let (group_bytes, x_row, scales_row) = (
-        n_blocks * GROUP_ROWS * T::W_BLOCK,
-        n_blocks * T::X_BLOCK,
-        2 * n_blocks,
-    );
-    let n_g = n_groups.min(w.len() / group_bytes);
-    let n_x = n_x_rows
-        .min(x.len() / x_row)
-        .min(x_scales.len() / scales_row);
-    for r0 in (0..n_x).step_by(NR) {
-        let nr = (n_x - r0).min(NR);
-        // A ragged tile runs as the next power of two of rows: the rows past the last
-        // one repeat it, and their results are not stored.
-        let row = |r: usize| r0 + r.min(nr - 1);
-        let rows = XRows {
-            codes: std::array::from_fn(|r| x[row(r) * x_row..].as_ptr()),
-            scales: std::array::from_fn(|r| x_scales[row(r) * scales_row..].as_ptr()),
-        };
-        for g in (0..n_g).step_by(2) {
-            // An odd last group is paired with itself; its second results are dropped.
-            let second = (g + 1).min(n_g - 1);
-            let pair = Groups(
-                w[g * group_bytes..].as_ptr(),
-                w[second * group_bytes..].as_ptr(),
-            );
-            // SAFETY: this function's features are the tile's; both groups hold n_blocks
-            // group blocks (n_g groups fit `w`), and every activation pointer starts a
-            // whole row of `x` (n_x rows fit it) or its row of the scale table.
-            let acc = unsafe {
-                match nr {
-                    1 => tile::<T, 1>(n_blocks, pair, &rows),
-                    2 => tile::<T, 2>(n_blocks, pair, &rows),
-                    3 | 4 => tile::<T, 4>(n_blocks, pair, &rows),
-                    _ => tile::<T, 8>(n_blocks, pair, &rows),
-                }
-            };
-            let n_rows = if second > g {
-                2 * GROUP_ROWS
-            } else {
-                GROUP_ROWS
-            };
-            for (r, lanes) in acc.iter().enumerate().take(nr) {
-                let start = (r0 + r) * width + g * GROUP_ROWS;
-                if let Some(dst) = out.get_mut(start..start + n_rows) {
-                    let mut results = [0f32; 2 * GROUP_ROWS];
-                    // SAFETY: `results` is 16 writable f32.
-                    unsafe { _mm512_storeu_ps(results.as_mut_ptr(), *lanes) };
-                    dst.copy_from_slice(&results[..n_rows]);
-                }
-            }
-        }
+impl<T: Blocks> Tile for T {
+    const BLOCK_VALUES: usize = QK;
+    const GROUP_BLOCK: usize = GROUP_ROWS * T::W_BLOCK;
+    const X_BLOCK: usize = <T as Blocks>::X_BLOCK;
+
+    #[inline]
+    unsafe fn tile<const N: usize>(n_blocks: usize, w: Groups, x: &XRows) -> [__m512; NR] {
+        // SAFETY: the caller's contract, which is `tile_blocks`'.
+        unsafe { tile_blocks::<T, N>(n_blocks, w, x) }
     }
 }
-
-macro_rules! packed_entry {
-    ($name:ident, $type:ty) => {
-        fn $name(
-            n_cols: usize,
-            w: &[u8],
-            n_groups: usize,
-            x: &[u8],
-            n_x_rows: usize,
-            x_scales: &[f32],
-            out: &mut [f32],
-        ) {
-            // SAFETY: handed out by `super::kernel` only when AVX2, FMA, F16C, AVX512F,
-            // AVX512BW, AVX512VL and AVX512VNNI were detected at run time.
-            unsafe { packed_gemm::<$type>(n_cols, w, n_groups, x, n_x_rows, x_scales, out) }
-        }
-    };
-}
-
-packed_entry!(packed_q4_0_q8_0, Q4_0);
-packed_entry!(packed_q4_1_q8_1, Q4_1);
-packed_entry!(packed_q5_0_q8_0, Q5_0);
-packed_entry!(packed_q5_1_q8_1, Q5_1);
-packed_entry!(packed_mxfp4_q8_0, Mxfp4);
-packed_entry!(packed_q8_0_q8_0, Q8_0);
 
 /// This module's kernel for packed weights of `dtype`.
 pub(super) fn kernel(dtype: DType) -> Option<PackedFn> {
     match dtype {
-        DType::Q4_0 => Some(packed_q4_0_q8_0),
-        DType::Q4_1 => Some(packed_q4_1_q8_1),
-        DType::Q5_0 => Some(packed_q5_0_q8_0),
-        DType::Q5_1 => Some(packed_q5_1_q8_1),
-        DType::Mxfp4 => Some(packed_mxfp4_q8_0),
-        DType::Q8_0 => Some(packed_q8_0_q8_0),
+        DType::Q4_0 => Some(entry::<Q4_0>),
+        DType::Q4_1 => Some(entry::<Q4_1>),
+        DType::Q5_0 => Some(entry::<Q5_0>),
+        DType::Q5_1 => Some(entry::<Q5_1>),
+        DType::Mxfp4 => Some(entry::<Mxfp4>),
+        DType::Q8_0 => Some(entry::<Q8_0>),
         _ => None,
     }
 }

@@ -32,113 +32,21 @@
 use std::arch::x86_64::*;
 
 use super::x86_avx2_kquants::{
-    Q4_K_GROUP, Q5_K_GROUP, Q6_K_GROUP, Q8_K_BYTES, Q8_K_CODES, Q8_K_SUMS, QK_K,
+    self, Q4_K_GROUP, Q5_K_GROUP, Q6_K_GROUP, Q8_K_BYTES, Q8_K_CODES, Q8_K_SUMS, QK_K,
+};
+use super::x86_avx512_tiles::{
+    broadcast4, entry, f16x2, load16x2, load32x2, Groups, Tile, XRows, NR,
 };
 use super::PackedFn;
 use crate::dtype::DType;
-use crate::packed::GROUP_ROWS;
 use crate::simd::x86_avx2_util::prefetch_ahead;
 
-/// Activation rows per tile.
-const NR: usize = 8;
-
-/// The weight types of this module, as `packed_gemm`'s const parameter.
-const Q4_K: u8 = 4;
-const Q5_K: u8 = 5;
-const Q6_K: u8 = 6;
-
-/// One tile's activation rows: each row's blocks and its `[n_blocks, 2]` scale table.
-struct XRows {
-    codes: [*const u8; NR],
-    scales: [*const f32; NR],
-}
-
-/// The two groups of a tile: the same group block of each is read at once.
-#[derive(Clone, Copy)]
-pub(super) struct Groups(pub(super) *const u8, pub(super) *const u8);
-
-impl Groups {
-    /// Both groups advanced by `bytes`.
-    pub(super) fn add(self, bytes: usize) -> Groups {
-        Groups(self.0.wrapping_add(bytes), self.1.wrapping_add(bytes))
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Loads and constants (inlined into the tiles, which carry the same target features)
-
-/// The 32 bytes at `g.0` in the low half, those at `g.1` in the high half.
-///
-/// # Safety
-/// Both point to 32 readable bytes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn load32x2(g: Groups) -> __m512i {
-    // SAFETY: the caller's; the loads are unaligned.
-    unsafe {
-        let low = _mm512_castsi256_si512(_mm256_loadu_si256(g.0.cast()));
-        _mm512_inserti64x4::<1>(low, _mm256_loadu_si256(g.1.cast()))
-    }
-}
-
-/// The 16 bytes at `g.0` in the low half, those at `g.1` in the high half.
-///
-/// # Safety
-/// Both point to 16 readable bytes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn load16x2(g: Groups) -> __m256i {
-    // SAFETY: the caller's; the loads are unaligned.
-    unsafe {
-        let low = _mm256_castsi128_si256(_mm_loadu_si128(g.0.cast()));
-        _mm256_inserti128_si256::<1>(low, _mm_loadu_si128(g.1.cast()))
-    }
-}
-
-/// The 16 f16 at `g.0` and `g.1` (8 each), widened.
-///
-/// # Safety
-/// Both point to 16 readable bytes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn f16x2(g: Groups) -> __m512 {
-    // SAFETY: the caller's.
-    _mm512_cvtph_ps(unsafe { load16x2(g) })
-}
-
-/// The 4 bytes at `at` (4 activation codes, or a pair of i16 code sums) in every lane.
-///
-/// # Safety
-/// `at` points to 4 readable bytes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn broadcast4(at: *const u8) -> __m512i {
-    // SAFETY: the caller's; the read is unaligned.
-    _mm512_set1_epi32(unsafe { at.cast::<i32>().read_unaligned() })
-}
-
-/// A vector whose four 128-bit lanes are `bytes`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn every_lane(bytes: [i8; 16]) -> __m512i {
-    // SAFETY: `bytes` is 16 readable bytes.
-    _mm512_broadcast_i32x4(unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) })
-}
-
-/// The `pshufb` control that, from a vector whose 128-bit lanes in each 256-bit half are
-/// equal, writes byte `first + step·j` zero-extended to both i16 halves of the half's
-/// 32-bit lane `j`: the row-`j` factor of a `madd`.
+/// The AVX2 module's `dup_control` in both 256-bit halves (its lanes are those of each half
+/// here).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn dup_control(first: i8, step: i8) -> __m512i {
-    let mut bytes = [-128i8; 32];
-    for j in 0..8 {
-        let byte = first + step * j as i8;
-        bytes[4 * j] = byte;
-        bytes[4 * j + 2] = byte;
-    }
-    // SAFETY: `bytes` is 32 readable bytes.
-    _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) })
+    _mm512_broadcast_i64x4(x86_avx2_kquants::dup_control(first, step))
 }
 
 /// Both 128-bit lanes of each 256-bit half of `v` set to the half's bytes `0..16`
@@ -152,11 +60,11 @@ fn lanes(v: __m512i) -> [__m512i; 2] {
     ]
 }
 
-/// The `pshufb` table that maps a nibble to 16 where its bit `k` is set, else to 0.
+/// The AVX2 module's `bit_table` in both 256-bit halves.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn bit_table(k: usize) -> __m512i {
-    every_lane(std::array::from_fn(|i| ((i >> k) as i8 & 1) << 4))
+    _mm512_broadcast_i64x4(x86_avx2_kquants::bit_table(k))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -457,130 +365,55 @@ unsafe fn tile_q6_k<const N: usize>(n_blocks: usize, w: Groups, x: &XRows) -> [_
     acc
 }
 
-/// The tile of `TYPE` for `N` activation rows.
-///
-/// # Safety
-/// As [`tile_k4`] / [`tile_q6_k`].
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile<const TYPE: u8, const N: usize>(
-    n_blocks: usize,
-    w: Groups,
-    x: &XRows,
-) -> [__m512; NR] {
-    // SAFETY: the caller's.
-    unsafe {
-        match TYPE {
-            Q4_K => tile_k4::<false, N>(n_blocks, w, x),
-            Q5_K => tile_k4::<true, N>(n_blocks, w, x),
-            _ => tile_q6_k::<N>(n_blocks, w, x),
-        }
+/// Q4_K · Q8_K.
+struct Q4K;
+/// Q5_K · Q8_K.
+struct Q5K;
+/// Q6_K · Q8_K.
+struct Q6K;
+
+impl Tile for Q4K {
+    const BLOCK_VALUES: usize = QK_K;
+    const GROUP_BLOCK: usize = Q4_K_GROUP;
+    const X_BLOCK: usize = Q8_K_BYTES;
+
+    #[inline]
+    unsafe fn tile<const N: usize>(n_blocks: usize, w: Groups, x: &XRows) -> [__m512; NR] {
+        // SAFETY: the caller's contract, which is `tile_k4`'s.
+        unsafe { tile_k4::<false, N>(n_blocks, w, x) }
     }
 }
 
-/// The tiles of a product: activation row tiles outside, pairs of groups inside (the
-/// call's groups stay in L1/L2 while the activation tiles pass).
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn packed_gemm<const TYPE: u8>(
-    n_cols: usize,
-    w: &[u8],
-    n_groups: usize,
-    x: &[u8],
-    n_x_rows: usize,
-    x_scales: &[f32],
-    out: &mut [f32],
-) {
-    let group_block = match TYPE {
-        Q4_K => Q4_K_GROUP,
-        Q5_K => Q5_K_GROUP,
-        _ => Q6_K_GROUP,
-    };
-    let width = n_groups * GROUP_ROWS;
-    let n_blocks = n_cols / QK_K;
-    if n_blocks == 0 {
-        let n = (n_x_rows * width).min(out.len());
-        out[..n].fill(0.0);
-        return;
-    }
-    let (group_bytes, x_row, scales_row) =
-        (n_blocks * group_block, n_blocks * Q8_K_BYTES, 2 * n_blocks);
-    let n_g = n_groups.min(w.len() / group_bytes);
-    let n_x = n_x_rows
-        .min(x.len() / x_row)
-        .min(x_scales.len() / scales_row);
-    for r0 in (0..n_x).step_by(NR) {
-        let nr = (n_x - r0).min(NR);
-        // A ragged tile runs as the next power of two of rows: the rows past the last
-        // one repeat it, and their results are not stored.
-        let row = |r: usize| r0 + r.min(nr - 1);
-        let rows = XRows {
-            codes: std::array::from_fn(|r| x[row(r) * x_row..].as_ptr()),
-            scales: std::array::from_fn(|r| x_scales[row(r) * scales_row..].as_ptr()),
-        };
-        for g in (0..n_g).step_by(2) {
-            // An odd last group is paired with itself; its second results are dropped.
-            let second = (g + 1).min(n_g - 1);
-            let pair = Groups(
-                w[g * group_bytes..].as_ptr(),
-                w[second * group_bytes..].as_ptr(),
-            );
-            // SAFETY: both groups hold n_blocks group blocks (n_g groups fit `w`), and
-            // every activation pointer starts a whole row of `x` (n_x rows fit it) or its
-            // row of the scale table.
-            let acc = unsafe {
-                match nr {
-                    1 => tile::<TYPE, 1>(n_blocks, pair, &rows),
-                    2 => tile::<TYPE, 2>(n_blocks, pair, &rows),
-                    3 | 4 => tile::<TYPE, 4>(n_blocks, pair, &rows),
-                    _ => tile::<TYPE, 8>(n_blocks, pair, &rows),
-                }
-            };
-            let n_rows = if second > g {
-                2 * GROUP_ROWS
-            } else {
-                GROUP_ROWS
-            };
-            for (r, lanes) in acc.iter().enumerate().take(nr) {
-                let start = (r0 + r) * width + g * GROUP_ROWS;
-                if let Some(dst) = out.get_mut(start..start + n_rows) {
-                    let mut results = [0f32; 2 * GROUP_ROWS];
-                    // SAFETY: `results` is 16 writable f32.
-                    unsafe { _mm512_storeu_ps(results.as_mut_ptr(), *lanes) };
-                    dst.copy_from_slice(&results[..n_rows]);
-                }
-            }
-        }
+impl Tile for Q5K {
+    const BLOCK_VALUES: usize = QK_K;
+    const GROUP_BLOCK: usize = Q5_K_GROUP;
+    const X_BLOCK: usize = Q8_K_BYTES;
+
+    #[inline]
+    unsafe fn tile<const N: usize>(n_blocks: usize, w: Groups, x: &XRows) -> [__m512; NR] {
+        // SAFETY: the caller's contract, which is `tile_k4`'s.
+        unsafe { tile_k4::<true, N>(n_blocks, w, x) }
     }
 }
 
-macro_rules! packed_entry {
-    ($name:ident, $type:expr) => {
-        fn $name(
-            n_cols: usize,
-            w: &[u8],
-            n_groups: usize,
-            x: &[u8],
-            n_x_rows: usize,
-            x_scales: &[f32],
-            out: &mut [f32],
-        ) {
-            // SAFETY: handed out by `super::kernel` only when AVX2, FMA, F16C, AVX512F,
-            // AVX512BW, AVX512VL and AVX512VNNI were detected at run time.
-            unsafe { packed_gemm::<$type>(n_cols, w, n_groups, x, n_x_rows, x_scales, out) }
-        }
-    };
-}
+impl Tile for Q6K {
+    const BLOCK_VALUES: usize = QK_K;
+    const GROUP_BLOCK: usize = Q6_K_GROUP;
+    const X_BLOCK: usize = Q8_K_BYTES;
 
-packed_entry!(packed_q4_k_q8_k, Q4_K);
-packed_entry!(packed_q5_k_q8_k, Q5_K);
-packed_entry!(packed_q6_k_q8_k, Q6_K);
+    #[inline]
+    unsafe fn tile<const N: usize>(n_blocks: usize, w: Groups, x: &XRows) -> [__m512; NR] {
+        // SAFETY: the caller's contract, which is `tile_q6_k`'s.
+        unsafe { tile_q6_k::<N>(n_blocks, w, x) }
+    }
+}
 
 /// This module's kernel for packed weights of `dtype`.
 pub(super) fn kernel(dtype: DType) -> Option<PackedFn> {
     match dtype {
-        DType::Q4_K => Some(packed_q4_k_q8_k),
-        DType::Q5_K => Some(packed_q5_k_q8_k),
-        DType::Q6_K => Some(packed_q6_k_q8_k),
+        DType::Q4_K => Some(entry::<Q4K>),
+        DType::Q5_K => Some(entry::<Q5K>),
+        DType::Q6_K => Some(entry::<Q6K>),
         _ => None,
     }
 }
