@@ -8,8 +8,13 @@ ggml-org's gpt-oss-20b MXFP4 conversion (optionally with its gate and up expert 
 downloading weights. Quantized blocks are random bytes with sane scales. The vocabulary (tokens, merges) is
 taken from a template GGUF and padded with unused tokens.
 
+Qwen3-8B and Qwen3-30B-A3B (qwen3moe: 128 experts, 8 used) come in llama-quantize's Q4_K_M mix: attn_v and
+ffn_down (the expert stacks too) of the use_more_bits layers in Q6_K, the output in Q6_K, the router and the
+q/k norms in F32.
+
 usage: synth_gguf.py TEMPLATE.gguf OUT.gguf KIND
-  KIND: llama3-8b-{q4_k_m,q5_k_m,q6_k,q4_0,q8_0}, gptoss-20b-mxfp4, gptoss-20b-mxfp4-fused
+  KIND: llama3-8b-{q4_k_m,q5_k_m,q6_k,q4_0,q8_0}, gptoss-20b-mxfp4, gptoss-20b-mxfp4-fused,
+        qwen3-8b-q4_k_m, qwen3-30b-a3b-q4_k_m
 Needs the `gguf` (0.19.0) and numpy packages.
 """
 import sys
@@ -58,11 +63,9 @@ def llama3_8b(variant):
     # llama-quantize: the output in Q6_K unless the mix is Q8_0
     output = T.Q8_0 if variant == "q8_0" else T.Q6_K
 
-    def more_bits(i):  # llama-quantize's use_more_bits: attn_v and ffn_down of the _M mixes get Q6_K
-        return i < L // 8 or i >= 7 * L // 8 or (i - L // 8) % 3 == 2
     t = [("token_embd.weight", [E, V], main)]
     for i in range(L):
-        big = T.Q6_K if variant in ("q4_k_m", "q5_k_m") and more_bits(i) else main
+        big = T.Q6_K if variant in ("q4_k_m", "q5_k_m") and more_bits(i, L) else main
         t += [(f"blk.{i}.attn_norm.weight", [E], T.F32), (f"blk.{i}.attn_q.weight", [E, H * 128], main),
               (f"blk.{i}.attn_k.weight", [E, KV * 128], main), (f"blk.{i}.attn_v.weight", [E, KV * 128], big),
               (f"blk.{i}.attn_output.weight", [H * 128, E], main), (f"blk.{i}.ffn_norm.weight", [E], T.F32),
@@ -70,6 +73,45 @@ def llama3_8b(variant):
               (f"blk.{i}.ffn_down.weight", [F, E], big)]
     t += [("output_norm.weight", [E], T.F32), ("output.weight", [E, V], output)]
     return "llama", kv, t, V, ftype, "smollm"
+
+
+def more_bits(i, n_layer):
+    """llama-quantize's use_more_bits: the layers whose attn_v and ffn_down get Q6_K in the _M mixes."""
+    return i < n_layer // 8 or i >= 7 * n_layer // 8 or (i - n_layer // 8) % 3 == 2
+
+
+def qwen3(moe):
+    """Qwen3-8B (dense) or Qwen3-30B-A3B (moe) in llama-quantize's Q4_K_M mix."""
+    arch = "qwen3moe" if moe else "qwen3"
+    if moe:
+        L, E, F, H, KV, D, X, K, FX = 48, 2048, 6144, 32, 4, 128, 128, 8, 768
+    else:
+        L, E, F, H, KV, D = 36, 4096, 12288, 32, 8, 128
+    V = 151936
+    kv = {f"{arch}.context_length": (40960, "u32"), f"{arch}.embedding_length": (E, "u32"),
+          f"{arch}.block_count": (L, "u32"), f"{arch}.feed_forward_length": (F, "u32"),
+          f"{arch}.attention.head_count": (H, "u32"), f"{arch}.attention.head_count_kv": (KV, "u32"),
+          f"{arch}.attention.key_length": (D, "u32"), f"{arch}.attention.value_length": (D, "u32"),
+          f"{arch}.rope.freq_base": (1000000.0, "f32"), f"{arch}.attention.layer_norm_rms_epsilon": (1e-6, "f32")}
+    if moe:
+        kv.update({f"{arch}.expert_count": (X, "u32"), f"{arch}.expert_used_count": (K, "u32"),
+                   f"{arch}.expert_feed_forward_length": (FX, "u32")})
+    t = [("token_embd.weight", [E, V], T.Q4_K)]
+    for i in range(L):
+        p = f"blk.{i}."
+        big = T.Q6_K if more_bits(i, L) else T.Q4_K
+        t += [(p + "attn_norm.weight", [E], T.F32), (p + "attn_q.weight", [E, H * D], T.Q4_K),
+              (p + "attn_k.weight", [E, KV * D], T.Q4_K), (p + "attn_v.weight", [E, KV * D], big),
+              (p + "attn_output.weight", [H * D, E], T.Q4_K), (p + "attn_q_norm.weight", [D], T.F32),
+              (p + "attn_k_norm.weight", [D], T.F32), (p + "ffn_norm.weight", [E], T.F32)]
+        if moe:
+            t += [(p + "ffn_gate_inp.weight", [E, X], T.F32), (p + "ffn_gate_exps.weight", [E, FX, X], T.Q4_K),
+                  (p + "ffn_up_exps.weight", [E, FX, X], T.Q4_K), (p + "ffn_down_exps.weight", [FX, E, X], big)]
+        else:
+            t += [(p + "ffn_gate.weight", [E, F], T.Q4_K), (p + "ffn_up.weight", [E, F], T.Q4_K),
+                  (p + "ffn_down.weight", [F, E], big)]
+    t += [("output_norm.weight", [E], T.F32), ("output.weight", [E, V], T.Q6_K)]
+    return arch, kv, t, V, 15, "qwen2"
 
 
 def gptoss_20b(fused):
@@ -109,6 +151,8 @@ def main():
     template, out, kind = sys.argv[1:4]
     if kind.startswith("llama3-8b-"):
         arch, kv, tensors, vocab, ftype, pre = llama3_8b(kind[len("llama3-8b-"):])
+    elif kind in ("qwen3-8b-q4_k_m", "qwen3-30b-a3b-q4_k_m"):
+        arch, kv, tensors, vocab, ftype, pre = qwen3(kind.startswith("qwen3-30b"))
     elif kind in ("gptoss-20b-mxfp4", "gptoss-20b-mxfp4-fused"):
         arch, kv, tensors, vocab, ftype, pre = gptoss_20b(kind.endswith("-fused"))
     else:

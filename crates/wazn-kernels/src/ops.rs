@@ -1,5 +1,5 @@
 //! Element-wise and row-wise ops of a transformer layer: RMSNorm, RoPE, softmax,
-//! SwiGLU. Scalar and simple: they cost little next to the matrix products.
+//! SwiGLU and GeGLU. Scalar and simple: they cost little next to the matrix products.
 use crate::pool::{SyncMutPtr, ThreadPool};
 
 /// RMSNorm of one row: `out = x / sqrt(mean(x²) + eps) * weight`.
@@ -10,6 +10,16 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let scale = 1.0 / ((sum_squares / x.len() as f64) as f32 + eps).sqrt();
     for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
         *o = v * scale * w;
+    }
+}
+
+/// [`rms_norm`] of `x` into itself: the same values.
+pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    debug_assert!(x.len() == weight.len());
+    let sum_squares = sum_squares_f64(x);
+    let scale = 1.0 / ((sum_squares / x.len() as f64) as f32 + eps).sqrt();
+    for (v, &w) in x.iter_mut().zip(weight) {
+        *v = *v * scale * w;
     }
 }
 
@@ -197,19 +207,62 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
-/// Values per task of [`swiglu_on`]: a decode step's few thousand stay on the caller.
-const SWIGLU_CHUNK: usize = 8192;
+/// GELU with the tanh approximation (PyTorch's `gelu(approximate="tanh")`, Gemma's
+/// `gelu_pytorch_tanh`): `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+#[inline]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh())
+}
+
+/// GeGLU in place: `gate[i] = gelu_tanh(gate[i]) * up[i]`.
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = gelu_tanh(*g) * u;
+    }
+}
+
+/// The activation of a gated feed-forward layer: `act(gate) * up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatedActivation {
+    /// SwiGLU (Llama, Qwen, DeepSeek).
+    Silu,
+    /// GeGLU with tanh-approximate GELU (Gemma).
+    GeluTanh,
+}
+
+impl GatedActivation {
+    /// `gate[i] = act(gate[i]) * up[i]`.
+    pub fn apply(self, gate: &mut [f32], up: &[f32]) {
+        match self {
+            GatedActivation::Silu => swiglu(gate, up),
+            GatedActivation::GeluTanh => geglu(gate, up),
+        }
+    }
+}
+
+/// Values per task of [`gated_on`]: a decode step's few thousand stay on the caller.
+const GATED_CHUNK: usize = 8192;
 
 /// [`swiglu`] with the values split over `pool`: a prompt's hundreds of thousands of
 /// `exp` would otherwise be one thread's. The same values as [`swiglu`].
 pub fn swiglu_on(pool: &ThreadPool, gate: &mut [f32], up: &[f32]) {
-    assert_eq!(gate.len(), up.len(), "swiglu: gate and up lengths");
+    gated_on(pool, GatedActivation::Silu, gate, up);
+}
+
+/// [`GatedActivation::apply`] with the values split over `pool`; the same values.
+pub fn gated_on(pool: &ThreadPool, act: GatedActivation, gate: &mut [f32], up: &[f32]) {
+    assert_eq!(
+        gate.len(),
+        up.len(),
+        "gated activation: gate and up lengths"
+    );
     let n = gate.len();
     let gate_ptr = SyncMutPtr::new(gate);
-    pool.run_chunks(n, SWIGLU_CHUNK, &|start, end| {
+    pool.run_chunks(n, GATED_CHUNK, &|start, end| {
         // SAFETY: each task owns gate[start..end], inside the slice.
         let gate = unsafe { gate_ptr.slice_mut(start, end - start) };
-        swiglu(gate, &up[start..end]);
+        act.apply(gate, &up[start..end]);
     });
 }
 
@@ -235,6 +288,20 @@ mod tests {
             let mut got = gate;
             swiglu_on(&pool, &mut got, &up);
             assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn gelu_tanh_matches_known_values() {
+        // torch.nn.functional.gelu(x, approximate="tanh") in float64.
+        for (x, want) in [
+            (-3.0f32, -0.003_637_392_6),
+            (-0.5, -0.154_286),
+            (0.0, 0.0),
+            (1.0, 0.841_192),
+            (2.5, 2.484_915_7),
+        ] {
+            assert!((gelu_tanh(x) - want).abs() < 1e-6, "{x}: {}", gelu_tanh(x));
         }
     }
 

@@ -21,6 +21,15 @@ impl<'a> HfConfig<'a> {
         }
     }
 
+    /// The object under `key` (a multimodal model's `text_config`), read the same way.
+    pub fn nested(&self, key: &str) -> Option<HfConfig<'a>> {
+        let json = self.get(key).filter(|v| v.is_object())?;
+        Some(HfConfig {
+            json,
+            path: self.path.clone(),
+        })
+    }
+
     pub fn error(&self, reason: String) -> ModelError {
         ModelError::Config {
             path: self.path.clone(),

@@ -128,6 +128,9 @@ impl KvBuffer {
 
 pub struct KvCache {
     kv_width: usize,
+    /// Width of one position's values in one layer: `kv_width`, or 0 in a cache of
+    /// keys only ([`KvCache::keys_only`]).
+    value_width: usize,
     dtype: KvDtype,
     n_ctx: usize,
     /// Per layer: whether it is a sliding-window layer, and its index among the layers
@@ -138,7 +141,7 @@ pub struct KvCache {
     /// Most blocks the pool may allocate.
     max_blocks: usize,
     /// Per block: for each full-attention layer, keys `[KV_BLOCK_SIZE, kv_width]` then
-    /// values `[KV_BLOCK_SIZE, kv_width]`. Allocated the first time the block is used.
+    /// values `[KV_BLOCK_SIZE, value_width]`. Allocated the first time the block is used.
     storage: Vec<KvBuffer>,
     /// The same for the sliding-window layers; empty once freed (or with none).
     sliding_storage: Vec<KvBuffer>,
@@ -166,6 +169,16 @@ impl KvCache {
         Self::with_sliding_window(n_layer, kv_width, n_ctx, &[], 0)
     }
 
+    /// A cache of keys only, `key_width` values a position a layer: for multi-head
+    /// latent attention, whose one cached row per position (the compressed latent and
+    /// the RoPE key) serves as key and, in part, as value.
+    pub fn keys_only(n_layer: usize, key_width: usize, n_ctx: usize) -> Self {
+        KvCache {
+            value_width: 0,
+            ..Self::new(n_layer, key_width, n_ctx)
+        }
+    }
+
     /// A cache whose layers marked in `sliding` (one flag per layer; missing flags are
     /// false) only need the last `window` positions.
     pub fn with_sliding_window(
@@ -190,6 +203,7 @@ impl KvCache {
             .collect();
         KvCache {
             kv_width,
+            value_width: kv_width,
             dtype: KvDtype::F32,
             n_ctx,
             layer_slots,
@@ -472,7 +486,7 @@ impl KvCache {
         key: &[f32],
         value: &[f32],
     ) {
-        let w = self.kv_width;
+        let (w, vw) = (self.kv_width, self.value_width);
         let Some(&block) = self
             .seqs
             .get(&seq_id)
@@ -481,7 +495,7 @@ impl KvCache {
             return;
         };
         let (sliding, keys, values) = self.layer_offsets(layer);
-        let row = (pos % KV_BLOCK_SIZE) * w;
+        let (row, value_row) = ((pos % KV_BLOCK_SIZE) * w, (pos % KV_BLOCK_SIZE) * vw);
         let sliding_size = self.sliding_block_size();
         let data = if sliding {
             let data = &mut self.sliding_storage[block];
@@ -495,13 +509,17 @@ impl KvCache {
             &mut self.storage[block]
         };
         data.write(keys + row, &key[..w.min(key.len())]);
-        data.write(values + row, &value[..w.min(value.len())]);
+        data.write(values + value_row, &value[..vw.min(value.len())]);
     }
 
-    /// The key blocks and value blocks (`[KV_BLOCK_SIZE, kv_width]` each) that hold the
-    /// first `n_pos` positions of `seq_id` in `layer`, in position order.
+    /// The key blocks and value blocks (`[KV_BLOCK_SIZE, kv_width]` and
+    /// `[KV_BLOCK_SIZE, value_width]`) that hold the first `n_pos` positions of
+    /// `seq_id` in `layer`, in position order.
     pub(crate) fn layer_blocks(&self, seq_id: SeqId, layer: usize, n_pos: usize) -> LayerKv<'_> {
-        let plane = KV_BLOCK_SIZE * self.kv_width;
+        let (plane, value_plane) = (
+            KV_BLOCK_SIZE * self.kv_width,
+            KV_BLOCK_SIZE * self.value_width,
+        );
         let (sliding, k_off, v_off) = self.layer_offsets(layer);
         let blocks = self.seqs.get(&seq_id).map_or(&[][..], |t| &t.blocks[..]);
         let used = &blocks[..n_pos.div_ceil(KV_BLOCK_SIZE).min(blocks.len())];
@@ -522,7 +540,10 @@ impl KvCache {
                 };
                 LayerKv::F32(LayerBlocks {
                     keys: used.iter().map(|&b| part(data(b), k_off, plane)).collect(),
-                    values: used.iter().map(|&b| part(data(b), v_off, plane)).collect(),
+                    values: used
+                        .iter()
+                        .map(|&b| part(data(b), v_off, value_plane))
+                        .collect(),
                 })
             }
             KvDtype::F16 => {
@@ -532,7 +553,10 @@ impl KvCache {
                 };
                 LayerKv::F16(LayerBlocks {
                     keys: used.iter().map(|&b| part(data(b), k_off, plane)).collect(),
-                    values: used.iter().map(|&b| part(data(b), v_off, plane)).collect(),
+                    values: used
+                        .iter()
+                        .map(|&b| part(data(b), v_off, value_plane))
+                        .collect(),
                 })
             }
         }
@@ -542,24 +566,30 @@ impl KvCache {
     /// their offsets inside that part.
     fn layer_offsets(&self, layer: usize) -> (bool, usize, usize) {
         let plane = KV_BLOCK_SIZE * self.kv_width;
+        let layer_size = self.layer_block_size();
         let (sliding, slot) = self
             .layer_slots
             .get(layer)
             .copied()
             .unwrap_or((false, layer));
-        (sliding, slot * 2 * plane, slot * 2 * plane + plane)
+        (sliding, slot * layer_size, slot * layer_size + plane)
+    }
+
+    /// Values one layer keeps in a block: keys, then values.
+    fn layer_block_size(&self) -> usize {
+        KV_BLOCK_SIZE * (self.kv_width + self.value_width)
     }
 
     /// Values in a block's full-attention part.
     fn full_block_size(&self) -> usize {
         let n_full = self.layer_slots.iter().filter(|s| !s.0).count();
-        n_full * 2 * KV_BLOCK_SIZE * self.kv_width
+        n_full * self.layer_block_size()
     }
 
     /// Values in a block's sliding part.
     fn sliding_block_size(&self) -> usize {
         let n_sliding = self.layer_slots.iter().filter(|s| s.0).count();
-        n_sliding * 2 * KV_BLOCK_SIZE * self.kv_width
+        n_sliding * self.layer_block_size()
     }
 
     /// A block for new positions: a free one, a new one, or the oldest evictable
@@ -767,6 +797,29 @@ mod tests {
         let mut plain = KvCache::new(2, 3, 1024);
         filled(&mut plain, 0, &prompt);
         assert_eq!(plain.bytes_allocated(), 13 * 2 * per_layer_block);
+    }
+
+    #[test]
+    fn a_cache_of_keys_only_holds_one_row_per_position_and_layer() {
+        let (n_layer, width) = (3, 5);
+        let mut cache = KvCache::keys_only(n_layer, width, 64);
+        assert_eq!(cache.bytes_per_block(), n_layer * KV_BLOCK_SIZE * width * 4);
+        let prompt: Vec<u32> = (0..20).collect(); // 2 blocks
+        filled(&mut cache, 0, &prompt);
+        assert_eq!(cache.bytes_allocated(), 2 * cache.bytes_per_block());
+        for layer in 0..n_layer {
+            let LayerBlocks { keys, values } = f32_blocks(cache.layer_blocks(0, layer, 20));
+            assert!(values.iter().all(|v| v.is_empty()));
+            let keys: Vec<f32> = keys.concat();
+            for pos in 0..20 {
+                let want = (pos * 10 + layer) as f32;
+                assert_eq!(
+                    keys[pos * width..(pos + 1) * width],
+                    [want; 5],
+                    "layer {layer}"
+                );
+            }
+        }
     }
 
     #[test]

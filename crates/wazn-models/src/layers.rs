@@ -1,12 +1,15 @@
 //! The pieces of a forward pass that the architectures share: checking a batch
 //! against the cache, the token embedding, biased linear layers, self-attention over
-//! the paged cache (grouped-query heads, optional sliding window and sinks), the
-//! output logits, and the buffers a model keeps between its forward passes.
+//! the paged cache (grouped-query heads, optional per-head q/k norms, sliding window,
+//! sinks and post-norm), gated feed-forward layers, the output logits, and the buffers
+//! a model keeps between its forward passes.
 
 use std::sync::{Mutex, TryLockError};
 
+use half::f16;
+
 use wazn_kernels::attention::{attend_rows, AttendOptions, AttentionShape, KvBlocks, QueryRow};
-use wazn_kernels::ops::{add_assign, rms_norm, Rope};
+use wazn_kernels::ops::{add_assign, gated_on, rms_norm, rms_norm_in_place, GatedActivation, Rope};
 use wazn_kernels::{matmul, matmul_shared_input, Activations, ThreadPool, WeightMatrix};
 
 use crate::batch::{Batch, Logits, SeqId};
@@ -166,6 +169,52 @@ pub(crate) struct AttentionWeights {
     pub k: Linear,
     pub v: Linear,
     pub o: Linear,
+    /// `[head_dim]` each: RMSNorm gains applied to every query and key head before
+    /// RoPE (Qwen3, Gemma 3).
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    /// `[d]`: an RMSNorm of the sublayer's output before it joins the residual stream
+    /// (Gemma's post-attention norm).
+    pub post_norm: Option<Vec<f32>>,
+}
+
+/// A gated feed-forward layer: `down(act(gate x) ⊙ up x)`, with an optional RMSNorm
+/// of its output (Gemma's post-feed-forward norm).
+pub(crate) struct FeedForward {
+    /// `[n_ff, d]` each.
+    pub gate: MatrixRef,
+    pub up: MatrixRef,
+    /// `[d, n_ff]`.
+    pub down: MatrixRef,
+    pub activation: GatedActivation,
+    /// `[d]`.
+    pub post_norm: Option<Vec<f32>>,
+}
+
+impl FeedForward {
+    pub fn n_ff(&self) -> usize {
+        self.gate.n_rows
+    }
+
+    pub fn matrices(&self) -> [MatrixRef; 3] {
+        [self.gate, self.up, self.down]
+    }
+}
+
+/// The buffers of [`Compute::feed_forward`].
+#[derive(Default)]
+pub(crate) struct FfnBuffers {
+    /// `[n, n_ff]` each.
+    gate: Vec<f32>,
+    up: Vec<f32>,
+}
+
+/// `x[r][h] = rms_norm(x[r][h]) * gain` for every `[head_dim]` head of every row
+/// (`gain.len()` is the head width).
+pub(crate) fn norm_heads(x: &mut [f32], gain: &[f32], eps: f32) {
+    for head in x.chunks_exact_mut(gain.len()) {
+        rms_norm_in_place(head, gain, eps);
+    }
 }
 
 /// The buffers of one forward pass over `n` rows, sized at its start
@@ -186,9 +235,6 @@ pub(crate) struct LayerBuffers {
     pub proj: Vec<f32>,
     /// Activations quantized for the matrix products.
     pub scratch: Vec<u8>,
-    /// `[n, n_pairs]` each: RoPE's cos and sin at each row's position, for every layer.
-    pub rope_cos: Vec<f32>,
-    pub rope_sin: Vec<f32>,
     /// The query rows of one layer's attention.
     pub query_rows: Vec<QueryRow>,
     /// `[n_out, d]`: the final norm of the rows that want logits.
@@ -197,8 +243,8 @@ pub(crate) struct LayerBuffers {
 
 impl LayerBuffers {
     /// Sizes every buffer for `n` rows (contents are overwritten before they are
-    /// read) and fills the RoPE tables for the rows' positions.
-    pub fn resize(&mut self, batch: &Batch, d: usize, shape: &AttentionShape, rope: &Rope) {
+    /// read).
+    pub fn resize(&mut self, batch: &Batch, d: usize, shape: &AttentionShape) {
         let n = batch.len();
         let q_width = shape.n_head * shape.head_dim;
         let kv_width = shape.n_kv_head * shape.head_dim;
@@ -208,19 +254,39 @@ impl LayerBuffers {
         self.v.resize(n * kv_width, 0.0);
         self.attn.resize(n * q_width, 0.0);
         self.proj.resize(n * d, 0.0);
+    }
+}
+
+/// RoPE's cos and sin at each row's position (`[n, n_pairs]` each), computed once per
+/// pass and read by every layer that rotates with that [`Rope`].
+#[derive(Default)]
+pub(crate) struct RopeTables {
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
+}
+
+impl RopeTables {
+    /// Fills the tables for the positions of `batch`'s rows.
+    pub fn fill(&mut self, batch: &Batch, rope: &Rope) {
         let n_pairs = rope.n_pairs();
-        self.rope_cos.resize(n * n_pairs, 0.0);
-        self.rope_sin.resize(n * n_pairs, 0.0);
+        let n = batch.len();
+        self.cos.resize(n * n_pairs, 0.0);
+        self.sin.resize(n * n_pairs, 0.0);
         if n_pairs > 0 {
-            let rows = batch.rows.iter();
             let tables = self
-                .rope_cos
+                .cos
                 .chunks_exact_mut(n_pairs)
-                .zip(self.rope_sin.chunks_exact_mut(n_pairs));
-            for (row, (cos, sin)) in rows.zip(tables) {
+                .zip(self.sin.chunks_exact_mut(n_pairs));
+            for (row, (cos, sin)) in batch.rows.iter().zip(tables) {
                 rope.angles_into(row.pos, cos, sin);
             }
         }
+    }
+
+    /// Row `i`'s cos and sin.
+    pub fn row(&self, i: usize, n_pairs: usize) -> (&[f32], &[f32]) {
+        let range = i * n_pairs..(i + 1) * n_pairs;
+        (&self.cos[range.clone()], &self.sin[range])
     }
 }
 
@@ -339,9 +405,64 @@ impl Compute<'_> {
             [&mut buf.q, &mut buf.k, &mut buf.v],
             &mut buf.scratch,
         );
+        if let Some(gain) = &w.q_norm {
+            norm_heads(&mut buf.q, gain, eps);
+        }
+        if let Some(gain) = &w.k_norm {
+            norm_heads(&mut buf.k, gain, eps);
+        }
         self_attention(self.pool, batch, kv, layer, new_lengths, params, buf);
         self.linear(&w.o, &buf.attn, n, &mut buf.proj, &mut buf.scratch);
-        add_assign(hidden, &buf.proj);
+        join_residual(hidden, &mut buf.proj, w.post_norm.as_deref(), eps);
+    }
+
+    /// One pre-norm feed-forward sublayer: `hidden += ffn(rms_norm(hidden) * norm)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn feed_forward_block(
+        &self,
+        norm: &[f32],
+        ffn: &FeedForward,
+        eps: f32,
+        n: usize,
+        hidden: &mut [f32],
+        buf: &mut LayerBuffers,
+        ffn_buf: &mut FfnBuffers,
+    ) {
+        norm_rows(hidden, norm, eps, &mut buf.normed);
+        self.feed_forward(
+            ffn,
+            &buf.normed,
+            n,
+            &mut buf.proj,
+            &mut buf.scratch,
+            ffn_buf,
+        );
+        join_residual(hidden, &mut buf.proj, ffn.post_norm.as_deref(), eps);
+    }
+
+    /// `out` (`[n, d]`) = `down(act(gate x) ⊙ up x)` for the `n` rows of `x`, without
+    /// the post-norm.
+    pub fn feed_forward(
+        &self,
+        ffn: &FeedForward,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        scratch: &mut Vec<u8>,
+        buf: &mut FfnBuffers,
+    ) {
+        let n_ff = ffn.n_ff();
+        buf.gate.resize(n * n_ff, 0.0);
+        buf.up.resize(n * n_ff, 0.0);
+        self.matmuls_of(
+            [&ffn.gate, &ffn.up],
+            x,
+            n,
+            &mut [&mut buf.gate, &mut buf.up],
+            scratch,
+        );
+        gated_on(self.pool, ffn.activation, &mut buf.gate, &buf.up);
+        self.matmul(&ffn.down, &buf.gate, n, out, scratch);
     }
 
     /// Final norm of the rows that want logits, then the output projection:
@@ -382,10 +503,22 @@ impl Compute<'_> {
     }
 }
 
+/// `hidden += post_norm(proj)` (just `proj` without a post-norm), row by row.
+fn join_residual(hidden: &mut [f32], proj: &mut [f32], post_norm: Option<&[f32]>, eps: f32) {
+    if let Some(gain) = post_norm {
+        for row in proj.chunks_exact_mut(gain.len()) {
+            rms_norm_in_place(row, gain, eps);
+        }
+    }
+    add_assign(hidden, proj);
+}
+
 /// What one layer's attention needs besides its inputs.
 pub(crate) struct AttentionParams<'a> {
     pub shape: AttentionShape,
     pub rope: &'a Rope,
+    /// `rope`'s angles at the batch's positions.
+    pub rope_tables: &'a RopeTables,
     /// Keys a query sees, itself included (None: every earlier position).
     pub window: Option<usize>,
     /// A learned logit per query head in each softmax denominator.
@@ -393,7 +526,7 @@ pub(crate) struct AttentionParams<'a> {
 }
 
 /// Rotates `buf.q` (`[n, n_head * head_dim]`) and `buf.k` (`[n, n_kv_head *
-/// head_dim]`) by position (`buf`'s RoPE tables), writes `k` and `buf.v` to the cache
+/// head_dim]`) by position (`params`' RoPE tables), writes `k` and `buf.v` to the cache
 /// of `layer`, and attends each row over its sequence into `buf.attn` (`[n, n_head *
 /// head_dim]`).
 pub(crate) fn self_attention(
@@ -411,8 +544,7 @@ pub(crate) fn self_attention(
     let n_pairs = params.rope.n_pairs();
     let (q, k, v) = (&mut buf.q, &mut buf.k, &buf.v);
     for (i, row) in batch.rows.iter().enumerate() {
-        let cos = &buf.rope_cos[i * n_pairs..(i + 1) * n_pairs];
-        let sin = &buf.rope_sin[i * n_pairs..(i + 1) * n_pairs];
+        let (cos, sin) = params.rope_tables.row(i, n_pairs);
         let q_row = &mut q[i * q_width..(i + 1) * q_width];
         params.rope.apply_angles(q_row, shape.head_dim, cos, sin);
         let k_row = &mut k[i * kv_width..(i + 1) * kv_width];
@@ -426,49 +558,10 @@ pub(crate) fn self_attention(
         );
     }
     // Each sequence's cache blocks in this layer, read in place.
-    let layer_kv: Vec<LayerKv> = new_lengths
-        .iter()
-        .map(|&(seq_id, n_pos)| kv.layer_blocks(seq_id, layer, n_pos))
-        .collect();
-    let rows = &mut buf.query_rows;
-    rows.clear();
-    rows.extend(batch.rows.iter().map(|row| {
-        let end = row.pos + 1; // causal: this position and those before it
-        let start = params.window.map_or(0, |w| end.saturating_sub(w));
-        QueryRow {
-            // Every row's sequence has its blocks (check_batch); an unknown one
-            // would read no keys.
-            seq: new_lengths
-                .iter()
-                .position(|&(s, _)| s == row.seq_id)
-                .unwrap_or(usize::MAX),
-            keys: start..end,
-        }
-    }));
+    let layer_kv = layer_kvs(kv, layer, new_lengths);
+    query_rows(batch, new_lengths, params.window, &mut buf.query_rows);
     let options = AttendOptions::default();
-    fn blocks<'a, T>(layer: &'a LayerBlocks<'a, T>) -> KvBlocks<'a, T> {
-        KvBlocks {
-            block_size: KV_BLOCK_SIZE,
-            keys: &layer.keys,
-            values: &layer.values,
-        }
-    }
-    let (f32_blocks, f16_blocks): (Vec<_>, Vec<_>) = (
-        layer_kv
-            .iter()
-            .filter_map(|l| match l {
-                LayerKv::F32(b) => Some(blocks(b)),
-                LayerKv::F16(_) => None,
-            })
-            .collect(),
-        layer_kv
-            .iter()
-            .filter_map(|l| match l {
-                LayerKv::F16(b) => Some(blocks(b)),
-                LayerKv::F32(_) => None,
-            })
-            .collect(),
-    );
+    let (f32_blocks, f16_blocks) = split_blocks(&layer_kv);
     // A cache holds one number type: every sequence's blocks are in one of the lists.
     if f16_blocks.is_empty() {
         attend_rows(
@@ -476,7 +569,7 @@ pub(crate) fn self_attention(
             &options,
             shape,
             &buf.q,
-            rows,
+            &buf.query_rows,
             &f32_blocks,
             params.sinks,
             &mut buf.attn,
@@ -487,12 +580,78 @@ pub(crate) fn self_attention(
             &options,
             shape,
             &buf.q,
-            rows,
+            &buf.query_rows,
             &f16_blocks,
             params.sinks,
             &mut buf.attn,
         );
     }
+}
+
+/// Each sequence's cache blocks in `layer`, in `new_lengths`' order.
+pub(crate) fn layer_kvs<'a>(
+    kv: &'a KvCache,
+    layer: usize,
+    new_lengths: &[(SeqId, usize)],
+) -> Vec<LayerKv<'a>> {
+    new_lengths
+        .iter()
+        .map(|&(seq_id, n_pos)| kv.layer_blocks(seq_id, layer, n_pos))
+        .collect()
+}
+
+/// `rows` = the query row of each batch row: its sequence (index in `new_lengths`) and
+/// the cached positions it sees (causal, within `window` when given).
+pub(crate) fn query_rows(
+    batch: &Batch,
+    new_lengths: &[(SeqId, usize)],
+    window: Option<usize>,
+    rows: &mut Vec<QueryRow>,
+) {
+    rows.clear();
+    rows.extend(batch.rows.iter().map(|row| {
+        let end = row.pos + 1; // causal: this position and those before it
+        let start = window.map_or(0, |w| end.saturating_sub(w));
+        QueryRow {
+            // Every row's sequence has its blocks (check_batch); an unknown one
+            // would read no keys.
+            seq: new_lengths
+                .iter()
+                .position(|&(s, _)| s == row.seq_id)
+                .unwrap_or(usize::MAX),
+            keys: start..end,
+        }
+    }));
+}
+
+/// The sequences' blocks as kernel operands: all in the f32 list or all in the f16
+/// list, as the cache stores one number type.
+#[allow(clippy::type_complexity)]
+pub(crate) fn split_blocks<'a>(
+    layer_kv: &'a [LayerKv<'a>],
+) -> (Vec<KvBlocks<'a, f32>>, Vec<KvBlocks<'a, f16>>) {
+    fn blocks<'a, T>(layer: &'a LayerBlocks<'a, T>) -> KvBlocks<'a, T> {
+        KvBlocks {
+            block_size: KV_BLOCK_SIZE,
+            keys: &layer.keys,
+            values: &layer.values,
+        }
+    }
+    let f32_blocks = layer_kv
+        .iter()
+        .filter_map(|l| match l {
+            LayerKv::F32(b) => Some(blocks(b)),
+            LayerKv::F16(_) => None,
+        })
+        .collect();
+    let f16_blocks = layer_kv
+        .iter()
+        .filter_map(|l| match l {
+            LayerKv::F16(b) => Some(blocks(b)),
+            LayerKv::F32(_) => None,
+        })
+        .collect();
+    (f32_blocks, f16_blocks)
 }
 
 #[cfg(test)]

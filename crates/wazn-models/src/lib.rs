@@ -1,4 +1,5 @@
-//! wazn's model architectures (Llama, gpt-oss), from a GGUF file or a Hugging Face
+//! wazn's model architectures (Llama, gpt-oss, Qwen3 and Qwen3-MoE, Gemma 3,
+//! DeepSeek-V3 and Kimi K2), from a GGUF file or a Hugging Face
 //! folder ([`ModelSource`], [`load_model_from`]). Each architecture reads like the
 //! paper: hyper-parameters from the file's metadata or `config.json`, the weights by
 //! name, and the forward pass over a [`Batch`] of rows from any number of sequences;
@@ -8,13 +9,18 @@
 //! This crate knows nothing of HTTP or sampling.
 
 pub mod batch;
+pub mod deepseek2;
 pub mod error;
+pub mod gemma3;
+mod gguf_keys;
 pub mod gpt_oss;
 mod hf_config;
 pub mod kv_cache;
 mod layers;
 pub mod llama;
 mod load;
+mod moe;
+pub mod qwen3;
 pub mod rope_scaling;
 pub mod weights;
 

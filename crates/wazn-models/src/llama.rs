@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use wazn_formats::{GgufFile, HfFolder, Metadata};
 use wazn_kernels::attention::AttentionShape;
-use wazn_kernels::ops::{add_assign, swiglu_on, Rope, RopeLayout};
+use wazn_kernels::ops::{GatedActivation, Rope, RopeLayout};
 use wazn_kernels::{Activations, ThreadPool};
 
 use crate::batch::{Batch, Logits};
@@ -21,8 +21,8 @@ use crate::error::ModelError;
 use crate::hf_config::HfConfig;
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::layers::{
-    self, checked_layer_count, norm_rows, AttentionParams, AttentionWeights, Compute, LayerBuffers,
-    Linear, Reusable,
+    self, checked_layer_count, AttentionParams, AttentionWeights, Compute, FeedForward, FfnBuffers,
+    LayerBuffers, Linear, Reusable, RopeTables,
 };
 use crate::load::ModelSource;
 use crate::rope_scaling::Llama3Scaling;
@@ -186,9 +186,7 @@ impl LlamaConfig {
 struct Block {
     attn: AttentionWeights,
     ffn_norm: Vec<f32>,
-    ffn_gate: MatrixRef,
-    ffn_up: MatrixRef,
-    ffn_down: MatrixRef,
+    ffn: FeedForward,
 }
 
 /// Tensor names of one file format.
@@ -251,9 +249,8 @@ struct PassBuffers {
     /// `[n, d]`: the residual stream.
     hidden: Vec<f32>,
     layer: LayerBuffers,
-    /// `[n, n_ff]` each.
-    gate: Vec<f32>,
-    up: Vec<f32>,
+    rope: RopeTables,
+    ffn: FfnBuffers,
 }
 
 impl Llama {
@@ -330,11 +327,18 @@ impl Llama {
                     k: unbiased(weights.linear_matrix(&name("attn_k"), kv, d)?),
                     v: unbiased(weights.linear_matrix(&name("attn_v"), kv, d)?),
                     o: unbiased(weights.linear_matrix(&name("attn_output"), d, q)?),
+                    q_norm: None,
+                    k_norm: None,
+                    post_norm: None,
                 },
                 ffn_norm: weights.vector(&name("ffn_norm"), d)?,
-                ffn_gate: weights.linear_matrix(&name("ffn_gate"), ff, d)?,
-                ffn_up: weights.linear_matrix(&name("ffn_up"), ff, d)?,
-                ffn_down: weights.linear_matrix(&name("ffn_down"), d, ff)?,
+                ffn: FeedForward {
+                    gate: weights.linear_matrix(&name("ffn_gate"), ff, d)?,
+                    up: weights.linear_matrix(&name("ffn_up"), ff, d)?,
+                    down: weights.linear_matrix(&name("ffn_down"), d, ff)?,
+                    activation: GatedActivation::Silu,
+                    post_norm: None,
+                },
             });
         }
         let output_norm = weights.vector(names.output_norm, d)?;
@@ -368,10 +372,9 @@ impl Llama {
                 b.attn.k.weight,
                 b.attn.v.weight,
                 b.attn.o.weight,
-                b.ffn_gate,
-                b.ffn_up,
-                b.ffn_down,
             ]
+            .into_iter()
+            .chain(b.ffn.matrices())
         });
         let weight_bytes = matrices.chain([output]).map(|m| m.n_bytes() as u64).sum();
         let info = ModelInfo {
@@ -444,6 +447,13 @@ impl Llama {
         };
         let n = batch.len();
         let d = cfg.n_embd;
+        let PassBuffers {
+            hidden,
+            layer: buf,
+            rope,
+            ffn,
+        } = buffers;
+        rope.fill(batch, &self.rope);
         let params = AttentionParams {
             shape: AttentionShape {
                 n_head: cfg.n_head,
@@ -452,20 +462,13 @@ impl Llama {
                 scale: 1.0 / (cfg.head_dim as f32).sqrt(),
             },
             rope: &self.rope,
+            rope_tables: rope,
             window: None,
             sinks: None,
         };
-        let PassBuffers {
-            hidden,
-            layer: buf,
-            gate,
-            up,
-        } = buffers;
         // [n, d]: the residual stream, starting from the token embeddings.
         layers::embed_into(&self.weights, &self.token_embd, batch, hidden);
-        buf.resize(batch, d, &params.shape, &self.rope);
-        gate.resize(n * cfg.n_ff, 0.0); // [n, n_ff]
-        up.resize(n * cfg.n_ff, 0.0); // [n, n_ff]
+        buf.resize(batch, d, &params.shape);
 
         for (layer, blk) in self.blocks.iter().enumerate() {
             compute.attention_block(
@@ -479,19 +482,7 @@ impl Llama {
                 hidden,
                 buf,
             );
-
-            // Feed-forward (SwiGLU).
-            norm_rows(hidden, &blk.ffn_norm, cfg.rms_eps, &mut buf.normed);
-            compute.matmuls_of(
-                [&blk.ffn_gate, &blk.ffn_up],
-                &buf.normed,
-                n,
-                &mut [&mut *gate, &mut *up],
-                &mut buf.scratch,
-            );
-            swiglu_on(compute.pool, gate, up);
-            compute.matmul(&blk.ffn_down, gate, n, &mut buf.proj, &mut buf.scratch);
-            add_assign(hidden, &buf.proj);
+            compute.feed_forward_block(&blk.ffn_norm, &blk.ffn, cfg.rms_eps, n, hidden, buf, ffn);
         }
         layers::end_pass(kv, &new_lengths);
         Ok(compute.logits(

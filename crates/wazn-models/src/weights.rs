@@ -215,6 +215,99 @@ impl Weights {
         })
     }
 
+    /// `n_expert` matrices `[n_rows, n_cols]` stored as one tensor per expert
+    /// (`name_of(e)`, as Hugging Face MoE checkpoints hold them), stacked into one
+    /// matrix of `n_expert * n_rows` rows as [`Weights::experts`] gives, packed where
+    /// the kernels in use read that layout. The source's pages of each expert are
+    /// released once copied.
+    pub fn expert_list(
+        &mut self,
+        name_of: impl Fn(usize) -> String,
+        n_expert: usize,
+        n_rows: usize,
+        n_cols: usize,
+    ) -> Result<MatrixRef, ModelError> {
+        let mut stack: Vec<u8> = Vec::new();
+        let mut first: Option<(DType, Layout)> = None;
+        for e in 0..n_expert {
+            let name = name_of(e);
+            let m = self.matrix(&name, n_rows, n_cols)?;
+            let (dtype, layout) = *first.get_or_insert_with(|| {
+                let packs =
+                    packed::worth_packing(m.dtype) && n_rows.is_multiple_of(packed::GROUP_ROWS);
+                let layout = if packs {
+                    Layout::Interleaved8
+                } else {
+                    Layout::Rows
+                };
+                (m.dtype, layout)
+            });
+            if m.dtype != dtype {
+                return Err(ModelError::BadTensor(format!(
+                    "{name} is {:?} but expert 0 is {dtype:?}: the experts of a layer share one type",
+                    m.dtype
+                )));
+            }
+            let rows = self.view(&m).data;
+            match layout {
+                Layout::Rows => stack.extend_from_slice(rows),
+                Layout::Interleaved8 => {
+                    let packed = packed::pack(dtype, rows, n_rows, n_cols).ok_or_else(|| {
+                        ModelError::BadTensor(format!("{name} could not be packed"))
+                    })?;
+                    stack.extend_from_slice(&packed);
+                }
+            }
+            match (&self.source, m.location) {
+                (ModelSource::HfFolder(folder), _) => folder.release_tensor(&name),
+                (ModelSource::Gguf(file), Location::Gguf { offset }) => {
+                    file.release_range(offset, m.n_bytes)
+                }
+                _ => {}
+            }
+        }
+        let Some((dtype, layout)) = first else {
+            return Err(ModelError::BadHyperParameter("a layer of 0 experts".into()));
+        };
+        let n_bytes = stack.len();
+        self.owned.push(stack);
+        Ok(MatrixRef {
+            dtype,
+            n_rows: n_expert * n_rows,
+            n_cols,
+            location: Location::Owned(self.owned.len() - 1),
+            n_bytes,
+            layout,
+        })
+    }
+
+    /// A matrix computed at load (`[n_rows, n_cols]` f32 values, row after row), owned
+    /// here.
+    pub fn owned_f32(&mut self, values: &[f32], n_rows: usize, n_cols: usize) -> MatrixRef {
+        debug_assert_eq!(values.len(), n_rows * n_cols);
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let n_bytes = bytes.len();
+        self.owned.push(bytes);
+        MatrixRef {
+            dtype: DType::F32,
+            n_rows,
+            n_cols,
+            location: Location::Owned(self.owned.len() - 1),
+            n_bytes,
+            layout: Layout::Rows,
+        }
+    }
+
+    /// Every value of `m`, as f32 (`[n_rows, n_cols]`, row after row).
+    pub fn to_f32(&self, m: &MatrixRef) -> Vec<f32> {
+        let view = self.view(m);
+        let mut out = vec![0.0f32; m.n_rows * m.n_cols];
+        for (row, dst) in out.chunks_exact_mut(m.n_cols.max(1)).enumerate() {
+            view.dequantize_row_into(row, dst);
+        }
+        out
+    }
+
     /// The matrix of a linear layer: as [`Weights::matrix`], packed when worth it.
     pub fn linear_matrix(
         &mut self,

@@ -15,6 +15,7 @@ use wazn_engine::{
     EngineError, Event, EventSink, FinishReason, Request, ServiceEvent, Submission, SubmitError,
 };
 use wazn_text::harmony::{ReplyAssembler, ReplyDelta};
+use wazn_text::think::{ThinkPiece, ThinkSplitter};
 
 use crate::error::ApiError;
 use crate::harmony_answer;
@@ -37,6 +38,9 @@ pub struct Job {
     pub logprobs: Option<usize>,
     /// The model writes harmony: a chat answer is read from the generated ids.
     pub harmony: bool,
+    /// The model writes its reasoning in `<think>` blocks: `Some(open)`, `open` when the
+    /// prompt left a block open. The chat answer's reasoning is then told apart.
+    pub think: Option<bool>,
 }
 
 /// Events of one choice, tagged with the choice's index.
@@ -131,6 +135,11 @@ struct Choice {
     started: bool,
     /// Harmony chats: the reply read from the ids (`text` is then unused).
     reply: Option<ReplyAssembler>,
+    /// Chats of thinking models: the split of `text` into reasoning and answer, and
+    /// the two parts so far.
+    think: Option<ThinkSplitter>,
+    reasoning: String,
+    content: String,
 }
 
 /// The state of a whole answer, and how to write it.
@@ -166,6 +175,10 @@ impl Answer {
             choices: (0..job.generation.n)
                 .map(|_| Choice {
                     reply: (job.harmony && job.kind == Kind::Chat).then(ReplyAssembler::new),
+                    think: job
+                        .think
+                        .filter(|_| job.kind == Kind::Chat && !job.harmony)
+                        .map(ThinkSplitter::new),
                     ..Choice::default()
                 })
                 .collect(),
@@ -176,12 +189,18 @@ impl Answer {
         self.choices.iter().all(|c| c.finish.is_some())
     }
 
-    /// Adds an event to its choice, timing it; returns the pieces of a harmony reply it
-    /// completed.
-    fn update(&mut self, state: &AppState, index: usize, event: &Event) -> Vec<ReplyDelta> {
+    /// Adds an event to its choice, timing it; returns the pieces of a harmony reply,
+    /// and of a thinking model's reasoning and answer, it completed.
+    fn update(
+        &mut self,
+        state: &AppState,
+        index: usize,
+        event: &Event,
+    ) -> (Vec<ReplyDelta>, Vec<ThinkPiece>) {
         let mut deltas = Vec::new();
+        let mut pieces = Vec::new();
         let Some(choice) = self.choices.get_mut(index) else {
-            return deltas;
+            return (deltas, pieces);
         };
         if let Some(token) = event.token {
             let now = Instant::now();
@@ -204,13 +223,25 @@ impl Answer {
             }
         }
         choice.text.push_str(&event.text);
+        if let Some(think) = &mut choice.think {
+            pieces.extend(think.push(&event.text));
+        }
         if event.finished.is_some() {
             choice.finish = event.finished;
             if let Some(reply) = &mut choice.reply {
                 deltas.extend(reply.finish());
             }
+            if let Some(think) = &mut choice.think {
+                pieces.extend(think.finish());
+            }
         }
-        deltas
+        for piece in &pieces {
+            match piece {
+                ThinkPiece::Reasoning(t) => choice.reasoning.push_str(t),
+                ThinkPiece::Content(t) => choice.content.push_str(t),
+            }
+        }
+        (deltas, pieces)
     }
 
     fn tool_call_id(&self, choice: usize, index: usize) -> String {
@@ -291,11 +322,16 @@ impl Answer {
             .map(|(index, c)| {
                 let logprobs = self.logprobs_json(state, &c.logprobs);
                 let finish = self.finish_json(c, c.finish);
-                let message = match &c.reply {
-                    Some(reply) => {
+                let message = match (&c.reply, &c.think) {
+                    (Some(reply), _) => {
                         harmony_answer::message_json(reply.reply(), |i| self.tool_call_id(index, i))
                     }
-                    None => json!({ "role": "assistant", "content": c.text }),
+                    (None, Some(_)) => json!({
+                        "role": "assistant",
+                        "content": c.content,
+                        "reasoning_content": Some(&c.reasoning).filter(|r| !r.is_empty()),
+                    }),
+                    (None, None) => json!({ "role": "assistant", "content": c.text }),
                 };
                 match self.kind {
                     Kind::Chat => json!({
@@ -341,7 +377,7 @@ impl Answer {
     /// The chunks one event turns into.
     fn event_chunks(&mut self, state: &AppState, index: usize, event: &Event) -> Vec<Value> {
         let before = self.choices.get(index).map_or(0, |c| c.logprobs.len());
-        let deltas = self.update(state, index, event);
+        let (deltas, pieces) = self.update(state, index, event);
         let Some(choice) = self.choices.get(index) else {
             return Vec::new();
         };
@@ -368,6 +404,30 @@ impl Answer {
                         chunks.push(self.chunk(vec![json!({
                             "index": index,
                             "delta": harmony_answer::delta_json(delta, |i| self.tool_call_id(index, i)),
+                            "logprobs": logprobs.take().unwrap_or(Value::Null),
+                            "finish_reason": Value::Null,
+                        })]));
+                    }
+                    if let Some(logprobs) = logprobs {
+                        chunks.push(self.chunk(vec![json!({
+                            "index": index,
+                            "delta": {},
+                            "logprobs": logprobs,
+                            "finish_reason": Value::Null,
+                        })]));
+                    }
+                } else if choice.think.is_some() {
+                    // One chunk per piece of reasoning or answer; the token's
+                    // log-probabilities ride on the first, or on an empty delta.
+                    let mut logprobs = Some(logprobs).filter(|l| !l.is_null());
+                    for piece in &pieces {
+                        let delta = match piece {
+                            ThinkPiece::Reasoning(t) => json!({ "reasoning_content": t }),
+                            ThinkPiece::Content(t) => json!({ "content": t }),
+                        };
+                        chunks.push(self.chunk(vec![json!({
+                            "index": index,
+                            "delta": delta,
                             "logprobs": logprobs.take().unwrap_or(Value::Null),
                             "finish_reason": Value::Null,
                         })]));

@@ -23,6 +23,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use wazn_engine::{Engine, EngineHandle, ServiceOptions};
 use wazn_text::harmony::ReasoningEffort;
+use wazn_text::think;
 use wazn_text::{ChatFormat, Tokenizer};
 
 use crate::error::ApiError;
@@ -60,6 +61,9 @@ pub struct AppState {
     pub metrics: Metrics,
     pub body_limit_bytes: usize,
     pub reasoning_effort: ReasoningEffort,
+    /// The model writes its reasoning between `<think>` and `</think>` (both are tokens
+    /// of its vocabulary): chat answers give it as `reasoning_content`.
+    pub thinks: bool,
     /// Unix seconds at start, reported as the model's `created`.
     pub created: u64,
     next_id: AtomicU64,
@@ -69,6 +73,7 @@ impl AppState {
     /// Starts the engine thread around `engine`.
     pub fn new(engine: Engine, options: ServerOptions) -> std::io::Result<Arc<AppState>> {
         let tokenizer = engine.shared_tokenizer();
+        let thinks = writes_think_blocks(&tokenizer);
         let chat_format = engine.chat_format().cloned();
         let n_ctx = engine.options().n_ctx;
         let n_vocab = engine.model().info().n_vocab;
@@ -90,6 +95,7 @@ impl AppState {
             metrics: Metrics::default(),
             body_limit_bytes: options.body_limit_bytes,
             reasoning_effort: options.reasoning_effort,
+            thinks,
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -100,6 +106,15 @@ impl AppState {
     pub(crate) fn next_request_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// Whether `<think>` and `</think>` are each one token of the vocabulary, as in the
+/// models that reason in such blocks.
+fn writes_think_blocks(tokenizer: &Tokenizer) -> bool {
+    [think::THINK_OPEN, think::THINK_CLOSE].iter().all(|tag| {
+        matches!(tokenizer.encode(tag, false, true).as_deref(), Ok([id])
+            if tokenizer.token_text(*id) == Some(tag))
+    })
 }
 
 /// Every route of the server.

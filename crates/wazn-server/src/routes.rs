@@ -9,6 +9,7 @@ use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use wazn_text::think;
 use wazn_text::{ChatFormat, ChatMessage};
 
 use crate::error::ApiError;
@@ -90,6 +91,7 @@ pub async fn chat_completions(
                 generation,
                 logprobs,
                 harmony: true,
+                think: None,
             };
             return generate::run(state, job).await;
         }
@@ -124,6 +126,7 @@ pub async fn chat_completions(
         generation,
         logprobs,
         harmony: false,
+        think: state.thinks.then(|| think::prompt_opens_thinking(&text)),
     };
     generate::run(state, job).await
 }
@@ -153,6 +156,7 @@ pub async fn completions(
         generation,
         logprobs,
         harmony: false,
+        think: None,
     };
     generate::run(state, job).await
 }

@@ -8,6 +8,7 @@ mod detokenizer;
 mod error;
 pub mod harmony;
 mod model_text;
+pub mod think;
 mod tokenizer;
 
 pub use chat_format::{harmony_chat, tokenize_rendered, ChatFormat};

@@ -11,10 +11,13 @@
 //!   partial results are merged.
 //! - [`attend_reference`]: the two-pass kernel (scores, softmax, weighted sum), the
 //!   oracle the fast path is tested against.
+//! - [`attend_latent_rows`]: multi-head latent attention (DeepSeek-V3), every head
+//!   over one cached row per position.
 //!
 //! The cache holds f32 or f16 ([`KvElement`]); scores and sums are always f32.
 
 mod flash;
+mod latent;
 mod parallel;
 mod reference;
 
@@ -22,6 +25,7 @@ pub use flash::attend;
 #[doc(hidden)]
 pub use flash::BlockKernels;
 pub(crate) use flash::{attend_keys_scalar, FlashState, GroupQueries};
+pub use latent::{attend_latent_rows, LatentShape};
 pub use parallel::{attend_rows, AttendOptions, QueryRow, SplitKv, SPLIT_MIN_PIECE_KEYS};
 pub use reference::attend_reference;
 

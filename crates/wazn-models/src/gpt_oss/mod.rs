@@ -13,7 +13,6 @@
 //! those layers' older blocks (see `kv_cache`).
 
 mod config;
-mod moe;
 
 use std::sync::Arc;
 
@@ -30,12 +29,13 @@ use crate::hf_config::HfConfig;
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::layers::{
     self, norm_rows, AttentionParams, AttentionWeights, Compute, LayerBuffers, Linear, Reusable,
+    RopeTables,
 };
 use crate::load::ModelSource;
+use crate::moe::{ExpertActivation, GateUp, Moe, MoeBuffers, Routing};
 use crate::rope_scaling::plain_inv_freq;
 use crate::weights::{MatrixRef, Weights};
 use crate::{Model, ModelInfo, ModelOptions};
-use moe::{GateUp, Moe, MoeBuffers};
 
 /// The weights of one decoder block.
 struct Block {
@@ -68,6 +68,7 @@ struct PassBuffers {
     /// `[n, d]`: the residual stream.
     hidden: Vec<f32>,
     layer: LayerBuffers,
+    rope: RopeTables,
     moe: MoeBuffers,
 }
 
@@ -169,7 +170,7 @@ impl GptOss {
                 let base = hf_name("mlp.experts.gate_up_proj");
                 GateUp::Interleaved {
                     weight: w.experts(&base, n_expert, 2 * n_ff, d)?,
-                    bias: w.tensor_f32(&format!("{base}_bias"), &[n_expert, 2 * n_ff])?,
+                    bias: Some(w.tensor_f32(&format!("{base}_bias"), &[n_expert, 2 * n_ff])?),
                 }
             } else if w.has(&gguf_name("ffn_gate_up_exps.weight")) {
                 // Newer converters fuse the two stacks: each expert's gate rows, then its
@@ -189,16 +190,19 @@ impl GptOss {
                 };
                 GateUp::Concatenated {
                     weight: w.experts(&fused("weight"), n_expert, 2 * n_ff, d)?,
-                    bias,
+                    bias: Some(bias),
                 }
             } else {
                 let exps = |t: &str| gguf_name(&format!("ffn_{t}_exps"));
                 GateUp::Split {
                     gate: w.experts(&format!("{}.weight", exps("gate")), n_expert, n_ff, d)?,
-                    gate_bias: w
-                        .tensor_f32(&format!("{}.bias", exps("gate")), &[n_expert, n_ff])?,
+                    gate_bias: Some(
+                        w.tensor_f32(&format!("{}.bias", exps("gate")), &[n_expert, n_ff])?,
+                    ),
                     up: w.experts(&format!("{}.weight", exps("up")), n_expert, n_ff, d)?,
-                    up_bias: w.tensor_f32(&format!("{}.bias", exps("up")), &[n_expert, n_ff])?,
+                    up_bias: Some(
+                        w.tensor_f32(&format!("{}.bias", exps("up")), &[n_expert, n_ff])?,
+                    ),
                 }
             };
             let (down_name, down_bias_name) = if hf {
@@ -215,6 +219,9 @@ impl GptOss {
                     k,
                     v,
                     o,
+                    q_norm: None,
+                    k_norm: None,
+                    post_norm: None,
                 },
                 sinks: w.vector(&name("self_attn.sinks", "attn_sinks.weight"), cfg.n_head)?,
                 mlp_norm: w.vector(
@@ -228,12 +235,15 @@ impl GptOss {
                     router,
                     gate_up,
                     down: w.experts(&down_name, n_expert, d, n_ff)?,
-                    down_bias: w.tensor_f32(&down_bias_name, &[n_expert, d])?,
+                    down_bias: Some(w.tensor_f32(&down_bias_name, &[n_expert, d])?),
                     n_expert,
                     n_expert_used: cfg.n_expert_used,
                     n_ff,
-                    swiglu_limit: cfg.swiglu_limit,
-                    swiglu_alpha: cfg.swiglu_alpha,
+                    routing: Routing::Softmax { renormalize: true },
+                    activation: ExpertActivation::ClampedSwiglu {
+                        limit: cfg.swiglu_limit,
+                        alpha: cfg.swiglu_alpha,
+                    },
                 },
             });
         }
@@ -248,21 +258,11 @@ impl GptOss {
             Rope::from_inv_freq(RopeLayout::HalfSplit, cfg.head_dim, inv_freq, cos_sin_scale);
 
         // Bytes read per token: every dense matrix, and k experts of each layer.
-        let per_expert = |m: &MatrixRef| m.n_bytes() / n_expert.max(1);
         let weight_bytes: usize = blocks
             .iter()
             .map(|b| {
-                let dense = [&b.attn.q, &b.attn.k, &b.attn.v, &b.attn.o, &b.moe.router]
-                    .iter()
-                    .map(|l| l.weight.n_bytes())
-                    .sum::<usize>();
-                let gate_up = match &b.moe.gate_up {
-                    GateUp::Interleaved { weight, .. } | GateUp::Concatenated { weight, .. } => {
-                        per_expert(weight)
-                    }
-                    GateUp::Split { gate, up, .. } => per_expert(gate) + per_expert(up),
-                };
-                dense + cfg.n_expert_used * (gate_up + per_expert(&b.moe.down))
+                let attn = [&b.attn.q, &b.attn.k, &b.attn.v, &b.attn.o];
+                attn.iter().map(|l| l.weight.n_bytes()).sum::<usize>() + b.moe.bytes_per_token()
             })
             .sum::<usize>()
             + output.n_bytes();
@@ -353,16 +353,19 @@ impl GptOss {
         let PassBuffers {
             hidden,
             layer: buf,
+            rope,
             moe,
         } = buffers;
+        rope.fill(batch, &self.rope);
         // [n, d]: the residual stream, starting from the token embeddings.
         layers::embed_into(&self.weights, &self.token_embd, batch, hidden);
-        buf.resize(batch, d, &shape, &self.rope);
+        buf.resize(batch, d, &shape);
 
         for (layer, blk) in self.blocks.iter().enumerate() {
             let params = AttentionParams {
                 shape,
                 rope: &self.rope,
+                rope_tables: rope,
                 window: cfg.sliding_layers[layer].then_some(cfg.sliding_window),
                 sinks: Some(&blk.sinks),
             };

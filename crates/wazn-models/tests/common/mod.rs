@@ -1,6 +1,7 @@
 //! Shared helpers of the model tests: the default model and the reference file.
 #![allow(dead_code)]
 
+pub mod arch_checks;
 pub mod hf_reference;
 
 use std::path::PathBuf;

@@ -34,6 +34,17 @@ const GPT4O_SPLIT: &str = concat!(
     r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
 );
 
+/// DeepSeek-V3's splits, applied one after the other: numbers in groups of up to three
+/// digits, runs of CJK ideographs and kana, then words, punctuation and spaces.
+const DEEPSEEK3_SPLITS: &[&str] = &[
+    r"\p{N}{1,3}",
+    r"[一-龥぀-ゟ゠-ヿ]+",
+    concat!(
+        r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+"##,
+        r"| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ),
+];
+
 /// How a byte-level vocabulary cuts text into words before BPE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum WordSplit {
@@ -43,6 +54,8 @@ enum WordSplit {
     DigitsThenGpt2,
     /// One regular expression in place of GPT-2's.
     Regex(&'static str),
+    /// Several, each cutting the pieces the one before left.
+    Regexes(&'static [&'static str]),
 }
 
 /// What a `tokenizer.ggml.pre` name implies for building the tokenizer.
@@ -81,9 +94,21 @@ pub(crate) fn plan_for(pre: Option<&str>) -> Result<PrePlan, TextError> {
         "dbrx" | "smaug-bpe" => plain(WordSplit::Regex(LLAMA3_SPLIT)),
         "qwen2" | "deepseek-r1-qwen" | "kormo" | "megrez" => plain(WordSplit::Regex(QWEN2_SPLIT)),
         "gpt-4o" | "llama4" => plain(WordSplit::Regex(GPT4O_SPLIT)),
+        "deepseek-v3" => plain(WordSplit::Regexes(DEEPSEEK3_SPLITS)),
         other => return Err(TextError::UnsupportedPreTokenizer(other.to_string())),
     };
     Ok(plan)
+}
+
+/// A pre-tokenizer that isolates every match of `pattern`.
+fn split(pattern: &str) -> Result<PreTokenizerWrapper, TextError> {
+    Split::new(
+        SplitPattern::Regex(pattern.to_string()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map(Into::into)
+    .map_err(|e| TextError::Build(format!("pre-tokenizer regex: {e}")))
 }
 
 impl PrePlan {
@@ -97,14 +122,56 @@ impl PrePlan {
                 Sequence::new(vec![Digits::new(true).into(), byte_level(true).into()]).into()
             }
             WordSplit::Regex(pattern) => {
-                let split = Split::new(
-                    SplitPattern::Regex(pattern.to_string()),
-                    SplitDelimiterBehavior::Isolated,
-                    false,
-                )
-                .map_err(|e| TextError::Build(format!("pre-tokenizer regex: {e}")))?;
-                Sequence::new(vec![split.into(), byte_level(false).into()]).into()
+                Sequence::new(vec![split(pattern)?, byte_level(false).into()]).into()
+            }
+            WordSplit::Regexes(patterns) => {
+                let mut steps = patterns
+                    .iter()
+                    .map(|p| split(p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                steps.push(byte_level(false).into());
+                Sequence::new(steps).into()
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+
+    use super::*;
+
+    /// The words `pre` cuts `text` into, in byte-level spelling.
+    fn words(pre: &str, text: &str) -> Vec<String> {
+        let pre = plan_for(Some(pre)).unwrap().pre_tokenizer().unwrap();
+        let mut s = PreTokenizedString::from(text);
+        pre.pre_tokenize(&mut s).unwrap();
+        s.get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(w, _, _)| w.to_string())
+            .collect()
+    }
+
+    /// The pieces are those of Hugging Face `tokenizers` (Python, 0.23.3) given the same
+    /// three splits and byte-level step (llama.cpp's list for `deepseek-v3`).
+    #[test]
+    fn deepseek_v3_cuts_numbers_cjk_and_words_in_turn() {
+        assert_eq!(
+            words("deepseek-v3", "Año 12345 日本語テキスト!ok"),
+            [
+                "AÃ±o",
+                "Ġ",
+                "123",
+                "45",
+                "Ġ",
+                "æĹ¥æľ¬èªŀãĥĨãĤŃãĤ¹ãĥĪ",
+                "!ok"
+            ]
+        );
+        assert_eq!(
+            words("deepseek-v3", "Hello, world!\n\n  x=1234;"),
+            ["Hello", ",", "Ġworld", "!ĊĊ", "Ġ", "Ġx", "=", "123", "4", ";"]
+        );
     }
 }
