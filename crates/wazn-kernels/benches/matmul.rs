@@ -1,7 +1,8 @@
 //! Matrix-product throughput on SmolLM2-135M's shapes, for 1 activation row (decode),
 //! 8 rows (a decode step of 8 sequences) and 64 / 512 rows (prompt processing), and on
 //! the shapes and types of Llama-3.1-8B (Q4_K_M and the other llama.cpp mixes) and
-//! gpt-oss-20b (MXFP4 experts), for 1, 8 and 64 rows (shape names start `8b` / `20b`).
+//! gpt-oss-20b (MXFP4 experts) and Qwen3-30B-A3B's experts (Q4_K_M), for 1, 8 and 64 rows
+//! (shape names start `8b` / `20b` / `30b`).
 //!
 //! Run: `cargo bench -p wazn-kernels --bench matmul [-- THREADS] [SHAPE]` (default 2
 //! threads, every shape; SHAPE keeps the shapes whose name contains it).
@@ -93,7 +94,7 @@ fn main() {
         .skip(1)
         .find(|a| a.parse::<usize>().is_err() && !a.starts_with('-'));
     let pool = ThreadPool::new(n_threads).expect("thread pool");
-    let shapes: [(&str, DType, usize, usize); 18] = [
+    let shapes: [(&str, DType, usize, usize); 21] = [
         ("attn_q/o 576x576", DType::Q4_1, 576, 576),
         ("attn_k/v 192x576", DType::Q4_1, 192, 576),
         ("ffn_up 1536x576", DType::Q4_1, 1536, 576),
@@ -112,6 +113,9 @@ fn main() {
         ("8b q5_1 4096x4096", DType::Q5_1, 4096, 4096),
         ("8b q8_0 4096x4096", DType::Q8_0, 4096, 4096),
         ("20b mxfp4 2880x2880", DType::Mxfp4, 2880, 2880),
+        ("30b-a3b q4_k 768x2048", DType::Q4_K, 768, 2048),
+        ("30b-a3b q4_k 2048x768", DType::Q4_K, 2048, 768),
+        ("30b-a3b q6_k 2048x768", DType::Q6_K, 2048, 768),
     ];
     println!(
         "threads: {n_threads}, kernels: {}",
@@ -150,7 +154,8 @@ fn main() {
             .iter()
             .flat_map(|l| [1usize, 8, 64, 512].map(|n_x| (l, n_x)))
         {
-            let real_size = name.starts_with("8b") || name.starts_with("20b");
+            let real_size =
+                name.starts_with("8b") || name.starts_with("20b") || name.starts_with("30b");
             if (n_rows >= 49152 || real_size) && n_x > 64 {
                 continue;
             }

@@ -88,9 +88,11 @@ pub(crate) fn run_packed_jobs(pool: &ThreadPool, jobs: &[PackedJob<'_>], partner
     let mut n_tasks = 0;
     for job in jobs {
         let n_groups = job.w.n_rows.div_ceil(GROUP_ROWS);
-        // Small matrices in chunks of one or two groups, so that two threads share even
-        // a 192-row product; large ones in chunks of 16 groups (128 rows).
-        let groups_per_task = (n_groups / 32).clamp(1, 16);
+        // Small matrices in chunks of two groups, so that two threads share even a
+        // 192-row product; large ones in chunks of 16 groups (128 rows). An even count:
+        // the kernels compute groups in pairs, and an odd chunk's last group would be
+        // computed as a whole pair.
+        let groups_per_task = (n_groups / 32).clamp(2, 16).next_multiple_of(2);
         let plan = Plan {
             n_groups,
             groups_per_task,

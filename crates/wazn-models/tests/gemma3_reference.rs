@@ -7,7 +7,11 @@
 
 mod common;
 
-use common::arch_checks::{self, data_dir};
+use common::arch_checks::{self, check_logits, data_dir};
+use common::hf_reference::read_reference;
+use serde_json::Value;
+use wazn_kernels::Activations;
+use wazn_models::{load_model_from, ModelOptions, ModelSource};
 
 #[test]
 fn gemma3_logits_match_transformers_from_both_formats() {
@@ -34,4 +38,54 @@ fn gemma3_formats_agree() {
     arch_checks::check_formats_agree("gemma3");
     let file = wazn_formats::GgufFile::open(data_dir("gemma3").join("tiny.gguf")).unwrap();
     assert_eq!(file.architecture().unwrap(), "gemma3");
+}
+
+/// The multimodal checkpoints (Gemma 3 4B and up): `model_type` `gemma3` with the text
+/// model's settings under `text_config`, and the language model's tensors under
+/// `language_model.model.` as released. The same weights so laid out give the same
+/// logits.
+#[test]
+fn the_text_part_of_a_multimodal_checkpoint_gives_the_same_logits() {
+    let folder = arch_checks::edited_folder("gemma3", "multimodal", |config| {
+        let text = config.clone();
+        *config = serde_json::json!({
+            "architectures": ["Gemma3ForConditionalGeneration"],
+            "model_type": "gemma3",
+            "text_config": text,
+        });
+    });
+    let path = folder.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let renamed: serde_json::Map<String, Value> = header
+        .into_iter()
+        .map(|(name, info)| match name.strip_prefix("model.") {
+            Some(rest) => (format!("language_model.model.{rest}"), info),
+            None => (name, info),
+        })
+        .collect();
+    let mut json = serde_json::to_vec(&renamed).unwrap();
+    while !json.len().is_multiple_of(8) {
+        json.push(b' ');
+    }
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(&path, out).unwrap();
+
+    let source = ModelSource::open(&folder).unwrap();
+    let model = load_model_from(
+        &source,
+        &ModelOptions {
+            activations: Activations::F32,
+        },
+    )
+    .unwrap();
+    assert_eq!(model.info().architecture, "gemma3");
+    check_logits(
+        model.as_ref(),
+        &read_reference(&data_dir("gemma3")),
+        "gemma3 multimodal layout",
+    );
 }
