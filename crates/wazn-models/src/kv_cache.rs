@@ -21,6 +21,9 @@
 //! would reach such a block, so [`KvCache::attach_prefix`] and [`KvCache::truncate`]
 //! stop short of that.
 //!
+//! Multi-head latent attention caches one row per position and layer, read as keys
+//! and in part as values: [`KvCache::keys_only`] keeps no separate values.
+//!
 //! Keys and values are stored as f32 or f16 ([`KvDtype`], chosen when the cache is
 //! made: [`KvCache::with_dtype`]); f16 halves the memory and the bytes attention
 //! reads, and rounds each key and value once, when it is written.
