@@ -6,7 +6,7 @@
 //!   h = h + MLA(n)                      (multi-head latent attention, see `mla`)
 //!   h = h + FFN(n)                      n = RMSNorm(h) before each
 //! The first `first_k_dense_replace` layers' FFN is a dense SwiGLU; the others' is a
-//! mixture of experts ([`crate::moe`]'s grouped sigmoid routing: scores plus a
+//! mixture of experts (the grouped sigmoid routing of `moe`: scores plus a
 //! correction bias choose the experts within the best groups, the unbiased scores
 //! weight them, renormalized and scaled by `routed_scaling_factor`) plus shared
 //! experts every token takes. RoPE (YaRN where configured) rotates adjacent pairs of
