@@ -18,6 +18,7 @@ use wazn_kernels::{Activations, ThreadPool};
 
 use crate::batch::{Batch, Logits};
 use crate::error::ModelError;
+use crate::gguf_keys::gguf_n_vocab;
 use crate::hf_config::HfConfig;
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::layers::{
@@ -257,21 +258,7 @@ impl Llama {
     /// A Llama from a GGUF file (`general.architecture` names the family).
     pub fn load(file: Arc<GgufFile>, options: &ModelOptions) -> Result<Self, ModelError> {
         let arch = file.architecture()?.to_string();
-        let embd_info =
-            file.tensor(GGUF_NAMES.token_embd)
-                .ok_or_else(|| ModelError::MissingTensor {
-                    name: GGUF_NAMES.token_embd.into(),
-                })?;
-        let n_vocab = match embd_info.dims.as_slice() {
-            [_, n] => *n as usize,
-            dims => {
-                return Err(ModelError::TensorShape {
-                    name: GGUF_NAMES.token_embd.into(),
-                    actual: dims.to_vec(),
-                    expected: vec![0, 0],
-                })
-            }
-        };
+        let n_vocab = gguf_n_vocab(&file)?;
         let mut cfg = LlamaConfig::from_metadata(file.metadata(), &arch, n_vocab)?;
         cfg.tied_embeddings = file.tensor(GGUF_NAMES.output).is_none();
         let weights = Weights::new(ModelSource::Gguf(file));

@@ -25,6 +25,7 @@ pub use config::GptOssConfig;
 
 use crate::batch::{Batch, Logits};
 use crate::error::ModelError;
+use crate::gguf_keys::gguf_n_vocab;
 use crate::hf_config::HfConfig;
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::layers::{
@@ -82,21 +83,7 @@ enum Format {
 impl GptOss {
     /// gpt-oss from a GGUF file.
     pub fn load(file: Arc<GgufFile>, options: &ModelOptions) -> Result<Self, ModelError> {
-        let name = "token_embd.weight";
-        let info = file
-            .tensor(name)
-            .ok_or_else(|| ModelError::MissingTensor { name: name.into() })?;
-        let n_vocab = match info.dims.as_slice() {
-            [_, n] => usize::try_from(*n)
-                .map_err(|_| ModelError::BadTensor(format!("{name}: {n} rows")))?,
-            dims => {
-                return Err(ModelError::TensorShape {
-                    name: name.into(),
-                    actual: dims.to_vec(),
-                    expected: vec![0, 0],
-                })
-            }
-        };
+        let n_vocab = gguf_n_vocab(&file)?;
         let cfg = GptOssConfig::from_gguf(&file, n_vocab)?;
         Self::build(
             cfg,
