@@ -54,25 +54,16 @@ fn the_text_part_of_a_multimodal_checkpoint_gives_the_same_logits() {
             "text_config": text,
         });
     });
-    let path = folder.join("model.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let renamed: serde_json::Map<String, Value> = header
-        .into_iter()
-        .map(|(name, info)| match name.strip_prefix("model.") {
-            Some(rest) => (format!("language_model.model.{rest}"), info),
-            None => (name, info),
-        })
-        .collect();
-    let mut json = serde_json::to_vec(&renamed).unwrap();
-    while !json.len().is_multiple_of(8) {
-        json.push(b' ');
-    }
-    let mut out = (json.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(&json);
-    out.extend_from_slice(&bytes[8 + n..]);
-    std::fs::write(&path, out).unwrap();
+    arch_checks::edit_header(&folder, |header| {
+        let renamed: serde_json::Map<String, Value> = std::mem::take(header)
+            .into_iter()
+            .map(|(name, info)| match name.strip_prefix("model.") {
+                Some(rest) => (format!("language_model.model.{rest}"), info),
+                None => (name, info),
+            })
+            .collect();
+        *header = renamed;
+    });
 
     let source = ModelSource::open(&folder).unwrap();
     let model = load_model_from(

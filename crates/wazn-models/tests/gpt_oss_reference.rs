@@ -22,89 +22,29 @@ use wazn_formats::{GgufFile, GgufWriter};
 use wazn_kernels::{Activations, ThreadPool};
 use wazn_models::{load_model_from, Batch, Model, ModelError, ModelOptions, ModelSource};
 
-use common::argmax;
+use common::arch_checks::{
+    self, check_logits, compare, edit_header, Format, F32_MAX_ABS_LOGIT_DIFF,
+};
 use common::hf_reference::{full_pass, read_reference, Prompt, Reference};
 
-/// With f32 activations both sides compute the same sums in a different order (and
-/// the reference stores 6 significant digits).
-const F32_MAX_ABS_LOGIT_DIFF: f32 = 1e-3;
-
 fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gptoss")
+    arch_checks::data_dir("gptoss")
 }
 
 fn reference() -> Reference {
     read_reference(&data_dir())
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Format {
-    Hf,
-    Gguf,
-}
-
 fn load(format: Format, activations: Activations) -> Box<dyn Model> {
-    let path = match format {
-        Format::Hf => data_dir().join("hf"),
-        Format::Gguf => data_dir().join("tiny.gguf"),
-    };
-    let source = ModelSource::open(&path).expect("open the tiny gpt-oss");
-    load_model_from(&source, &ModelOptions { activations }).expect("load the tiny gpt-oss")
-}
-
-/// Largest |Δlogit| over the full vocabulary at the reference's positions, the
-/// largest |logit| of the reference, and the positions whose top-1 differs (with the
-/// reference's top1 - top2 margin there).
-struct Agreement {
-    max_abs_diff: f32,
-    max_abs_logit: f32,
-    top1_mismatches: Vec<(usize, usize, f32)>,
-}
-
-fn compare(model: &dyn Model, pool: &ThreadPool, reference: &Reference) -> Agreement {
-    let mut agreement = Agreement {
-        max_abs_diff: 0.0,
-        max_abs_logit: 0.0,
-        top1_mismatches: Vec::new(),
-    };
-    for (p, prompt) in reference.prompts.iter().enumerate() {
-        let ours = full_pass(model, pool, &prompt.input_ids);
-        for (&pos, want) in prompt.logit_positions.iter().zip(&prompt.logits) {
-            let got = &ours[pos];
-            assert_eq!(got.len(), want.len(), "vocabulary size");
-            for (&g, &w) in got.iter().zip(want) {
-                agreement.max_abs_diff = agreement.max_abs_diff.max((g - w).abs());
-                agreement.max_abs_logit = agreement.max_abs_logit.max(w.abs());
-            }
-            if argmax(got) != argmax(want) {
-                let mut sorted = want.clone();
-                sorted.sort_by(|a, b| b.total_cmp(a));
-                agreement
-                    .top1_mismatches
-                    .push((p, pos, sorted[0] - sorted[1]));
-            }
-        }
-    }
-    agreement
+    arch_checks::load(&data_dir(), format, activations)
 }
 
 fn check_f32(format: Format) {
     let model = load(format, Activations::F32);
     assert_eq!(model.info().architecture, "gpt-oss");
-    let pool = ThreadPool::new(2).unwrap();
     let reference = reference();
     assert!(reference.prompts.iter().any(|p| p.input_ids.len() > 128));
-    let a = compare(model.as_ref(), &pool, &reference);
-    println!(
-        "{format:?} f32: max |Δlogit| = {:.3e} (largest |logit| {:.2})",
-        a.max_abs_diff, a.max_abs_logit
-    );
-    assert!(
-        a.max_abs_diff <= F32_MAX_ABS_LOGIT_DIFF,
-        "{format:?}: max |Δlogit| {} > {F32_MAX_ABS_LOGIT_DIFF}",
-        a.max_abs_diff
-    );
-    assert!(a.top1_mismatches.is_empty(), "{:?}", a.top1_mismatches);
+    check_logits(model.as_ref(), &reference, &format!("{format:?} f32"));
 }
 
 #[test]
@@ -190,82 +130,21 @@ fn gguf_8bit_logits_are_close_to_transformers() {
     check_q8(Format::Gguf);
 }
 
-/// Greedy decoding, one token per forward after the prompt, gives the reference's
-/// continuation.
-fn check_greedy(format: Format) {
-    let model = load(format, Activations::F32);
-    let pool = ThreadPool::new(2).unwrap();
-    for prompt in &reference().prompts {
-        let n_new = prompt.greedy_ids.len();
-        let mut kv = model.new_kv_cache(prompt.input_ids.len() + n_new);
-        let batch = Batch::for_sequence(0, 0, &prompt.input_ids);
-        let mut next = argmax(model.forward(&batch, &mut kv, &pool).unwrap().row(0));
-        let mut ours = vec![next];
-        while ours.len() < n_new {
-            let pos = prompt.input_ids.len() + ours.len() - 1;
-            let batch = Batch::for_sequence(0, pos, &[next]);
-            next = argmax(model.forward(&batch, &mut kv, &pool).unwrap().row(0));
-            ours.push(next);
-        }
-        assert_eq!(ours, prompt.greedy_ids, "{format:?}");
-    }
-}
-
 #[test]
 fn hf_folder_greedy_tokens_match_transformers() {
-    check_greedy(Format::Hf);
+    arch_checks::check_greedy(&data_dir(), Format::Hf);
 }
 
 #[test]
 fn gguf_greedy_tokens_match_transformers() {
-    check_greedy(Format::Gguf);
+    arch_checks::check_greedy(&data_dir(), Format::Gguf);
 }
 
 /// Two sequences interleaved in one batch, then decoded one token per step together,
 /// give the logits of a full pass of each alone.
 #[test]
 fn batched_and_incremental_rows_equal_a_full_pass() {
-    let pool = ThreadPool::new(2).unwrap();
-    let reference = reference();
-    let long = &reference.prompts[2].input_ids; // 300 tokens, past the window
-    let short = &reference.prompts[1].input_ids;
-    for activations in [Activations::F32, Activations::Quantized] {
-        let model = load(Format::Hf, activations);
-        let want_long = full_pass(model.as_ref(), &pool, long);
-        let want_short = full_pass(model.as_ref(), &pool, short);
-        let mut kv = model.new_kv_cache(long.len());
-        // Prefill: the first 140 of `long` and the first 100 of `short` in one batch.
-        let (pre_long, pre_short) = (140, 100);
-        let mut batch = Batch::new();
-        batch.push_tokens(7, 0, &long[..pre_long], true);
-        batch.push_tokens(3, 0, &short[..pre_short], true);
-        let logits = model.forward(&batch, &mut kv, &pool).unwrap();
-        let mut max_diff = 0.0f32;
-        let mut diff = |a: &[f32], b: &[f32]| {
-            for (x, y) in a.iter().zip(b) {
-                max_diff = max_diff.max((x - y).abs());
-            }
-        };
-        for (i, want) in want_long[..pre_long].iter().enumerate() {
-            diff(logits.row(i), want);
-        }
-        for (i, want) in want_short[..pre_short].iter().enumerate() {
-            diff(logits.row(pre_long + i), want);
-        }
-        // Then one token of each per forward.
-        for step in 0..(short.len() - pre_short) {
-            let (pl, ps) = (pre_long + step, pre_short + step);
-            let mut batch = Batch::new();
-            batch.push_tokens(3, ps, &short[ps..ps + 1], true);
-            batch.push_tokens(7, pl, &long[pl..pl + 1], true);
-            let logits = model.forward(&batch, &mut kv, &pool).unwrap();
-            diff(logits.row(0), &want_short[ps]);
-            diff(logits.row(1), &want_long[pl]);
-        }
-        println!("{activations:?}: batched/incremental vs full pass max |Δlogit| = {max_diff:.3e}");
-        // Each row's arithmetic does not depend on the other rows of the batch.
-        assert!(max_diff <= 1e-5, "{activations:?}: {max_diff}");
-    }
+    arch_checks::check_batched_and_incremental("gptoss");
 }
 
 /// A prompt that starts with another sequence's cached blocks, and a sequence cut
@@ -273,39 +152,7 @@ fn batched_and_incremental_rows_equal_a_full_pass() {
 /// window from the shared blocks).
 #[test]
 fn prefix_reuse_and_truncation_keep_the_logits() {
-    let pool = ThreadPool::new(2).unwrap();
-    let model = load(Format::Hf, Activations::F32);
-    let tokens = &reference().prompts[2].input_ids; // 300 tokens
-    let want = full_pass(model.as_ref(), &pool, tokens);
-    let mut kv = model.new_kv_cache(tokens.len());
-    let mut max_diff = 0.0f32;
-    let mut check_rows = |logits: &wazn_models::Logits, start: usize| {
-        for i in 0..logits.n_rows() {
-            for (a, b) in logits.row(i).iter().zip(&want[start + i]) {
-                max_diff = max_diff.max((a - b).abs());
-            }
-        }
-    };
-
-    let mut batch = Batch::new();
-    batch.push_tokens(1, 0, &tokens[..200], false);
-    model.forward(&batch, &mut kv, &pool).unwrap();
-    kv.register_tokens(1, &tokens[..200]);
-
-    let reused = kv.attach_prefix(2, tokens);
-    assert!(reused > 128, "only {reused} positions reused");
-    let mut batch = Batch::new();
-    batch.push_tokens(2, reused, &tokens[reused..], true);
-    check_rows(&model.forward(&batch, &mut kv, &pool).unwrap(), reused);
-
-    kv.truncate(2, 250);
-    let kept = kv.seq_len(2);
-    assert!(kept <= 250);
-    let mut batch = Batch::new();
-    batch.push_tokens(2, kept, &tokens[kept..], true);
-    check_rows(&model.forward(&batch, &mut kv, &pool).unwrap(), kept);
-    println!("prefix reuse ({reused} positions) and truncation: max |Δlogit| = {max_diff:.3e}");
-    assert!(max_diff <= 1e-5, "{max_diff}");
+    arch_checks::check_prefix_reuse("gptoss");
 }
 
 /// The sliding layers' cache stays about one window long while the full layers' grows.
@@ -447,23 +294,6 @@ fn scratch_copy(test: &str) -> PathBuf {
         std::fs::copy(data_dir().join("hf").join(name), dir.join(name)).unwrap();
     }
     dir
-}
-
-/// Rewrites the safetensors header of `dir/model.safetensors` with `edit`.
-fn edit_header(dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) {
-    let path = dir.join("model.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let mut header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    edit(header.as_object_mut().unwrap());
-    let mut json = serde_json::to_vec(&header).unwrap();
-    while !json.len().is_multiple_of(8) {
-        json.push(b' ');
-    }
-    let mut out = (json.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(&json);
-    out.extend_from_slice(&bytes[8 + n..]);
-    std::fs::write(&path, out).unwrap();
 }
 
 fn load_err(dir: &Path) -> String {

@@ -53,6 +53,23 @@ pub fn edited_folder(name: &str, test: &str, edit: impl FnOnce(&mut serde_json::
     dir
 }
 
+/// Rewrites the safetensors header of `dir/model.safetensors` with `edit`.
+pub fn edit_header(dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit(header.as_object_mut().unwrap());
+    let mut json = serde_json::to_vec(&header).unwrap();
+    while !json.len().is_multiple_of(8) {
+        json.push(b' ');
+    }
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(&path, out).unwrap();
+}
+
 pub fn model_path(dir: &Path, format: Format) -> PathBuf {
     match format {
         Format::Hf => dir.join("hf"),
@@ -143,25 +160,30 @@ pub fn check_f32_both_formats(name: &str, architecture: &str) {
 /// Greedy decoding, one token per forward after the prompt, gives the reference's
 /// continuation, from both formats.
 pub fn check_greedy_both_formats(name: &str) {
-    let dir = data_dir(name);
-    let reference = read_reference(&dir);
-    let pool = ThreadPool::new(2).unwrap();
     for format in BOTH_FORMATS {
-        let model = load(&dir, format, Activations::F32);
-        for prompt in &reference.prompts {
-            let n_new = prompt.greedy_ids.len();
-            let mut kv = model.new_kv_cache(prompt.input_ids.len() + n_new);
-            let batch = Batch::for_sequence(0, 0, &prompt.input_ids);
-            let mut next = argmax(model.forward(&batch, &mut kv, &pool).unwrap().row(0));
-            let mut ours = vec![next];
-            while ours.len() < n_new {
-                let pos = prompt.input_ids.len() + ours.len() - 1;
-                let batch = Batch::for_sequence(0, pos, &[next]);
-                next = argmax(model.forward(&batch, &mut kv, &pool).unwrap().row(0));
-                ours.push(next);
-            }
-            assert_eq!(ours, prompt.greedy_ids, "{name} {format:?}");
+        check_greedy(&data_dir(name), format);
+    }
+}
+
+/// Greedy decoding of the model in `dir`, one token per forward after each prompt of
+/// its reference, gives the reference's continuation.
+pub fn check_greedy(dir: &Path, format: Format) {
+    let reference = read_reference(dir);
+    let pool = ThreadPool::new(2).unwrap();
+    let model = load(dir, format, Activations::F32);
+    for prompt in &reference.prompts {
+        let n_new = prompt.greedy_ids.len();
+        let mut kv = model.new_kv_cache(prompt.input_ids.len() + n_new);
+        let batch = Batch::for_sequence(0, 0, &prompt.input_ids);
+        let mut next = argmax(model.forward(&batch, &mut kv, &pool).unwrap().row(0));
+        let mut ours = vec![next];
+        while ours.len() < n_new {
+            let pos = prompt.input_ids.len() + ours.len() - 1;
+            let batch = Batch::for_sequence(0, pos, &[next]);
+            next = argmax(model.forward(&batch, &mut kv, &pool).unwrap().row(0));
+            ours.push(next);
         }
+        assert_eq!(ours, prompt.greedy_ids, "{} {format:?}", dir.display());
     }
 }
 
@@ -238,7 +260,7 @@ pub fn check_prefix_reuse(name: &str) {
     kv.register_tokens(1, &tokens[..200]);
 
     let reused = kv.attach_prefix(2, tokens);
-    assert!(reused >= 128, "only {reused} positions reused");
+    assert!(reused > 128, "only {reused} positions reused");
     let mut batch = Batch::new();
     batch.push_tokens(2, reused, &tokens[reused..], true);
     check_rows(&model.forward(&batch, &mut kv, &pool).unwrap(), reused);
