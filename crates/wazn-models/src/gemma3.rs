@@ -371,21 +371,12 @@ impl Names {
         let Some(prefix) = &self.hf_prefix else {
             return format!("blk.{i}.{short}.weight");
         };
+        // Gemma's four norms a block; the rest as the Llama family names them.
         let hf = match short {
-            "attn_norm" => "input_layernorm",
-            "attn_q" => "self_attn.q_proj",
-            "attn_k" => "self_attn.k_proj",
-            "attn_v" => "self_attn.v_proj",
-            "attn_output" => "self_attn.o_proj",
-            "attn_q_norm" => "self_attn.q_norm",
-            "attn_k_norm" => "self_attn.k_norm",
             "post_attention_norm" => "post_attention_layernorm",
             "ffn_norm" => "pre_feedforward_layernorm",
             "post_ffw_norm" => "post_feedforward_layernorm",
-            "ffn_gate" => "mlp.gate_proj",
-            "ffn_up" => "mlp.up_proj",
-            "ffn_down" => "mlp.down_proj",
-            other => other,
+            other => layers::hf_block_name(other),
         };
         format!("{prefix}layers.{i}.{hf}.weight")
     }

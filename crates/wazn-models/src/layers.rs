@@ -114,6 +114,27 @@ fn reserve_cache(kv: &mut KvCache, new_lengths: &[(SeqId, usize)]) -> Result<(),
     Ok(())
 }
 
+/// The Hugging Face name, under `model.layers.{i}.`, of a block tensor's GGUF short name
+/// (`attn_q` → `self_attn.q_proj`), for the names the Llama-shaped families share; an
+/// architecture maps its own names before asking here. Unknown names come back as given.
+pub(crate) fn hf_block_name(gguf: &str) -> &str {
+    match gguf {
+        "attn_norm" => "input_layernorm",
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
+        "ffn_norm" => "post_attention_layernorm",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        "ffn_gate_inp" => "mlp.gate",
+        other => other,
+    }
+}
+
 /// `hidden` (`[n, d]`, resized) = the embedding row of each row's token.
 pub(crate) fn embed_into(
     weights: &Weights,

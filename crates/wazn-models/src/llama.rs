@@ -210,21 +210,7 @@ const HF_NAMES: Names = Names {
     token_embd: "model.embed_tokens.weight",
     output_norm: "model.norm.weight",
     output: "lm_head.weight",
-    block: |i, t| {
-        let hf = match t {
-            "attn_norm" => "input_layernorm",
-            "attn_q" => "self_attn.q_proj",
-            "attn_k" => "self_attn.k_proj",
-            "attn_v" => "self_attn.v_proj",
-            "attn_output" => "self_attn.o_proj",
-            "ffn_norm" => "post_attention_layernorm",
-            "ffn_gate" => "mlp.gate_proj",
-            "ffn_up" => "mlp.up_proj",
-            "ffn_down" => "mlp.down_proj",
-            other => other,
-        };
-        format!("model.layers.{i}.{hf}.weight")
-    },
+    block: |i, t| format!("model.layers.{i}.{}.weight", layers::hf_block_name(t)),
 };
 
 pub struct Llama {

@@ -245,22 +245,7 @@ fn block_tensor(format: Format, i: usize, short: &str) -> String {
         return format!("blk.{i}.{short}");
     }
     let (base, suffix) = short.rsplit_once('.').unwrap_or((short, "weight"));
-    let hf = match base {
-        "attn_norm" => "input_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "attn_q_norm" => "self_attn.q_norm",
-        "attn_k_norm" => "self_attn.k_norm",
-        "ffn_norm" => "post_attention_layernorm",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        "ffn_gate_inp" => "mlp.gate",
-        other => other,
-    };
-    format!("model.layers.{i}.{hf}.{suffix}")
+    format!("model.layers.{i}.{}.{suffix}", layers::hf_block_name(base))
 }
 
 pub struct Qwen3 {

@@ -98,26 +98,20 @@ fn block_tensor(format: Format, i: usize, gguf: &str) -> String {
         return format!("blk.{i}.{gguf}");
     }
     let (base, suffix) = gguf.rsplit_once('.').unwrap_or((gguf, "weight"));
-    let hf = match (base, suffix) {
-        ("attn_norm", _) => "input_layernorm",
-        ("attn_q", _) => "self_attn.q_proj",
-        ("attn_q_a", _) => "self_attn.q_a_proj",
-        ("attn_q_a_norm", _) => "self_attn.q_a_layernorm",
-        ("attn_q_b", _) => "self_attn.q_b_proj",
-        ("attn_kv_a_mqa", _) => "self_attn.kv_a_proj_with_mqa",
-        ("attn_kv_a_norm", _) => "self_attn.kv_a_layernorm",
-        ("attn_kv_b", _) => "self_attn.kv_b_proj",
-        ("attn_output", _) => "self_attn.o_proj",
-        ("ffn_norm", _) => "post_attention_layernorm",
-        ("ffn_gate", _) => "mlp.gate_proj",
-        ("ffn_up", _) => "mlp.up_proj",
-        ("ffn_down", _) => "mlp.down_proj",
-        ("ffn_gate_inp", _) => "mlp.gate",
-        ("exp_probs_b", _) => return format!("model.layers.{i}.mlp.gate.e_score_correction_bias"),
-        ("ffn_gate_shexp", _) => "mlp.shared_experts.gate_proj",
-        ("ffn_up_shexp", _) => "mlp.shared_experts.up_proj",
-        ("ffn_down_shexp", _) => "mlp.shared_experts.down_proj",
-        (other, _) => other,
+    // The latent attention's and the shared experts' names; the rest as the Llama
+    // family names them.
+    let hf = match base {
+        "attn_q_a" => "self_attn.q_a_proj",
+        "attn_q_a_norm" => "self_attn.q_a_layernorm",
+        "attn_q_b" => "self_attn.q_b_proj",
+        "attn_kv_a_mqa" => "self_attn.kv_a_proj_with_mqa",
+        "attn_kv_a_norm" => "self_attn.kv_a_layernorm",
+        "attn_kv_b" => "self_attn.kv_b_proj",
+        "exp_probs_b" => return format!("model.layers.{i}.mlp.gate.e_score_correction_bias"),
+        "ffn_gate_shexp" => "mlp.shared_experts.gate_proj",
+        "ffn_up_shexp" => "mlp.shared_experts.up_proj",
+        "ffn_down_shexp" => "mlp.shared_experts.down_proj",
+        other => layers::hf_block_name(other),
     };
     format!("model.layers.{i}.{hf}.{suffix}")
 }
