@@ -2,10 +2,12 @@
 
 use std::io::Write;
 
-use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
-use wazn_engine::{Engine, Event, Request};
+use wazn_engine::{Constraint, Engine, Event, GrammarCompiler, GrammarSpec, Request};
 use wazn_text::ChatMessage;
 
 use crate::options::{
@@ -52,6 +54,36 @@ pub struct RunArgs {
     /// With --json: the K most likely tokens and their log-probabilities at every step.
     #[arg(long = "logprobs", value_name = "K", default_value_t = 0)]
     pub logprobs: usize,
+    /// Constrain the output to JSON valid under the JSON schema in FILE.
+    #[arg(long = "json-schema", value_name = "FILE", conflicts_with = "grammar")]
+    pub json_schema: Option<PathBuf>,
+    /// Constrain the output to the grammar in FILE (llguidance's Lark dialect; a file that
+    /// holds a single regular expression can be written `start: /REGEX/`).
+    #[arg(long, value_name = "FILE")]
+    pub grammar: Option<PathBuf>,
+}
+
+/// The output constraint that --json-schema or --grammar asks for.
+fn constraint(args: &RunArgs, engine: &Engine, harmony_chat: bool) -> Result<Option<Constraint>> {
+    let spec = match (&args.json_schema, &args.grammar) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let schema = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", path.display()))?;
+            GrammarSpec::JsonSchema(schema)
+        }
+        (None, Some(path)) => GrammarSpec::Lark(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        (None, None) => return Ok(None),
+    };
+    if harmony_chat {
+        bail!("--json-schema and --grammar are not supported with harmony chats (gpt-oss) yet");
+    }
+    let compiler = GrammarCompiler::new(engine.shared_tokenizer())?;
+    Ok(Some(compiler.compile(&spec)?))
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -79,6 +111,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         stop: args.stop.clone(),
         top_logprobs: args.logprobs,
         ignore_eos: args.ignore_eos,
+        constraint: constraint(&args, &engine, harmony_chat)?,
     };
     let seq_id = engine.add_request(request)?;
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result};
 use clap::Args;
 use wazn_server::{AppState, ServerOptions, DEFAULT_BODY_LIMIT_BYTES};
+use wazn_text::tool_calls::ToolFormat;
 
 use crate::model_path;
 use crate::options::{reasoning_effort, ModelArgs, Reasoning};
@@ -37,6 +38,21 @@ pub struct ServeArgs {
     /// `reasoning_effort`; an error for other models [default: medium].
     #[arg(long, value_enum)]
     pub reasoning: Option<Reasoning>,
+    /// How the model writes function calls: hermes, llama3_json or mistral [default: told
+    /// from the chat template and the vocabulary].
+    #[arg(long = "tool-format", value_name = "FORMAT")]
+    pub tool_format: Option<String>,
+}
+
+/// The tool-call format a `--tool-format` value names.
+pub fn tool_format(name: &str) -> Result<ToolFormat> {
+    ToolFormat::from_name(name).with_context(|| {
+        let names: Vec<&str> = ToolFormat::ALL.iter().map(|f| f.name()).collect();
+        format!(
+            "unknown tool-call format `{name}`; use one of {}",
+            names.join(", ")
+        )
+    })
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
@@ -58,6 +74,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         max_queued: args.max_queued,
         body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
         reasoning_effort: effort,
+        tool_format: args.tool_format.as_deref().map(tool_format).transpose()?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

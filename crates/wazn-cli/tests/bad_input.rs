@@ -267,3 +267,34 @@ fn inspect_into_a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+#[test]
+fn bad_grammars() {
+    let Some(model) = default_model() else {
+        panic!("the default model is missing: run scripts/fetch-default-model");
+    };
+    let m = model.to_str().unwrap();
+    let not_json = write("not-json-schema.json", b"{\"type\": ");
+    let bad_type = write(
+        "bad-type-schema.json",
+        br#"{"type": "object", "properties": {"a": {"type": "no-such-type"}}}"#,
+    );
+    let bad_lark = write("bad.lark", b"start: missing_rule\n");
+    let schema = |p: &Path| p.to_str().unwrap().to_string();
+    assert_fails_with(
+        &["run", "-m", m, "--json-schema", &schema(&not_json), "hi"],
+        "not valid JSON",
+    );
+    assert_fails_with(
+        &["run", "-m", m, "--json-schema", &schema(&bad_type), "hi"],
+        "grammar is invalid",
+    );
+    assert_fails_with(
+        &["run", "-m", m, "--grammar", &schema(&bad_lark), "hi"],
+        "grammar is invalid",
+    );
+    assert_fails_with(
+        &["run", "-m", m, "--json-schema", "/no/such/file.json", "hi"],
+        "cannot read",
+    );
+}

@@ -386,6 +386,7 @@ impl Engine {
         p.sample += times.sample;
         p.logprobs += times.logprobs;
         p.text += times.text;
+        p.mask += times.mask;
         p.bookkeeping += (update_start - forward_end) + update_end.elapsed();
         Ok(events)
     }
@@ -426,14 +427,8 @@ impl Engine {
         let mut events = Vec::new();
         for seq in self.sequences.iter_mut().filter(|s| s.stuck) {
             seq.stuck = false;
-            events.push(Event {
-                seq_id: seq.id,
-                token: None,
-                text: seq.flush_text(),
-                top_logprobs: Vec::new(),
-                logprob: None,
-                finished: seq.finished,
-            });
+            let reason = seq.finished.unwrap_or(FinishReason::ContextFull);
+            events.push(seq.end_without_token(reason));
         }
         events
     }

@@ -3,6 +3,7 @@
 //! library API that the command line and the server use, and the engine thread that
 //! lets an asynchronous front end drive it.
 
+pub mod constraint;
 pub mod engine;
 pub mod error;
 mod profile;
@@ -15,6 +16,7 @@ pub mod stop;
 mod top_p;
 mod update;
 
+pub use constraint::{Constraint, GrammarCompiler, GrammarError, GrammarSpec, Verdict};
 pub use engine::{Engine, EngineOptions, Event, GenerationStats};
 pub use error::EngineError;
 pub use profile::StepProfile;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Time of the engine's steps, split by part, summed since the last reset.
 ///
-/// The `sample`, `logprobs` and `text` parts are summed over sequences: when several
+/// The `sample`, `logprobs`, `text` and `mask` parts are summed over sequences: when several
 /// sequences are updated in parallel they may add up to more than `update`, the wall
 /// time of the whole update phase.
 #[derive(Clone, Copy, Debug, Default)]
@@ -31,6 +31,8 @@ pub struct StepProfile {
     pub logprobs: Duration,
     /// Detokenization and stop strings, summed over sequences.
     pub text: Duration,
+    /// Grammar masks and forced tokens of constrained sequences, summed over sequences.
+    pub mask: Duration,
     /// The rest of the step: advancing sequences, registering cache blocks, retiring
     /// finished sequences.
     pub bookkeeping: Duration,
@@ -53,6 +55,7 @@ impl StepProfile {
         self.sample += other.sample;
         self.logprobs += other.logprobs;
         self.text += other.text;
+        self.mask += other.mask;
         self.bookkeeping += other.bookkeeping;
     }
 }

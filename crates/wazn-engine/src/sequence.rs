@@ -3,6 +3,7 @@
 use wazn_models::SeqId;
 use wazn_text::{Detokenizer, Tokenizer};
 
+use crate::constraint::Constraint;
 use crate::sampler::{Sampler, SamplerParams};
 use crate::stop::StopMatcher;
 
@@ -19,6 +20,8 @@ pub struct Request {
     pub top_logprobs: usize,
     /// Keep generating past end-of-generation tokens.
     pub ignore_eos: bool,
+    /// A grammar the output must follow (see [`crate::GrammarCompiler`]).
+    pub constraint: Option<Constraint>,
 }
 
 impl Request {
@@ -30,6 +33,7 @@ impl Request {
             stop: Vec::new(),
             top_logprobs: 0,
             ignore_eos: false,
+            constraint: None,
         }
     }
 }
@@ -74,6 +78,7 @@ pub(crate) struct Sequence {
     pub ignore_eos: bool,
     pub detokenizer: Detokenizer,
     pub stop: StopMatcher,
+    pub constraint: Option<Constraint>,
     pub finished: Option<FinishReason>,
     /// The raw logits of the last step, kept while the sampler reshapes its row, when
     /// log-probabilities are asked for (reused from step to step).
@@ -95,6 +100,7 @@ impl Sequence {
             ignore_eos: request.ignore_eos,
             detokenizer: Detokenizer::new(false),
             stop: StopMatcher::new(request.stop),
+            constraint: request.constraint,
             finished: None,
             raw_logits: Vec::new(),
         }
@@ -115,6 +121,20 @@ impl Sequence {
         let piece = self.detokenizer.push(tokenizer, token);
         let out = self.stop.push(&piece);
         (out.emit, out.stopped)
+    }
+
+    /// Ends the sequence for `reason` with no new token: the event carries whatever text
+    /// was held back.
+    pub fn end_without_token(&mut self, reason: FinishReason) -> crate::engine::Event {
+        self.finished = Some(reason);
+        crate::engine::Event {
+            seq_id: self.id,
+            token: None,
+            text: self.flush_text(),
+            top_logprobs: Vec::new(),
+            logprob: None,
+            finished: Some(reason),
+        }
     }
 
     /// Whatever text was held back, once the sequence has ended without a stop string.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use wazn_kernels::ThreadPool;
 use wazn_text::Tokenizer;
 
+use crate::constraint::Verdict;
 use crate::engine::Event;
 use crate::sampler::top_logprobs;
 use crate::sequence::{FinishReason, Sequence};
@@ -22,6 +23,7 @@ pub(crate) struct UpdateTimes {
     pub sample: Duration,
     pub logprobs: Duration,
     pub text: Duration,
+    pub mask: Duration,
 }
 
 impl UpdateTimes {
@@ -29,6 +31,7 @@ impl UpdateTimes {
         self.sample += other.sample;
         self.logprobs += other.logprobs;
         self.text += other.text;
+        self.mask += other.mask;
     }
 }
 
@@ -39,7 +42,7 @@ pub(crate) struct Job<'a> {
 }
 
 /// A job and, once it has run, its event and times.
-type Cell<'a> = (Job<'a>, Option<(Event, UpdateTimes)>);
+type Cell<'a> = (Job<'a>, Option<(Vec<Event>, UpdateTimes)>);
 
 /// Updates every job's sequence from its logits; returns the events in job order and
 /// the time of each part, summed over the jobs.
@@ -53,10 +56,10 @@ pub(crate) fn update_all(
     if jobs.len() < 2 || pool.n_threads() < 2 {
         let events = jobs
             .into_iter()
-            .map(|job| {
-                let (event, t) = update_sequence(job.seq, tokenizer, job.logits, n_ctx);
+            .flat_map(|job| {
+                let (events, t) = update_sequence(job.seq, tokenizer, job.logits, n_ctx);
                 times.add(&t);
-                event
+                events
             })
             .collect();
         return (events, times);
@@ -75,21 +78,24 @@ pub(crate) fn update_all(
     let events = cells
         .into_iter()
         .filter_map(|cell| cell.into_inner().unwrap_or_else(PoisonError::into_inner).1)
-        .map(|(event, t)| {
+        .flat_map(|(events, t)| {
             times.add(&t);
-            event
+            events
         })
         .collect();
     (events, times)
 }
 
-/// Samples the next token of `seq` from `logits` and decides whether it ends there.
+/// Samples the next token of `seq` from `logits` and decides whether it ends there. A
+/// constrained sequence samples among the tokens its grammar allows, then takes the tokens
+/// the grammar forces after it (when no log-probabilities are asked for: a forced token has
+/// no distribution of its own); each token gets its own event.
 fn update_sequence(
     seq: &mut Sequence,
     tokenizer: &Tokenizer,
     logits: &mut [f32],
     n_ctx: usize,
-) -> (Event, UpdateTimes) {
+) -> (Vec<Event>, UpdateTimes) {
     let mut times = UpdateTimes::default();
     let started = Instant::now();
     let (top, log_norm) = if seq.top_logprobs > 0 {
@@ -107,9 +113,17 @@ fn update_sequence(
     let after_logprobs = Instant::now();
     times.logprobs += after_logprobs - started;
 
+    let grammar_alive = seq.constraint.as_mut().is_none_or(|c| c.mask(logits));
+    let after_mask = Instant::now();
+    times.mask += after_mask - after_logprobs;
+    if !grammar_alive {
+        // The grammar allows nothing: end here rather than write what it forbids.
+        return (vec![seq.end_without_token(FinishReason::Stop)], times);
+    }
+
     let token = seq.sampler.sample(logits, &seq.tokens);
     let after_sample = Instant::now();
-    times.sample += after_sample - after_logprobs;
+    times.sample += after_sample - after_mask;
 
     // The same number as in the alternatives when the token is among them.
     let logprob = log_norm.and_then(|norm| {
@@ -118,17 +132,72 @@ fn update_sequence(
             .map(|&(_, lp)| lp)
             .or_else(|| seq.raw_logits.get(token as usize).map(|&l| l - norm))
     });
-    seq.tokens.push(token);
     let after_logprob = Instant::now();
     times.logprobs += after_logprob - after_sample;
 
+    let verdict = seq
+        .constraint
+        .as_mut()
+        .map_or(Verdict::Continue, |c| c.accept(token));
+    let mut events = vec![push_token(
+        seq, tokenizer, token, n_ctx, verdict, top, logprob,
+    )];
+    let after_token = Instant::now();
+    times.text += after_token - after_logprob;
+
+    let budget = seq
+        .max_tokens
+        .saturating_sub(seq.n_generated())
+        .min(n_ctx.saturating_sub(seq.tokens.len()));
+    let constraint = seq.constraint.as_mut();
+    if let Some(constraint) = constraint.filter(|_| seq.finished.is_none() && seq.top_logprobs == 0)
+    {
+        let forced = constraint.take_forced(budget);
+        let complete = constraint.is_complete();
+        times.mask += after_token.elapsed();
+        let n_forced = forced.len();
+        for (i, token) in forced.into_iter().enumerate() {
+            let verdict = if complete && i + 1 == n_forced {
+                Verdict::Complete
+            } else {
+                Verdict::Continue
+            };
+            events.push(push_token(
+                seq,
+                tokenizer,
+                token,
+                n_ctx,
+                verdict,
+                Vec::new(),
+                None,
+            ));
+            if seq.finished.is_some() {
+                break;
+            }
+        }
+    }
+    (events, times)
+}
+
+/// Appends `token` to `seq`, with its text, and decides whether the sequence ends there;
+/// `verdict` is the grammar's word on it.
+fn push_token(
+    seq: &mut Sequence,
+    tokenizer: &Tokenizer,
+    token: u32,
+    n_ctx: usize,
+    verdict: Verdict,
+    top_logprobs: Vec<(u32, f32)>,
+    logprob: Option<f32>,
+) -> Event {
+    seq.tokens.push(token);
     let is_eog = !seq.ignore_eos && tokenizer.eog_ids().contains(&token);
     let (mut text, stopped) = if is_eog {
         (String::new(), false)
     } else {
         seq.push_text(tokenizer, token)
     };
-    let finished = if is_eog || stopped {
+    let finished = if is_eog || stopped || verdict != Verdict::Continue {
         Some(FinishReason::Stop)
     } else if seq.n_generated() >= seq.max_tokens {
         Some(FinishReason::Length)
@@ -141,16 +210,14 @@ fn update_sequence(
         text.push_str(&seq.flush_text());
     }
     seq.finished = finished;
-    times.text += after_logprob.elapsed();
-    let event = Event {
+    Event {
         seq_id: seq.id,
         token: Some(token),
         text,
-        top_logprobs: top,
+        top_logprobs,
         logprob,
         finished,
-    };
-    (event, times)
+    }
 }
 
 /// `log(sum(exp(logits)))`, computed stably.

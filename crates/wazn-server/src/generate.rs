@@ -12,13 +12,15 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use wazn_engine::{
-    EngineError, Event, EventSink, FinishReason, Request, ServiceEvent, Submission, SubmitError,
+    Constraint, EngineError, Event, EventSink, FinishReason, Request, ServiceEvent, Submission,
+    SubmitError,
 };
-use wazn_text::harmony::{ReplyAssembler, ReplyDelta};
-use wazn_text::think::{ThinkPiece, ThinkSplitter};
+use wazn_text::harmony::{AssistantReply, ReplyAssembler, ReplyDelta};
+use wazn_text::tool_calls::ToolFormat;
 
 use crate::error::ApiError;
 use crate::harmony_answer;
+use crate::text_reply::TextReply;
 use crate::wire::Generation;
 use crate::AppState;
 
@@ -41,6 +43,10 @@ pub struct Job {
     /// The model writes its reasoning in `<think>` blocks: `Some(open)`, `open` when the
     /// prompt left a block open. The chat answer's reasoning is then told apart.
     pub think: Option<bool>,
+    /// The grammar the output must follow.
+    pub constraint: Option<Constraint>,
+    /// The chat answer may call functions written in this format.
+    pub tool_format: Option<ToolFormat>,
 }
 
 /// Events of one choice, tagged with the choice's index.
@@ -85,6 +91,7 @@ pub async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
                 stop: g.stop.clone(),
                 top_logprobs: job.logprobs.map_or(0, |k| k.max(1)),
                 ignore_eos: g.ignore_eos,
+                constraint: job.constraint.clone(),
             };
             Submission {
                 request,
@@ -123,6 +130,30 @@ struct TokenLogprob {
     top: Vec<(u32, f32)>,
 }
 
+/// A chat answer read as it is generated: reasoning, text and function calls.
+enum Reply {
+    /// From a harmony model's ids.
+    Harmony(ReplyAssembler),
+    /// From a template model's text (thinking models, function calls).
+    Text(TextReply),
+}
+
+impl Reply {
+    fn reply(&self) -> &AssistantReply {
+        match self {
+            Reply::Harmony(assembler) => assembler.reply(),
+            Reply::Text(text) => text.reply(),
+        }
+    }
+
+    fn finish(&mut self) -> Vec<ReplyDelta> {
+        match self {
+            Reply::Harmony(assembler) => assembler.finish(),
+            Reply::Text(text) => text.finish(),
+        }
+    }
+}
+
 /// One choice as it grows.
 #[derive(Default)]
 struct Choice {
@@ -133,13 +164,9 @@ struct Choice {
     finish: Option<FinishReason>,
     last_token_at: Option<Instant>,
     started: bool,
-    /// Harmony chats: the reply read from the ids (`text` is then unused).
-    reply: Option<ReplyAssembler>,
-    /// Chats of thinking models: the split of `text` into reasoning and answer, and
-    /// the two parts so far.
-    think: Option<ThinkSplitter>,
-    reasoning: String,
-    content: String,
+    /// Chats that are more than text: the reply read from the output (`text` then only
+    /// keeps the raw output).
+    reply: Option<Reply>,
 }
 
 /// The state of a whole answer, and how to write it.
@@ -174,11 +201,14 @@ impl Answer {
             started: Instant::now(),
             choices: (0..job.generation.n)
                 .map(|_| Choice {
-                    reply: (job.harmony && job.kind == Kind::Chat).then(ReplyAssembler::new),
-                    think: job
-                        .think
-                        .filter(|_| job.kind == Kind::Chat && !job.harmony)
-                        .map(ThinkSplitter::new),
+                    reply: match job.kind {
+                        Kind::Completion => None,
+                        Kind::Chat if job.harmony => Some(Reply::Harmony(ReplyAssembler::new())),
+                        Kind::Chat if job.think.is_some() || job.tool_format.is_some() => {
+                            Some(Reply::Text(TextReply::new(job.think, job.tool_format)))
+                        }
+                        Kind::Chat => None,
+                    },
                     ..Choice::default()
                 })
                 .collect(),
@@ -189,18 +219,12 @@ impl Answer {
         self.choices.iter().all(|c| c.finish.is_some())
     }
 
-    /// Adds an event to its choice, timing it; returns the pieces of a harmony reply,
-    /// and of a thinking model's reasoning and answer, it completed.
-    fn update(
-        &mut self,
-        state: &AppState,
-        index: usize,
-        event: &Event,
-    ) -> (Vec<ReplyDelta>, Vec<ThinkPiece>) {
+    /// Adds an event to its choice, timing it; returns the pieces of the reply (chats that
+    /// are more than text) it completed.
+    fn update(&mut self, state: &AppState, index: usize, event: &Event) -> Vec<ReplyDelta> {
         let mut deltas = Vec::new();
-        let mut pieces = Vec::new();
         let Some(choice) = self.choices.get_mut(index) else {
-            return (deltas, pieces);
+            return deltas;
         };
         if let Some(token) = event.token {
             let now = Instant::now();
@@ -218,37 +242,28 @@ impl Answer {
                     top,
                 });
             }
-            if let Some(reply) = &mut choice.reply {
-                deltas.extend(reply.push(&state.tokenizer, token));
+            if let Some(Reply::Harmony(assembler)) = &mut choice.reply {
+                deltas.extend(assembler.push(&state.tokenizer, token));
             }
         }
         choice.text.push_str(&event.text);
-        if let Some(think) = &mut choice.think {
-            pieces.extend(think.push(&event.text));
+        if let Some(Reply::Text(reply)) = &mut choice.reply {
+            deltas.extend(reply.push(&event.text));
         }
         if event.finished.is_some() {
             choice.finish = event.finished;
             if let Some(reply) = &mut choice.reply {
                 deltas.extend(reply.finish());
             }
-            if let Some(think) = &mut choice.think {
-                pieces.extend(think.finish());
-            }
         }
-        for piece in &pieces {
-            match piece {
-                ThinkPiece::Reasoning(t) => choice.reasoning.push_str(t),
-                ThinkPiece::Content(t) => choice.content.push_str(t),
-            }
-        }
-        (deltas, pieces)
+        deltas
     }
 
     fn tool_call_id(&self, choice: usize, index: usize) -> String {
         harmony_answer::tool_call_id(&self.id, choice, index)
     }
 
-    /// `finish_reason` of a choice: "tool_calls" when a harmony reply called tools.
+    /// `finish_reason` of a choice: "tool_calls" when its reply called tools.
     fn finish_json(&self, choice: &Choice, finish: Option<FinishReason>) -> Value {
         let reason = finish_reason(finish);
         match &choice.reply {
@@ -322,16 +337,11 @@ impl Answer {
             .map(|(index, c)| {
                 let logprobs = self.logprobs_json(state, &c.logprobs);
                 let finish = self.finish_json(c, c.finish);
-                let message = match (&c.reply, &c.think) {
-                    (Some(reply), _) => {
+                let message = match &c.reply {
+                    Some(reply) => {
                         harmony_answer::message_json(reply.reply(), |i| self.tool_call_id(index, i))
                     }
-                    (None, Some(_)) => json!({
-                        "role": "assistant",
-                        "content": c.content,
-                        "reasoning_content": Some(&c.reasoning).filter(|r| !r.is_empty()),
-                    }),
-                    (None, None) => json!({ "role": "assistant", "content": c.text }),
+                    None => json!({ "role": "assistant", "content": c.text }),
                 };
                 match self.kind {
                     Kind::Chat => json!({
@@ -377,7 +387,7 @@ impl Answer {
     /// The chunks one event turns into.
     fn event_chunks(&mut self, state: &AppState, index: usize, event: &Event) -> Vec<Value> {
         let before = self.choices.get(index).map_or(0, |c| c.logprobs.len());
-        let (deltas, pieces) = self.update(state, index, event);
+        let deltas = self.update(state, index, event);
         let Some(choice) = self.choices.get(index) else {
             return Vec::new();
         };
@@ -404,30 +414,6 @@ impl Answer {
                         chunks.push(self.chunk(vec![json!({
                             "index": index,
                             "delta": harmony_answer::delta_json(delta, |i| self.tool_call_id(index, i)),
-                            "logprobs": logprobs.take().unwrap_or(Value::Null),
-                            "finish_reason": Value::Null,
-                        })]));
-                    }
-                    if let Some(logprobs) = logprobs {
-                        chunks.push(self.chunk(vec![json!({
-                            "index": index,
-                            "delta": {},
-                            "logprobs": logprobs,
-                            "finish_reason": Value::Null,
-                        })]));
-                    }
-                } else if choice.think.is_some() {
-                    // One chunk per piece of reasoning or answer; the token's
-                    // log-probabilities ride on the first, or on an empty delta.
-                    let mut logprobs = Some(logprobs).filter(|l| !l.is_null());
-                    for piece in &pieces {
-                        let delta = match piece {
-                            ThinkPiece::Reasoning(t) => json!({ "reasoning_content": t }),
-                            ThinkPiece::Content(t) => json!({ "content": t }),
-                        };
-                        chunks.push(self.chunk(vec![json!({
-                            "index": index,
-                            "delta": delta,
                             "logprobs": logprobs.take().unwrap_or(Value::Null),
                             "finish_reason": Value::Null,
                         })]));

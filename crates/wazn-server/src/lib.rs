@@ -8,11 +8,14 @@ mod harmony_answer;
 pub mod harmony_request;
 pub mod metrics;
 mod routes;
+mod structured;
+mod text_reply;
+mod tool_request;
 pub mod wire;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header;
@@ -21,9 +24,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
-use wazn_engine::{Engine, EngineHandle, ServiceOptions};
+use wazn_engine::{Engine, EngineHandle, GrammarCompiler, GrammarError, ServiceOptions};
 use wazn_text::harmony::ReasoningEffort;
 use wazn_text::think;
+use wazn_text::tool_calls::ToolFormat;
 use wazn_text::{ChatFormat, Tokenizer};
 
 use crate::error::ApiError;
@@ -46,6 +50,9 @@ pub struct ServerOptions {
     pub body_limit_bytes: usize,
     /// Harmony models: the reasoning effort of requests that give no `reasoning_effort`.
     pub reasoning_effort: ReasoningEffort,
+    /// How the model writes function calls; `None`: told from its chat template and
+    /// vocabulary.
+    pub tool_format: Option<ToolFormat>,
 }
 
 /// What every handler shares.
@@ -64,8 +71,12 @@ pub struct AppState {
     /// The model writes its reasoning between `<think>` and `</think>` (both are tokens
     /// of its vocabulary): chat answers give it as `reasoning_content`.
     pub thinks: bool,
+    /// How the model writes function calls (template models).
+    pub tool_format: ToolFormat,
     /// Unix seconds at start, reported as the model's `created`.
     pub created: u64,
+    /// The vocabulary prepared for constrained decoding, on the first request that needs it.
+    pub grammars: OnceLock<Result<Arc<GrammarCompiler>, GrammarError>>,
     next_id: AtomicU64,
 }
 
@@ -75,6 +86,10 @@ impl AppState {
         let tokenizer = engine.shared_tokenizer();
         let thinks = writes_think_blocks(&tokenizer);
         let chat_format = engine.chat_format().cloned();
+        let template_source = engine.chat_template().map(|t| t.source().to_string());
+        let tool_format = options
+            .tool_format
+            .unwrap_or_else(|| ToolFormat::detect(template_source.as_deref(), &tokenizer));
         let n_ctx = engine.options().n_ctx;
         let n_vocab = engine.model().info().n_vocab;
         let handle = EngineHandle::spawn(
@@ -96,9 +111,11 @@ impl AppState {
             body_limit_bytes: options.body_limit_bytes,
             reasoning_effort: options.reasoning_effort,
             thinks,
+            tool_format,
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            grammars: OnceLock::new(),
             next_id: AtomicU64::new(1),
         }))
     }

@@ -10,11 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use wazn_text::think;
-use wazn_text::{ChatFormat, ChatMessage};
+use wazn_text::{tool_calls, ChatFormat};
 
 use crate::error::ApiError;
 use crate::generate::{self, Job, Kind};
 use crate::harmony_request;
+use crate::structured;
+use crate::tool_request::{self, ToolPlan};
 use crate::wire::{self, ChatRequest, CommonParams, CompletionRequest};
 use crate::AppState;
 
@@ -76,8 +78,14 @@ pub async fn chat_completions(
         None
     };
     let generation = request.common.check(state.n_ctx, default_seed())?;
+    let grammar = structured::requested_grammar(&request.common)?;
     let template = match &state.chat_format {
         Some(ChatFormat::Template(template)) => template,
+        Some(ChatFormat::Harmony) if grammar.is_some() => {
+            return Err(ApiError::bad_request(
+                "structured output is not supported for harmony models (gpt-oss) yet",
+            ))
+        }
         Some(ChatFormat::Harmony) => {
             let prompt_ids = harmony_request::prompt_ids(
                 &state.tokenizer,
@@ -92,6 +100,8 @@ pub async fn chat_completions(
                 logprobs,
                 harmony: true,
                 think: None,
+                constraint: None,
+                tool_format: None,
             };
             return generate::run(state, job).await;
         }
@@ -101,14 +111,20 @@ pub async fn chat_completions(
             ))
         }
     };
-    let mut messages = Vec::with_capacity(request.messages.len());
-    for (i, m) in request.messages.iter().enumerate() {
-        let role = wire::check_role(i, &m.role)?;
-        messages.push(ChatMessage::new(role, wire::message_text(i, &m.content)?));
+    let messages = request
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| tool_request::chat_message(i, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tools = ToolPlan::of(&request, state.tool_format)?;
+    let text = match &tools {
+        Some(plan) => {
+            tool_calls::render_with_tools(template, &messages, &plan.tools_json, plan.format)
+        }
+        None => template.render(&messages, true),
     }
-    let text = template
-        .render(&messages, true)
-        .map_err(|e| ApiError::bad_request(format!("cannot render the chat template: {e}")))?;
+    .map_err(|e| ApiError::bad_request(format!("cannot render the chat template: {e}")))?;
     // The template writes its own special tokens, so they are parsed; BOS is added only
     // where the model wants one and the template did not write it.
     let mut prompt_ids = state
@@ -120,13 +136,36 @@ pub async fn chat_completions(
             prompt_ids.insert(0, bos);
         }
     }
+    let think = state.thinks.then(|| think::prompt_opens_thinking(&text));
+    // A thinking model reasons freely; the grammar applies to the answer after `</think>`.
+    let answer_starts_after = match think {
+        Some(true) => single_token(&state, think::THINK_CLOSE),
+        _ => None,
+    };
+    let constraint =
+        match (grammar, &tools) {
+            (Some(_), Some(_)) => return Err(ApiError::bad_request(
+                "an output constraint (response_format, structured_outputs) cannot be combined \
+                 with tools; set tool_choice to none or leave one out",
+            )),
+            (Some(spec), None) => Some(
+                structured::compile(&state, "response_format", spec, answer_starts_after).await?,
+            ),
+            (None, Some(plan)) => match plan.grammar(&state.tokenizer, answer_starts_after)? {
+                Some(g) => Some(structured::compile(&state, "tools", g.spec, g.after_token).await?),
+                None => None,
+            },
+            (None, None) => None,
+        };
     let job = Job {
         kind: Kind::Chat,
         prompt_ids,
         generation,
         logprobs,
         harmony: false,
-        think: state.thinks.then(|| think::prompt_opens_thinking(&text)),
+        think,
+        constraint,
+        tool_format: tools.map(|plan| plan.format),
     };
     generate::run(state, job).await
 }
@@ -150,6 +189,10 @@ pub async fn completions(
         .transpose()?;
     let generation = request.common.check(state.n_ctx, default_seed())?;
     let prompt_ids = completion_prompt(&state, &request.prompt)?;
+    let constraint = match structured::requested_grammar(&request.common)? {
+        Some(spec) => Some(structured::compile(&state, "response_format", spec, None).await?),
+        None => None,
+    };
     let job = Job {
         kind: Kind::Completion,
         prompt_ids,
@@ -157,8 +200,18 @@ pub async fn completions(
         logprobs,
         harmony: false,
         think: None,
+        constraint,
+        tool_format: None,
     };
     generate::run(state, job).await
+}
+
+/// The id of `text` when the vocabulary has it as one token.
+fn single_token(state: &AppState, text: &str) -> Option<u32> {
+    match state.tokenizer.encode(text, false, true).as_deref() {
+        Ok([id]) => Some(*id),
+        _ => None,
+    }
 }
 
 /// The token ids of a completion's `prompt`: a string, a list of one string, or ids.

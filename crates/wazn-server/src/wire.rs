@@ -69,6 +69,15 @@ pub struct CommonParams {
     pub stop: Option<StopField>,
     #[serde(default)]
     pub ignore_eos: bool,
+    /// OpenAI's output format: `text`, `json_object` or `json_schema`.
+    pub response_format: Option<Value>,
+    /// vLLM's output constraint: one of `json`, `regex`, `choice`, `grammar`, `json_object`.
+    pub structured_outputs: Option<Value>,
+    /// vLLM's older names for the same constraints.
+    pub guided_json: Option<Value>,
+    pub guided_regex: Option<Value>,
+    pub guided_choice: Option<Value>,
+    pub guided_grammar: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +130,9 @@ pub struct ChatRequest {
     /// "none" leaves the tools out of the prompt; "auto" and "required" keep them.
     #[serde(default)]
     pub tool_choice: Option<Value>,
+    /// Whether the model may make several calls in one answer (default true).
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
     /// low, medium or high (harmony models).
     #[serde(default)]
     pub reasoning_effort: Option<String>,

@@ -2,8 +2,8 @@
 
 use wazn_formats::FormatError;
 
-/// Everything that can go wrong while building a tokenizer, encoding, decoding or rendering a
-/// chat template. Each message is one line and names the problem.
+/// Everything that can go wrong while building a tokenizer, encoding, decoding, rendering a
+/// chat template or writing a tool-call grammar. Each message is one line and names the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum TextError {
     #[error("tokenizer metadata: {0}")]
@@ -61,4 +61,10 @@ pub enum TextError {
 
     #[error("harmony: {0}")]
     Harmony(String),
+
+    #[error("tool name {0:?} is not 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'")]
+    BadToolName(String),
+
+    #[error("tools: {0}")]
+    Tools(String),
 }

@@ -7,9 +7,11 @@ mod chat_template;
 mod detokenizer;
 mod error;
 pub mod harmony;
+pub mod json_style;
 mod model_text;
 pub mod think;
 mod tokenizer;
+pub mod tool_calls;
 
 pub use chat_format::{harmony_chat, tokenize_rendered, ChatFormat};
 pub use chat_template::{ChatMessage, ChatTemplate};

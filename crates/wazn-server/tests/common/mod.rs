@@ -82,6 +82,7 @@ impl TestServer {
                 max_queued: config.max_queued,
                 body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
                 reasoning_effort: Default::default(),
+                tool_format: None,
             },
         )
         .expect("engine thread");

@@ -34,6 +34,18 @@ pub struct ChatMessage {
     /// "system", "user", "assistant", "tool"...
     pub role: String,
     pub content: String,
+    /// An assistant turn's function calls, as templates read them:
+    /// `{"type": "function", "function": {"name", "arguments"}}` (arguments as an object
+    /// where they are valid JSON), with the call's `id` when known. Left out when absent, so
+    /// that `message.tool_calls is defined` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<serde_json::Value>>,
+    /// A tool result: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// A tool result: the function that gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl ChatMessage {
@@ -41,12 +53,17 @@ impl ChatMessage {
         ChatMessage {
             role: role.into(),
             content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         }
     }
 }
 
 /// A compiled chat template with the BOS/EOS strings it may write.
 pub struct ChatTemplate {
+    /// The Jinja source, to tell which features the template has.
+    source: String,
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
@@ -81,6 +98,16 @@ impl ChatTemplate {
         ChatTemplate::new(source, &bos, &eos).map(Some)
     }
 
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the template reads the `tools` variable (it can show the model its tools).
+    pub fn reads_tools(&self) -> bool {
+        self.source.contains("tools")
+    }
+
     /// Compiles `source`; a syntax error is reported here, not at render time.
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate, TextError> {
         let mut env = Environment::new();
@@ -100,6 +127,7 @@ impl ChatTemplate {
         env.add_template_owned(TEMPLATE_NAME, source.to_string())
             .map_err(|e| TextError::TemplateSyntax(e.to_string()))?;
         Ok(ChatTemplate {
+            source: source.to_string(),
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
@@ -113,6 +141,18 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, TextError> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// As [`ChatTemplate::render`], with the function tools the model may call (OpenAI's
+    /// `tools` list, `{"type": "function", "function": {...}}` each) in the template's
+    /// `tools` variable.
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String, TextError> {
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
@@ -122,7 +162,7 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token.as_str(),
             eos_token => self.eos_token.as_str(),
-            tools => Value::from(()),
+            tools => tools.map_or(Value::from(()), |t| Value::from(Serde(t))),
             documents => Value::from(()),
         };
         let mut out = CappedOutput::default();
