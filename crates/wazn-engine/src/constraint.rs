@@ -168,7 +168,11 @@ fn invalid(message: &str) -> GrammarError {
 /// `schema` in wazn's JSON style ([`wazn_text::json_style`]) unless it sets its own.
 fn with_json_options(schema: &Value) -> Result<Value, GrammarError> {
     match schema {
-        Value::Object(_) => Ok(json_style::with_compile_options(schema).unwrap_or_default()),
+        Value::Object(_) => Ok(json_style::with_options(
+            schema,
+            json_style::structured_output_options(),
+        )
+        .unwrap_or_default()),
         // `true` / `false` are schemas too (anything / nothing).
         Value::Bool(_) => Ok(schema.clone()),
         _ => Err(GrammarError::Invalid(

@@ -123,7 +123,7 @@ pub(super) fn json_rule(schema: &str) -> Result<String, TextError> {
         .filter(|_| parsed.is_object())
         .ok_or_else(|| TextError::Tools("internal schema is not an object".to_string()))?;
     // The options go first, by hand, so the schema's own key order is kept as written.
-    let options = to_json(&crate::json_style::compile_options())?;
+    let options = to_json(&crate::json_style::tool_call_options())?;
     let separator = if body.trim_start().starts_with('}') {
         ""
     } else {
