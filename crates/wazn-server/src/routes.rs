@@ -19,6 +19,8 @@ use crate::structured;
 use crate::tool_request::{self, ToolPlan};
 use crate::wire::{self, ChatRequest, CommonParams, CompletionRequest};
 use crate::AppState;
+use wazn_engine::{Constraint, GrammarSpec};
+use wazn_text::harmony::grammar as harmony_grammar;
 
 fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
@@ -81,11 +83,6 @@ pub async fn chat_completions(
     let grammar = structured::requested_grammar(&request.common)?;
     let template = match &state.chat_format {
         Some(ChatFormat::Template(template)) => template,
-        Some(ChatFormat::Harmony) if grammar.is_some() => {
-            return Err(ApiError::bad_request(
-                "structured output is not supported for harmony models (gpt-oss) yet",
-            ))
-        }
         Some(ChatFormat::Harmony) => {
             let prompt_ids = harmony_request::prompt_ids(
                 &state.tokenizer,
@@ -93,6 +90,7 @@ pub async fn chat_completions(
                 &request,
                 state.reasoning_effort,
             )?;
+            let constraint = harmony_constraint(&state, &request, grammar).await?;
             let job = Job {
                 kind: Kind::Chat,
                 prompt_ids,
@@ -100,7 +98,7 @@ pub async fn chat_completions(
                 logprobs,
                 harmony: true,
                 think: None,
-                constraint: None,
+                constraint,
                 tool_format: None,
             };
             return generate::run(state, job).await;
@@ -204,6 +202,44 @@ pub async fn completions(
         tool_format: None,
     };
     generate::run(state, job).await
+}
+
+/// The grammar of a harmony model's reply: reasoning stays free, then the `final` answer is
+/// JSON of the requested schema, or the reply is a call to one of the tools (required, named).
+async fn harmony_constraint(
+    state: &Arc<AppState>,
+    request: &ChatRequest,
+    grammar: Option<GrammarSpec>,
+) -> Result<Option<Constraint>, ApiError> {
+    let plan = ToolPlan::of(request, state.tool_format)?;
+    let forced = plan
+        .as_ref()
+        .and_then(|p| p.forced.as_ref().map(|f| (p, f)));
+    let lark =
+        match (grammar, forced) {
+            (Some(_), Some(_)) => return Err(ApiError::bad_request(
+                "an output constraint (response_format, structured_outputs) cannot be combined \
+                 with a required tool call",
+            )),
+            (Some(GrammarSpec::JsonSchema(schema)), None) => {
+                harmony_grammar::final_json_grammar(&schema)
+            }
+            (Some(GrammarSpec::JsonObject), None) => {
+                harmony_grammar::final_json_grammar(&json!({"type": "object"}))
+            }
+            (Some(_), None) => return Err(ApiError::invalid_param(
+                "response_format",
+                "harmony models (gpt-oss) take JSON constraints only (json_schema, json_object, \
+                 structured_outputs.json)",
+            )),
+            (None, Some((plan, choice))) => {
+                harmony_grammar::forced_call_grammar(&plan.tools, choice)
+            }
+            (None, None) => return Ok(None),
+        }
+        .map_err(|e| ApiError::invalid_param("response_format", e.to_string()))?;
+    let constraint = structured::compile(state, "response_format", GrammarSpec::Lark(lark), None);
+    Ok(Some(constraint.await?))
 }
 
 /// The id of `text` when the vocabulary has it as one token.

@@ -284,3 +284,63 @@ fn a_tool_call_whole_and_streamed() {
         "<|channel|>analysis<|message|>Need"
     );
 }
+
+#[test]
+fn forced_calls_and_json_answers_are_held_to_their_grammars() {
+    let call = Message::text(Role::Assistant, r#"{"location": "San Francisco"}"#)
+        .with_channel("commentary")
+        .with_recipient("functions.get_current_weather")
+        .with_content_type("<|constrain|>json");
+    let analysis = Message::text(Role::Assistant, "Need the weather.").with_channel("analysis");
+    let (server, _) = start(assistant_turn(&[analysis.clone(), call]));
+    let tools = json!([{ "type": "function", "function": {
+        "name": "get_current_weather",
+        "parameters": { "type": "object", "properties": { "location": { "type": "string" } },
+            "required": ["location"] },
+    }}]);
+    for choice in [
+        json!("required"),
+        json!({"type": "function", "function": {"name": "get_current_weather"}}),
+    ] {
+        let body = json!({
+            "messages": [{ "role": "user", "content": "What is the weather like in SF?" }],
+            "tools": tools, "tool_choice": choice, "reasoning_effort": "low",
+        });
+        let whole = server.post("/v1/chat/completions", &body);
+        assert_eq!(whole.status, 200, "{}", whole.text());
+        let whole = whole.json();
+        let calls = whole["choices"][0]["message"]["tool_calls"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(calls.len(), 1, "{whole}");
+        assert_eq!(calls[0]["function"]["name"], "get_current_weather");
+        assert_eq!(
+            calls[0]["function"]["arguments"],
+            r#"{"location": "San Francisco"}"#
+        );
+        assert_eq!(whole["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(
+            whole["choices"][0]["message"]["reasoning_content"],
+            "Need the weather."
+        );
+    }
+
+    let answer = Message::text(Role::Assistant, r#"{"sky": "clear"}"#).with_channel("final");
+    let (server, _) = start(assistant_turn(&[analysis, answer]));
+    let body = json!({
+        "messages": [{ "role": "user", "content": "How is the sky?" }],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "sky", "schema":
+            {"type": "object", "properties": {"sky": {"enum": ["clear", "cloudy"]}}, "required": ["sky"]}}},
+    });
+    let whole = server.post("/v1/chat/completions", &body);
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    let message = &whole.json()["choices"][0]["message"];
+    assert_eq!(message["content"], r#"{"sky": "clear"}"#);
+    assert_eq!(message["reasoning_content"], "Need the weather.");
+    let regex = json!({
+        "messages": [{ "role": "user", "content": "How is the sky?" }],
+        "structured_outputs": {"regex": "[a-z]+"},
+    });
+    assert_eq!(server.post("/v1/chat/completions", &regex).status, 400);
+}

@@ -8,6 +8,7 @@
 //! The types read and write the JSON form of OpenAI's `openai-harmony` library
 //! (`Conversation.to_json()`), so its conversations can be used as they are.
 
+pub mod grammar;
 mod json;
 mod parser;
 mod render;

@@ -163,3 +163,34 @@ impl ToolFormat {
         ToolCallParser::new(self)
     }
 }
+
+/// The tools a forced call may use (all, or the named one), names checked and parameters made
+/// object schemas: for grammars of other formats (harmony).
+pub(crate) fn chosen_tools(
+    tools: &[ToolSpec],
+    choice: &ToolChoice,
+) -> Result<Vec<ToolSpec>, TextError> {
+    Ok(grammar::select_tools(tools, Some(choice))?
+        .into_iter()
+        .map(|t| ToolSpec {
+            name: t.name,
+            parameters: t.parameters,
+        })
+        .collect())
+}
+
+/// `%json {…}`: a rule body matching JSON valid under `schema` (an object), written with
+/// `options` ([`crate::json_style`]).
+pub(crate) fn schema_rule(
+    schema: &serde_json::Value,
+    options: serde_json::Value,
+) -> Result<String, TextError> {
+    let schema = crate::json_style::with_options(schema, options)
+        .ok_or_else(|| TextError::Tools("a JSON schema must be an object".to_string()))?;
+    Ok(format!("%json {}", grammar::to_json(&schema)?))
+}
+
+/// `text` as a Lark string literal.
+pub(crate) fn lark_literal(text: &str) -> String {
+    grammar::literal(text)
+}
