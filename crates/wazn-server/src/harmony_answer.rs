@@ -3,6 +3,8 @@
 //! and function calls as `tool_calls` with `finish_reason` "tool_calls". Streamed, each piece
 //! is one chunk: `delta.reasoning_content`, `delta.content`, or `delta.tool_calls` (the first
 //! chunk of a call carries its id, type and name, the next ones more of its arguments).
+//! A template model's reply read from its text (`text_reply`: `<think>` reasoning, function
+//! calls in its family's format) comes in the same pieces and is answered the same way.
 
 use serde_json::{json, Value};
 use wazn_text::harmony::{AssistantReply, ReplyDelta};

@@ -127,7 +127,8 @@ pub struct ChatRequest {
     /// `harmony_request`).
     #[serde(default)]
     pub tools: Option<Value>,
-    /// "none" leaves the tools out of the prompt; "auto" and "required" keep them.
+    /// "none" leaves the tools out of the prompt; "auto" lets the model choose; "required" or
+    /// `{"type": "function", "function": {"name"}}` makes the answer a call.
     #[serde(default)]
     pub tool_choice: Option<Value>,
     /// Whether the model may make several calls in one answer (default true).

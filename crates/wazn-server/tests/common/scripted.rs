@@ -1,0 +1,145 @@
+//! A scripted stand-in for a ChatML model (Qwen-like) over a small byte-level vocabulary that
+//! has the chat markers, `<think>` / `</think>` and `<tool_call>` / `</tool_call>` as tokens:
+//! greedily sampled, it writes a fixed reply after every prompt, then `<|im_end|>`, and keeps
+//! the prompt it was given.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use wazn_engine::{Engine, EngineOptions};
+use wazn_kernels::ThreadPool;
+use wazn_models::{Batch, KvCache, Logits, Model, ModelError, ModelInfo, SeqId};
+use wazn_text::{ChatFormat, ChatTemplate, ModelText, Tokenizer, TokenizerSpec};
+
+use super::{Config, TestServer};
+
+const SPECIALS: [&str; 6] = [
+    "<|im_start|>",
+    "<|im_end|>",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+];
+
+/// The id of `<|im_end|>`: the first special after the 256 bytes, then one.
+const IM_END: u32 = 257;
+
+/// GPT-2's printable spelling of each byte, then the special tokens.
+pub fn tokenizer() -> Tokenizer {
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
+    let mut shifted = 0;
+    let mut tokens: Vec<String> = (0..256u32)
+        .map(|b| {
+            let code = if printable(b) {
+                b
+            } else {
+                shifted += 1;
+                255 + shifted
+            };
+            char::from_u32(code).unwrap().to_string()
+        })
+        .collect();
+    tokens.extend(SPECIALS.iter().map(|s| s.to_string()));
+    // Byte tokens are normal (1); the chat markers control (3); the think and tool-call
+    // tags user-defined (4), as Qwen3's GGUF files mark them.
+    let mut types = vec![1; 256];
+    types.extend([3, 3, 4, 4, 4, 4]);
+    Tokenizer::from_spec(TokenizerSpec {
+        model: "gpt2".into(),
+        pre: Some("qwen2".into()),
+        tokens,
+        token_types: Some(types),
+        scores: None,
+        merges: Some(Vec::new()),
+        bos_id: None,
+        eos_id: Some(IM_END),
+        eot_id: None,
+        eom_id: None,
+        unk_id: None,
+        add_bos: Some(false),
+        add_eos: Some(false),
+        add_space_prefix: None,
+    })
+    .unwrap()
+}
+
+/// Every sequence's prompt length and tokens, as the model saw them.
+pub type Seen = Arc<Mutex<HashMap<SeqId, (usize, Vec<u32>)>>>;
+
+/// Writes `script` after every prompt, then `<|im_end|>`.
+struct ScriptedModel {
+    info: ModelInfo,
+    script: Vec<u32>,
+    tokens: Seen,
+}
+
+impl Model for ScriptedModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn forward(
+        &self,
+        batch: &Batch,
+        _kv: &mut KvCache,
+        _pool: &ThreadPool,
+    ) -> Result<Logits, ModelError> {
+        let n_vocab = self.info.n_vocab;
+        let mut seen = self.tokens.lock().unwrap();
+        let mut data = Vec::new();
+        for row in &batch.rows {
+            let (n_prompt, tokens) = seen.entry(row.seq_id).or_insert((0, Vec::new()));
+            tokens.truncate(row.pos);
+            tokens.push(row.token);
+            if !row.wants_logits {
+                continue;
+            }
+            if *n_prompt == 0 {
+                *n_prompt = tokens.len();
+            }
+            let written = tokens.len() - *n_prompt;
+            let next = self.script.get(written).copied().unwrap_or(IM_END);
+            let mut logits = vec![0.0f32; n_vocab];
+            logits[next as usize] = 30.0;
+            data.extend(logits);
+        }
+        Ok(Logits { n_vocab, data })
+    }
+}
+
+/// A server with chat template `source` whose model writes `reply`; what the model saw.
+pub fn start(source: &str, reply: &str) -> (TestServer, Seen) {
+    let tokenizer = tokenizer();
+    let script = tokenizer.encode(reply, false, true).unwrap();
+    let template = ChatTemplate::new(source, "", "<|im_end|>").unwrap();
+    let n_vocab = tokenizer.vocab_size();
+    let seen: Seen = Arc::new(Mutex::new(HashMap::new()));
+    let model = ScriptedModel {
+        info: ModelInfo {
+            architecture: "qwen3".into(),
+            n_vocab,
+            n_ctx_train: 4096,
+            n_layer: 1,
+            kv_width: 1,
+            weight_bytes: 0,
+        },
+        script,
+        tokens: Arc::clone(&seen),
+    };
+    let text = ModelText {
+        tokenizer,
+        chat_format: Some(ChatFormat::Template(Arc::new(template))),
+    };
+    let options = EngineOptions {
+        n_ctx: 2048,
+        n_threads: 1,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::with_model(Box::new(model), text, options).expect("engine");
+    let config = Config {
+        kv_blocks: 4 * 2048 / wazn_engine::KV_BLOCK_SIZE,
+        ..Config::default()
+    };
+    (TestServer::start_with(engine, "scripted", config), seen)
+}
