@@ -303,4 +303,9 @@ fn invalid_grammars_are_refused() {
             other => panic!("{spec:?} gave {other:?}"),
         }
     }
+    // JSON Schema allows a count written as a whole float.
+    let float_count = json!({"type": "string", "maxLength": 2.0});
+    assert!(compiler
+        .compile(&GrammarSpec::JsonSchema(float_count))
+        .is_ok());
 }

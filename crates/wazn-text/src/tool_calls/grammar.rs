@@ -82,7 +82,9 @@ fn parameters_schema(tool: &ToolSpec) -> Result<Value, TextError> {
             let mut map = map.clone();
             map.entry("type")
                 .or_insert_with(|| Value::String("object".to_string()));
-            Ok(Value::Object(map))
+            let mut schema = Value::Object(map);
+            crate::json_style::integral_counts(&mut schema);
+            Ok(schema)
         }
         _ => Err(TextError::Tools(format!(
             "tool {:?}: parameters must be a JSON schema object",
