@@ -42,7 +42,8 @@ pub enum GrammarError {
 }
 
 /// Compiles grammars against one tokenizer. Building it walks the whole vocabulary once
-/// (tens of milliseconds); compiling a grammar afterwards is usually a millisecond or less.
+/// (about 0.2 s for 49k tokens); compiling a grammar afterwards is usually a millisecond or
+/// less.
 pub struct GrammarCompiler {
     factory: ParserFactory,
     vocab: Arc<ConstraintVocab>,
