@@ -7,7 +7,10 @@
 
 mod common;
 
+use std::collections::HashMap;
+
 use common::scripted;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 fn qwen3_template() -> String {
@@ -97,23 +100,39 @@ fn a_qwen3_call_under_auto_whole_and_streamed() {
 
 #[test]
 fn under_required_the_answer_is_the_call_alone() {
-    // The model would write text first; a forced call starts at the first token.
+    // The model would write text first; a forced call starts at the first token. Sampled at
+    // temperature 1 with fixed seeds, the stand-in's other tokens are as likely as each other,
+    // so the grammar alone shapes the call: every such answer must still read as a call.
     let (server, _) = scripted::start(&qwen3_template(), REPLY);
-    let whole = server.post("/v1/chat/completions", &body(json!("required")));
-    assert_eq!(whole.status, 200, "{}", whole.text());
-    let whole = whole.json();
-    let choice = &whole["choices"][0];
-    assert_eq!(choice["finish_reason"], "tool_calls", "{whole}");
-    let calls = choice["message"]["tool_calls"].as_array().unwrap();
-    assert!(!calls.is_empty(), "{whole}");
-    for call in calls {
-        assert_eq!(call["function"]["name"], "get_weather");
-        let args: Value =
-            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
-        assert!(args["city"].is_string(), "{args}");
-        assert!(
-            ["celsius", "fahrenheit"].contains(&args["unit"].as_str().unwrap()),
-            "{args}"
-        );
+    for (temperature, seed) in [(0.0, 0), (1.0, 1), (1.0, 2), (1.0, 3), (1.0, 4), (1.0, 5)] {
+        let mut request = body(json!("required"));
+        // Bounded arguments and one call, so that every path of the grammar ends soon.
+        request["tools"][0]["function"]["parameters"]["properties"]["city"]["maxLength"] =
+            json!(20);
+        request["tools"][0]["function"]["parameters"]["additionalProperties"] = json!(false);
+        request["parallel_tool_calls"] = json!(false);
+        request["temperature"] = json!(temperature);
+        request["seed"] = json!(seed);
+        request["max_tokens"] = json!(400);
+        let whole = server.post("/v1/chat/completions", &request);
+        assert_eq!(whole.status, 200, "{}", whole.text());
+        let whole = whole.json();
+        let choice = &whole["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls", "{whole}");
+        let calls = choice["message"]["tool_calls"].as_array().unwrap();
+        assert!(!calls.is_empty(), "{whole}");
+        for call in calls {
+            assert_eq!(call["function"]["name"], "get_weather");
+            // Read as written: a number past f64 is valid JSON the grammar may allow.
+            let arguments = call["function"]["arguments"].as_str().unwrap();
+            let args: HashMap<String, Box<RawValue>> =
+                serde_json::from_str(arguments).unwrap_or_else(|e| panic!("{arguments}: {e}"));
+            assert!(args["city"].get().starts_with('"'), "{arguments}");
+            let unit = args["unit"].get();
+            assert!(
+                unit == r#""celsius""# || unit == r#""fahrenheit""#,
+                "{arguments}"
+            );
+        }
     }
 }

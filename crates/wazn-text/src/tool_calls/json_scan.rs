@@ -7,7 +7,9 @@
 //! then read from the text itself, so a call's arguments are passed on exactly as the model
 //! wrote them (key order, number spelling), never re-serialized.
 
-use serde_json::Value;
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
 
 /// How far a JSON object or array at the start of some text has come.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,58 +91,31 @@ pub(super) fn decode_call(
     argument_keys: &[&str],
     require_arguments: bool,
 ) -> Option<DecodedCall> {
-    let Value::Object(object) = serde_json::from_str::<Value>(text).ok()? else {
-        return None;
-    };
-    let name = object.get("name")?.as_str()?;
+    // Members are kept as written (`RawValue`): a number past f64's range (`359e918`) is valid
+    // JSON, which a grammar may let the model write, and must not make the call unreadable.
+    let object: HashMap<String, Box<RawValue>> = serde_json::from_str(text).ok()?;
+    let name: String = serde_json::from_str(object.get("name")?.get()).ok()?;
     if name.is_empty() {
         return None;
     }
     let key = argument_keys.iter().find(|k| object.contains_key(**k));
-    let arguments = match key.and_then(|k| object.get(*k)) {
+    let raw = key.and_then(|k| object.get(*k)).map(|v| v.get().trim());
+    let arguments = match raw {
         None if require_arguments => return None,
-        None | Some(Value::Null) => "{}".to_string(),
-        Some(Value::Object(_)) => member_text(text, key?)?.to_string(),
-        Some(Value::String(serialized)) => match serde_json::from_str::<Value>(serialized) {
-            Ok(Value::Object(_)) => serialized.trim().to_string(),
-            _ => serde_json::to_string(serialized).ok()?,
-        },
+        None | Some("null") => "{}".to_string(),
+        Some(value) if value.starts_with('{') => value.to_string(),
+        Some(value) if value.starts_with('"') => {
+            let serialized: String = serde_json::from_str(value).ok()?;
+            match serde_json::from_str::<Box<RawValue>>(&serialized) {
+                Ok(inner) if inner.get().trim_start().starts_with('{') => {
+                    serialized.trim().to_string()
+                }
+                _ => value.to_string(),
+            }
+        }
         Some(_) => return None,
     };
-    Some(DecodedCall {
-        name: name.to_string(),
-        arguments,
-    })
-}
-
-/// The text of the value under `key` in a valid JSON object's text (the last one, when the key
-/// repeats, as `serde_json` keeps the last).
-pub(super) fn member_text<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let bytes = text.as_bytes();
-    let mut at = skip_space(bytes, 0);
-    if bytes.get(at) != Some(&b'{') {
-        return None;
-    }
-    at = skip_space(bytes, at + 1);
-    let mut found = None;
-    while bytes.get(at) == Some(&b'"') {
-        let key_end = value_end(bytes, at)?;
-        let this_key: String = serde_json::from_str(text.get(at..key_end)?).ok()?;
-        at = skip_space(bytes, key_end);
-        if bytes.get(at) != Some(&b':') {
-            return None;
-        }
-        let value_start = skip_space(bytes, at + 1);
-        let end = value_end(bytes, value_start)?;
-        if this_key == key {
-            found = Some(text.get(value_start..end)?);
-        }
-        at = skip_space(bytes, end);
-        if bytes.get(at) == Some(&b',') {
-            at = skip_space(bytes, at + 1);
-        }
-    }
-    found
+    Some(DecodedCall { name, arguments })
 }
 
 /// The texts of the elements of a valid JSON array's text.

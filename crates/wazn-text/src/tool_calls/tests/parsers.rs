@@ -518,3 +518,15 @@ fn random_text_parses_the_same_however_it_is_cut() {
         }
     }
 }
+
+#[test]
+fn numbers_past_f64_are_read_as_written() {
+    // Valid JSON that a grammar lets a model write, though no f64 holds it.
+    let text = "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 359e918, \"y\": -1e-999}}\n</tool_call>";
+    check(
+        ToolFormat::Hermes,
+        text,
+        "",
+        &[("f", r#"{"x": 359e918, "y": -1e-999}"#)],
+    );
+}
