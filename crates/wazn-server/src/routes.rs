@@ -15,7 +15,7 @@ use wazn_text::{tool_calls, ChatFormat};
 use crate::error::ApiError;
 use crate::generate::{self, Job, Kind};
 use crate::harmony_request;
-use crate::structured;
+use crate::structured::{self, RequestedGrammar};
 use crate::tool_request::{self, ToolPlan};
 use crate::wire::{self, ChatRequest, CommonParams, CompletionRequest};
 use crate::AppState;
@@ -146,9 +146,9 @@ pub async fn chat_completions(
                 "an output constraint (response_format, structured_outputs) cannot be combined \
                  with tools; set tool_choice to none or leave one out",
             )),
-            (Some(spec), None) => Some(
-                structured::compile(&state, "response_format", spec, answer_starts_after).await?,
-            ),
+            (Some(g), None) => {
+                Some(structured::compile(&state, g.param, g.spec, answer_starts_after).await?)
+            }
             (None, Some(plan)) => match plan.grammar(&state.tokenizer, answer_starts_after)? {
                 Some(g) => Some(structured::compile(&state, "tools", g.spec, g.after_token).await?),
                 None => None,
@@ -188,7 +188,7 @@ pub async fn completions(
     let generation = request.common.check(state.n_ctx, default_seed())?;
     let prompt_ids = completion_prompt(&state, &request.prompt)?;
     let constraint = match structured::requested_grammar(&request.common)? {
-        Some(spec) => Some(structured::compile(&state, "response_format", spec, None).await?),
+        Some(g) => Some(structured::compile(&state, g.param, g.spec, None).await?),
         None => None,
     };
     let job = Job {
@@ -209,36 +209,39 @@ pub async fn completions(
 async fn harmony_constraint(
     state: &Arc<AppState>,
     request: &ChatRequest,
-    grammar: Option<GrammarSpec>,
+    grammar: Option<RequestedGrammar>,
 ) -> Result<Option<Constraint>, ApiError> {
     let plan = ToolPlan::of(request, state.tool_format)?;
     let forced = plan
         .as_ref()
         .and_then(|p| p.forced.as_ref().map(|f| (p, f)));
-    let lark =
+    let (param, lark) =
         match (grammar, forced) {
             (Some(_), Some(_)) => return Err(ApiError::bad_request(
                 "an output constraint (response_format, structured_outputs) cannot be combined \
                  with a required tool call",
             )),
-            (Some(GrammarSpec::JsonSchema(schema)), None) => {
-                harmony_grammar::final_json_grammar(&schema)
+            (Some(g), None) => {
+                let schema =
+                    match g.spec {
+                        GrammarSpec::JsonSchema(schema) => schema,
+                        GrammarSpec::JsonObject => json!({"type": "object"}),
+                        _ => return Err(ApiError::invalid_param(
+                            g.param,
+                            "harmony models (gpt-oss) take JSON constraints only (json_schema, \
+                         json_object, structured_outputs.json)",
+                        )),
+                    };
+                (g.param, harmony_grammar::final_json_grammar(&schema))
             }
-            (Some(GrammarSpec::JsonObject), None) => {
-                harmony_grammar::final_json_grammar(&json!({"type": "object"}))
-            }
-            (Some(_), None) => return Err(ApiError::invalid_param(
-                "response_format",
-                "harmony models (gpt-oss) take JSON constraints only (json_schema, json_object, \
-                 structured_outputs.json)",
-            )),
-            (None, Some((plan, choice))) => {
-                harmony_grammar::forced_call_grammar(&plan.tools, choice)
-            }
+            (None, Some((plan, choice))) => (
+                "tools",
+                harmony_grammar::forced_call_grammar(&plan.tools, choice),
+            ),
             (None, None) => return Ok(None),
-        }
-        .map_err(|e| ApiError::invalid_param("response_format", e.to_string()))?;
-    let constraint = structured::compile(state, "response_format", GrammarSpec::Lark(lark), None);
+        };
+    let lark = lark.map_err(|e| ApiError::invalid_param(param, e.to_string()))?;
+    let constraint = structured::compile(state, param, GrammarSpec::Lark(lark), None);
     Ok(Some(constraint.await?))
 }
 

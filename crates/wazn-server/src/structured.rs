@@ -11,9 +11,15 @@ use crate::error::ApiError;
 use crate::wire::CommonParams;
 use crate::AppState;
 
+/// A grammar a request asks for, and the field that asked for it (named in its errors).
+pub struct RequestedGrammar {
+    pub param: &'static str,
+    pub spec: GrammarSpec,
+}
+
 /// The grammar a request's fields ask for, if any. At most one of `response_format`
 /// (unless it is `text`), `structured_outputs` and the `guided_*` fields may be given.
-pub fn requested_grammar(common: &CommonParams) -> Result<Option<GrammarSpec>, ApiError> {
+pub fn requested_grammar(common: &CommonParams) -> Result<Option<RequestedGrammar>, ApiError> {
     let mut found: Vec<(&str, GrammarSpec)> = Vec::new();
     if let Some(format) = &common.response_format {
         if let Some(spec) = response_format(format)? {
@@ -37,7 +43,9 @@ pub fn requested_grammar(common: &CommonParams) -> Result<Option<GrammarSpec>, A
     }
     match found.len() {
         0 => Ok(None),
-        1 => Ok(found.pop().map(|(_, spec)| spec)),
+        1 => Ok(found
+            .pop()
+            .map(|(param, spec)| RequestedGrammar { param, spec })),
         _ => {
             let names: Vec<&str> = found.iter().map(|(name, _)| *name).collect();
             Err(ApiError::bad_request(format!(
@@ -265,7 +273,7 @@ mod tests {
         ];
         for (body, want) in cases {
             let got = requested_grammar(&params(body.clone())).unwrap();
-            let name = got.map_or("None".to_string(), |g| format!("{g:?}"));
+            let name = got.map_or("None".to_string(), |g| format!("{:?}", g.spec));
             assert!(name.starts_with(want), "{body}: {name}");
         }
     }

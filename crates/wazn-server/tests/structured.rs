@@ -278,11 +278,11 @@ fn bad_constraints_are_400_and_the_server_stays_up() {
         ),
         (
             json!({"structured_outputs": {"grammar": "start: nowhere"}}),
-            "response_format",
+            "structured_outputs",
         ),
         (
             json!({"structured_outputs": {"regex": "(unclosed"}}),
-            "response_format",
+            "structured_outputs",
         ),
         (
             json!({"tools": tools(), "tool_choice": {"type": "function", "function": {"name": "nope"}}}),
