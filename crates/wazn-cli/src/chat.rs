@@ -73,7 +73,8 @@ impl ChatTools {
             .with_context(|| format!("cannot read {}", path.display()))?;
         let tools: Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not valid JSON", path.display()))?;
-        let specs = tool_specs(&tools).with_context(|| format!("{}", path.display()))?;
+        let specs =
+            ToolSpec::from_openai_tools(&tools).with_context(|| format!("{}", path.display()))?;
         let format = match &args.tool_format {
             Some(name) => crate::serve::tool_format(name)?,
             None => ToolFormat::detect(
@@ -95,27 +96,6 @@ impl ChatTools {
             constraint,
         }))
     }
-}
-
-/// The name and parameters of each tool of an OpenAI `tools` list.
-fn tool_specs(tools: &Value) -> Result<Vec<ToolSpec>> {
-    let list = tools.as_array().context("the tools must be a JSON list")?;
-    list.iter()
-        .enumerate()
-        .map(|(i, tool)| {
-            let function = tool
-                .get("function")
-                .with_context(|| format!("tools[{i}] has no `function`"))?;
-            let name = function
-                .get("name")
-                .and_then(Value::as_str)
-                .with_context(|| format!("tools[{i}] has no `function.name`"))?;
-            Ok(ToolSpec {
-                name: name.to_string(),
-                parameters: function.get("parameters").cloned().unwrap_or(Value::Null),
-            })
-        })
-        .collect()
 }
 
 pub fn chat(args: ChatArgs) -> Result<()> {

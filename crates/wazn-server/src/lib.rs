@@ -128,10 +128,9 @@ impl AppState {
 /// Whether `<think>` and `</think>` are each one token of the vocabulary, as in the
 /// models that reason in such blocks.
 fn writes_think_blocks(tokenizer: &Tokenizer) -> bool {
-    [think::THINK_OPEN, think::THINK_CLOSE].iter().all(|tag| {
-        matches!(tokenizer.encode(tag, false, true).as_deref(), Ok([id])
-            if tokenizer.token_text(*id) == Some(tag))
-    })
+    [think::THINK_OPEN, think::THINK_CLOSE]
+        .iter()
+        .all(|tag| tokenizer.single_token(tag).is_some())
 }
 
 /// Every route of the server.

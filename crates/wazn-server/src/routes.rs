@@ -137,7 +137,7 @@ pub async fn chat_completions(
     let think = state.thinks.then(|| think::prompt_opens_thinking(&text));
     // A thinking model reasons freely; the grammar applies to the answer after `</think>`.
     let answer_starts_after = match think {
-        Some(true) => single_token(&state, think::THINK_CLOSE),
+        Some(true) => state.tokenizer.single_token(think::THINK_CLOSE),
         _ => None,
     };
     let constraint =
@@ -243,14 +243,6 @@ async fn harmony_constraint(
     let lark = lark.map_err(|e| ApiError::invalid_param(param, e.to_string()))?;
     let constraint = structured::compile(state, param, GrammarSpec::Lark(lark), None);
     Ok(Some(constraint.await?))
-}
-
-/// The id of `text` when the vocabulary has it as one token.
-fn single_token(state: &AppState, text: &str) -> Option<u32> {
-    match state.tokenizer.encode(text, false, true).as_deref() {
-        Ok([id]) => Some(*id),
-        _ => None,
-    }
 }
 
 /// The token ids of a completion's `prompt`: a string, a list of one string, or ids.

@@ -36,12 +36,8 @@ impl ToolPlan {
     pub fn of(request: &ChatRequest, format: ToolFormat) -> Result<Option<ToolPlan>, ApiError> {
         let tools = match &request.tools {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, t)| tool_spec(i, t))
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(ApiError::invalid_param("tools", "tools must be a list")),
+            Some(list) => ToolSpec::from_openai_tools(list)
+                .map_err(|e| ApiError::invalid_param("tools", e.to_string()))?,
         };
         let forced = match request.tool_choice.as_ref() {
             None | Some(Value::Null) => None,
@@ -133,30 +129,6 @@ impl ToolPlan {
             },
         }
     }
-}
-
-/// One entry of `tools`: `{"type": "function", "function": {"name", "parameters"}}`.
-fn tool_spec(index: usize, tool: &Value) -> Result<ToolSpec, ApiError> {
-    let bad = |what: &str| ApiError::invalid_param("tools", format!("tools[{index}]: {what}"));
-    if tool.get("type").and_then(Value::as_str) != Some("function") {
-        return Err(bad("only tools of type `function` are supported"));
-    }
-    let function = tool
-        .get("function")
-        .ok_or_else(|| bad("`function` is missing"))?;
-    let name = function
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("`function.name` is missing"))?;
-    let parameters = match function.get("parameters") {
-        None | Some(Value::Null) => json!({"type": "object"}),
-        Some(p @ Value::Object(_)) => p.clone(),
-        Some(_) => return Err(bad("`function.parameters` must be a JSON schema object")),
-    };
-    Ok(ToolSpec {
-        name: name.to_string(),
-        parameters,
-    })
 }
 
 /// A chat message as a template reads it, with an assistant turn's calls (arguments as an

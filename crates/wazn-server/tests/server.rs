@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::Read;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use common::{request, send, Config, TestServer, MODEL_ID};
@@ -13,11 +13,7 @@ use serde_json::{json, Value};
 /// One server shared by the tests of this file, used by one test at a time so that
 /// its metrics can be read exactly.
 fn server() -> MutexGuard<'static, TestServer> {
-    static SERVER: OnceLock<Mutex<TestServer>> = OnceLock::new();
-    SERVER
-        .get_or_init(|| Mutex::new(TestServer::start(Config::default())))
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    common::shared_server()
 }
 
 fn chat(content: &str, max_tokens: usize) -> Value {

@@ -5,17 +5,13 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::MutexGuard;
 
-use common::{Config, TestServer, MODEL_ID};
+use common::{TestServer, MODEL_ID};
 use serde_json::{json, Value};
 
 fn server() -> MutexGuard<'static, TestServer> {
-    static SERVER: OnceLock<Mutex<TestServer>> = OnceLock::new();
-    SERVER
-        .get_or_init(|| Mutex::new(TestServer::start(Config::default())))
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    common::shared_server()
 }
 
 fn chat(content: &str, extra: Value) -> Value {

@@ -7,7 +7,7 @@ pub mod scripted;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -54,6 +54,15 @@ pub struct TestServer {
     pub state: Arc<AppState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+/// The default model's server of one test binary, shared by its tests one at a time.
+pub fn shared_server() -> MutexGuard<'static, TestServer> {
+    static SERVER: OnceLock<Mutex<TestServer>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| Mutex::new(TestServer::start(Config::default())))
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub const MODEL_ID: &str = "SmolLM2-135M-Instruct.Q4_1";

@@ -248,6 +248,16 @@ impl Tokenizer {
         self.piece(id).map(<[u8]>::to_vec)
     }
 
+    /// The token that stands for exactly `text` (`<tool_call>`, `</think>`), when the
+    /// vocabulary has one: what encoding `text` with special tokens parsed gives as its only
+    /// token.
+    pub fn single_token(&self, text: &str) -> Option<u32> {
+        match self.encode(text, false, true).as_deref() {
+            Ok(&[id]) if self.piece(id) == Some(text.as_bytes()) => Some(id),
+            _ => None,
+        }
+    }
+
     pub(crate) fn piece(&self, id: u32) -> Option<&[u8]> {
         self.pieces.get(id as usize).map(Vec::as_slice)
     }

@@ -98,15 +98,10 @@ fn parameters_schema(tool: &ToolSpec) -> Result<Value, TextError> {
 /// Tokens are named by id so that the grammar holds whichever way the engine's token trie marks
 /// special tokens.
 pub(super) fn marker(tokenizer: &Tokenizer, text: &str) -> String {
-    match single_token(tokenizer, text) {
+    match tokenizer.single_token(text) {
         Some(id) => format!("<[{id}]>"),
         None => literal(text),
     }
-}
-
-/// The id of the token that stands for exactly `text`, if the vocabulary has one.
-pub(super) fn single_token(tokenizer: &Tokenizer, text: &str) -> Option<u32> {
-    (0..tokenizer.vocab_size() as u32).find(|&id| tokenizer.piece(id) == Some(text.as_bytes()))
 }
 
 /// A Lark string literal (Lark strings are JSON strings).

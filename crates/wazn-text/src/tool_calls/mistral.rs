@@ -35,7 +35,7 @@ pub(super) fn forced_grammar(
     tokenizer: &Tokenizer,
 ) -> Result<String, TextError> {
     let tool_calls = grammar::marker(tokenizer, TOOL_CALLS);
-    if grammar::single_token(tokenizer, ARGS).is_some() {
+    if tokenizer.single_token(ARGS).is_some() {
         let start = if parallel { "call+" } else { "call" };
         Ok(format!(
             "start: {start}\ncall: {tool_calls} fn\n{}",
@@ -55,7 +55,7 @@ pub(super) fn triggered_grammar(
     parallel: bool,
     tokenizer: &Tokenizer,
 ) -> Result<String, TextError> {
-    if grammar::single_token(tokenizer, ARGS).is_some() {
+    if tokenizer.single_token(ARGS).is_some() {
         let tool_calls = grammar::marker(tokenizer, TOOL_CALLS);
         let start = if parallel {
             format!("start: fn ({tool_calls} fn)*")
@@ -72,7 +72,9 @@ pub(super) fn triggered_grammar(
 /// arguments' schema; `[CALL_ID]` and an id may come between when the vocabulary has that token.
 fn named_rules(tools: &[GrammarTool], tokenizer: &Tokenizer) -> Result<String, TextError> {
     let args = grammar::marker(tokenizer, ARGS);
-    let call_id = grammar::single_token(tokenizer, CALL_ID).map(|id| format!("<[{id}]>"));
+    let call_id = tokenizer
+        .single_token(CALL_ID)
+        .map(|id| format!("<[{id}]>"));
     let id_part = if call_id.is_some() { " call_id?" } else { "" };
     let alternatives: Vec<String> = (0..tools.len()).map(|i| format!("tool_{i}")).collect();
     let mut rules = format!("fn: {}\n", alternatives.join(" | "));

@@ -49,6 +49,44 @@ pub struct ToolSpec {
     pub parameters: serde_json::Value,
 }
 
+impl ToolSpec {
+    /// The tools of OpenAI's `tools` list, `[{"type": "function", "function": {"name",
+    /// "parameters"}}]`: a function without parameters takes any object.
+    pub fn from_openai_tools(tools: &serde_json::Value) -> Result<Vec<ToolSpec>, TextError> {
+        use serde_json::Value;
+        let list = tools
+            .as_array()
+            .ok_or_else(|| TextError::Tools("tools must be a list".to_string()))?;
+        list.iter()
+            .enumerate()
+            .map(|(index, tool)| {
+                let bad = |what: &str| TextError::Tools(format!("tools[{index}]: {what}"));
+                if tool.get("type").and_then(Value::as_str) != Some("function") {
+                    return Err(bad("only tools of type `function` are supported"));
+                }
+                let function = tool
+                    .get("function")
+                    .ok_or_else(|| bad("`function` is missing"))?;
+                let name = function
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("`function.name` is missing"))?;
+                let parameters = match function.get("parameters") {
+                    None | Some(Value::Null) => serde_json::json!({"type": "object"}),
+                    Some(p @ Value::Object(_)) => p.clone(),
+                    Some(_) => {
+                        return Err(bad("`function.parameters` must be a JSON schema object"))
+                    }
+                };
+                Ok(ToolSpec {
+                    name: name.to_string(),
+                    parameters,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Which calls a forced output may make.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ToolChoice {
@@ -119,7 +157,7 @@ impl ToolFormat {
     /// one token. Llama 3 models mostly start a JSON call with `{` and no tag, which no token
     /// announces; such a call is parsed but not constrained under "auto".
     pub fn trigger_token(self, tokenizer: &Tokenizer) -> Option<u32> {
-        grammar::single_token(tokenizer, self.trigger_text())
+        tokenizer.single_token(self.trigger_text())
     }
 
     /// A Lark grammar for output that must be calls from its first token: any of `tools` under
