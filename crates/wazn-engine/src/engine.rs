@@ -11,6 +11,7 @@ use wazn_text::{ChatFormat, ChatTemplate, ModelText, Tokenizer};
 
 use crate::error::EngineError;
 use crate::profile::StepProfile;
+use crate::prompt_scoring::{score_rows, PromptTokenScore, ScoringRow};
 use crate::sampler::Sampler;
 use crate::scheduler::{schedule, Budget, DEFAULT_PREFILL_ROWS_WITH_DECODES};
 use crate::sequence::{FinishReason, Request, Sequence};
@@ -58,6 +59,9 @@ pub struct Event {
     /// asked for.
     pub logprob: Option<f32>,
     pub finished: Option<FinishReason>,
+    /// Scores of prompt tokens computed in this step, in prompt order, for a request that
+    /// asked for them ([`crate::PromptScoring`]); such an event has no token.
+    pub prompt_scores: Vec<PromptTokenScore>,
 }
 
 /// Time spent on prompt tokens and on generated tokens, as llama.cpp reports it.
@@ -307,7 +311,10 @@ impl Engine {
         // Schedule: new sequences first take what the prefix cache holds of them.
         for seq in self.sequences.iter_mut().filter(|s| !s.prefix_checked) {
             seq.prefix_checked = true;
-            seq.n_computed = self.kv.attach_prefix(seq.id, &seq.tokens[..seq.n_prompt]);
+            // A row whose logits are owed as a score must be computed, not taken from
+            // the cache (the cache leaves the last token it is given to compute).
+            let n_cacheable = seq.first_scoring_row().map_or(seq.n_prompt, |row| row + 1);
+            seq.n_computed = self.kv.attach_prefix(seq.id, &seq.tokens[..n_cacheable]);
         }
         let mut batch = schedule(&self.sequences, self.budget(), &self.kv);
         while batch.is_empty() && self.has_work() {
@@ -316,10 +323,11 @@ impl Engine {
             self.preempt_youngest();
             batch = schedule(&self.sequences, self.budget(), &self.kv);
         }
+        // A sequence that could not grow ends here, whether or not others go on.
+        let stuck = self.finish_stuck();
         if batch.is_empty() {
-            let events = self.finish_stuck();
             self.retire_finished();
-            return Ok(events);
+            return Ok(stuck);
         }
         // Rows come grouped by sequence, in the order of `self.sequences`.
         let n_prompt_rows = batch
@@ -337,11 +345,18 @@ impl Engine {
         let mut logits = self.model.forward(&batch, &mut self.kv, &self.pool)?;
         let forward_end = Instant::now();
 
-        // Advance every sequence by its rows; those whose last row asked for logits
-        // sample from them (in place: the logits are not needed afterwards).
+        // Advance every sequence by its rows; rows that predict a prompt token owed as a
+        // score are scored, and a sequence whose last row asked for logits samples from
+        // them (in place: the logits are not needed afterwards).
         let n_vocab = logits.n_vocab.max(1);
         let mut rows = logits.data.chunks_exact_mut(n_vocab);
         let mut jobs = Vec::with_capacity(self.sequences.len());
+        let mut scoring = Vec::new();
+        let too_few_rows = || {
+            EngineError::StepFailed(
+                "the model returned fewer rows of logits than the batch asked for".into(),
+            )
+        };
         let mut batch_rows = batch.rows.as_slice();
         for seq in self.sequences.iter_mut().filter(|s| s.finished.is_none()) {
             let n_rows = batch_rows.iter().take_while(|r| r.seq_id == seq.id).count();
@@ -353,17 +368,33 @@ impl Engine {
             seq.n_computed += n_rows;
             self.kv
                 .register_tokens(seq.id, &seq.tokens[..seq.n_computed]);
-            if mine.iter().any(|r| r.wants_logits) {
-                let Some(row) = rows.next() else {
-                    return Err(EngineError::StepFailed(
-                        "the model returned fewer rows of logits than the batch asked for".into(),
-                    ));
-                };
+            let last_pos = seq.tokens.len() - 1;
+            let mut sampling_row = None;
+            for r in mine.iter().filter(|r| r.wants_logits) {
+                let row = rows.next().ok_or_else(too_few_rows)?;
+                if r.pos == last_pos {
+                    sampling_row = Some(row);
+                } else if let Some(scoring_params) = &seq.prompt_scoring {
+                    scoring.push(ScoringRow {
+                        seq_id: seq.id,
+                        pos: r.pos + 1,
+                        token: seq.tokens[r.pos + 1],
+                        top_logprobs: scoring_params.top_logprobs,
+                        raw_logits: scoring_params.raw_logits,
+                        logits: row,
+                    });
+                    seq.next_scored_pos = r.pos + 2;
+                }
+            }
+            if let Some(row) = sampling_row {
                 jobs.push(Job { seq, logits: row });
             }
         }
         let update_start = Instant::now();
-        let (events, times) = update_all(jobs, &self.tokenizer, self.options.n_ctx, &self.pool);
+        let mut events = stuck;
+        events.extend(score_rows(scoring, &self.pool));
+        let (sampled, times) = update_all(jobs, &self.tokenizer, self.options.n_ctx, &self.pool);
+        events.extend(sampled);
         let update_end = Instant::now();
 
         let elapsed = update_end - forward_start;

@@ -7,6 +7,7 @@ pub mod constraint;
 pub mod engine;
 pub mod error;
 mod profile;
+pub mod prompt_scoring;
 pub mod sampler;
 pub mod scheduler;
 pub mod sequence;
@@ -20,6 +21,7 @@ pub use constraint::{Constraint, GrammarCompiler, GrammarError, GrammarSpec, Ver
 pub use engine::{Engine, EngineOptions, Event, GenerationStats};
 pub use error::EngineError;
 pub use profile::StepProfile;
+pub use prompt_scoring::{PromptScoring, PromptTokenScore};
 pub use sampler::{top_logprobs, Sampler, SamplerParams};
 pub use scheduler::DEFAULT_PREFILL_ROWS_WITH_DECODES;
 pub use sequence::{FinishReason, Request};

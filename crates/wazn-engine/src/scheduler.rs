@@ -96,6 +96,14 @@ pub(crate) fn schedule(sequences: &[Sequence], budget: Budget, kv: &KvCache) -> 
         }
         let start = seq.n_computed;
         batch.push_tokens(seq.id, start, &seq.tokens[start..start + n], false);
+        if let Some(first) = seq.first_scoring_row() {
+            // Rows that predict a prompt token still owed as a score.
+            let last = seq.n_prompt - 1;
+            let rows = batch.rows.len() - n..batch.rows.len();
+            for row in &mut batch.rows[rows] {
+                row.wants_logits |= row.pos >= first && row.pos < last;
+            }
+        }
         if n == seq.n_pending() {
             if let Some(last) = batch.rows.last_mut() {
                 last.wants_logits = true;

@@ -4,6 +4,7 @@ use wazn_models::SeqId;
 use wazn_text::{Detokenizer, Tokenizer};
 
 use crate::constraint::Constraint;
+use crate::prompt_scoring::PromptScoring;
 use crate::sampler::{Sampler, SamplerParams};
 use crate::stop::StopMatcher;
 
@@ -22,6 +23,8 @@ pub struct Request {
     pub ignore_eos: bool,
     /// A grammar the output must follow (see [`crate::GrammarCompiler`]).
     pub constraint: Option<Constraint>,
+    /// Log-probabilities of the prompt's own tokens (perplexity, scoring, echo).
+    pub prompt_scoring: Option<PromptScoring>,
 }
 
 impl Request {
@@ -34,6 +37,7 @@ impl Request {
             top_logprobs: 0,
             ignore_eos: false,
             constraint: None,
+            prompt_scoring: None,
         }
     }
 }
@@ -83,6 +87,9 @@ pub(crate) struct Sequence {
     /// The raw logits of the last step, kept while the sampler reshapes its row, when
     /// log-probabilities are asked for (reused from step to step).
     pub raw_logits: Vec<f32>,
+    pub prompt_scoring: Option<PromptScoring>,
+    /// The next prompt position whose score is still owed (past the prompt: none).
+    pub next_scored_pos: usize,
 }
 
 impl Sequence {
@@ -103,7 +110,17 @@ impl Sequence {
             constraint: request.constraint,
             finished: None,
             raw_logits: Vec::new(),
+            next_scored_pos: request
+                .prompt_scoring
+                .as_ref()
+                .map_or(usize::MAX, PromptScoring::first_position),
+            prompt_scoring: request.prompt_scoring,
         }
+    }
+
+    /// The first prompt row whose logits are still owed as scores, if any.
+    pub fn first_scoring_row(&self) -> Option<usize> {
+        (self.next_scored_pos < self.n_prompt).then(|| self.next_scored_pos - 1)
     }
 
     pub fn n_generated(&self) -> usize {
@@ -134,6 +151,7 @@ impl Sequence {
             top_logprobs: Vec::new(),
             logprob: None,
             finished: Some(reason),
+            prompt_scores: Vec::new(),
         }
     }
 

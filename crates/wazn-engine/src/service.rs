@@ -357,5 +357,6 @@ fn cancelled_event(seq_id: SeqId) -> Event {
         top_logprobs: Vec::new(),
         logprob: None,
         finished: Some(FinishReason::Cancelled),
+        prompt_scores: Vec::new(),
     }
 }

@@ -97,6 +97,10 @@ fn update_sequence(
     n_ctx: usize,
 ) -> (Vec<Event>, UpdateTimes) {
     let mut times = UpdateTimes::default();
+    if seq.max_tokens == 0 {
+        // Only the prompt was asked for (its scores): nothing to sample.
+        return (vec![seq.end_without_token(FinishReason::Length)], times);
+    }
     let started = Instant::now();
     let (top, log_norm) = if seq.top_logprobs > 0 {
         // The sampler reshapes the logits in place; keep the raw logit of every token
@@ -217,6 +221,7 @@ fn push_token(
         top_logprobs,
         logprob,
         finished,
+        prompt_scores: Vec::new(),
     }
 }
 
