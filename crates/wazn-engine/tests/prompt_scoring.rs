@@ -176,7 +176,7 @@ fn preempted_sequences_score_each_token_once() {
     let ids = prompt(&engine, TEXT);
     // The older sequence generates past its prompt's blocks; the younger one, another text
     // of the same length (so that the prefix cache shares nothing), starts scoring in the
-    // block left, is preempted when the older one needs it, and is computed again.
+    // blocks left, is preempted when the older one needs them, and is computed again.
     let n_generated = 20;
     let blocks = (ids.len() + n_generated).div_ceil(wazn_engine::KV_BLOCK_SIZE);
     engine.set_kv_blocks(blocks).unwrap();
