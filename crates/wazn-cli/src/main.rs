@@ -5,6 +5,7 @@ mod chat;
 mod inspect;
 mod model_path;
 mod options;
+mod perplexity;
 mod reply_view;
 mod run;
 mod serve;
@@ -39,6 +40,9 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure prompt and generation speed, as llama.cpp's llama-bench does.
     Bench(bench::BenchArgs),
+    /// Perplexity of a text, and KL divergence against a base model's log-probabilities,
+    /// as llama.cpp's llama-perplexity computes them.
+    Perplexity(perplexity::PerplexityArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => tokenize::tokenize(args),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Perplexity(args) => perplexity::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

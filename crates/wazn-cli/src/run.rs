@@ -112,6 +112,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         top_logprobs: args.logprobs,
         ignore_eos: args.ignore_eos,
         constraint: constraint(&args, &engine, harmony_chat)?,
+        prompt_scoring: None,
     };
     let seq_id = engine.add_request(request)?;
 

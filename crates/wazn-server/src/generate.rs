@@ -92,6 +92,7 @@ pub async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
                 top_logprobs: job.logprobs.map_or(0, |k| k.max(1)),
                 ignore_eos: g.ignore_eos,
                 constraint: job.constraint.clone(),
+                prompt_scoring: None,
             };
             Submission {
                 request,

@@ -1,0 +1,27 @@
+//! wazn's evaluation tools, clients of the engine's batching: perplexity and KL
+//! divergence against a base (llama-perplexity's method and base file format), and
+//! multiple-choice scoring by log-likelihood (lm-evaluation-harness's method).
+
+pub mod logits_file;
+mod parallel;
+pub mod perplexity;
+pub mod statistics;
+
+use std::path::PathBuf;
+
+pub use perplexity::{perplexity, BaseMode, ChunkDone, PerplexityOptions, PerplexityReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Engine(#[from] wazn_engine::EngineError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {why}")]
+    BadBase { path: PathBuf, why: String },
+    #[error("{0}")]
+    Invalid(String),
+}
