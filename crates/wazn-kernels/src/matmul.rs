@@ -470,21 +470,32 @@ mod tests {
                 Activations::F32,
             );
 
+            // x as the quantized product reads it: quantized to the partner type and back.
+            let partner = dtype.vec_dot_type().scalar_traits();
+            let partner_row_bytes = partner.dtype.row_bytes(n_cols).unwrap();
+            let mut x_partner = vec![0.0; n_x * n_cols];
+            for (src, dst) in x.chunks(n_cols).zip(x_partner.chunks_mut(n_cols)) {
+                let mut bytes = vec![0u8; partner_row_bytes];
+                (partner.from_f32.unwrap())(src, &mut bytes);
+                (partner.to_f32)(&bytes, dst);
+            }
+
             let mut w_row = vec![0.0; n_cols];
             for o in 0..n_rows {
                 w.dequantize_row_into(o, &mut w_row);
                 for r in 0..n_x {
-                    let exact: f32 = w_row
-                        .iter()
-                        .zip(&x[r * n_cols..(r + 1) * n_cols])
-                        .map(|(a, b)| a * b)
-                        .sum();
-                    let got = out[r * n_rows + o];
+                    let x_row = &x[r * n_cols..(r + 1) * n_cols];
+                    let exact: f32 = w_row.iter().zip(x_row).map(|(a, b)| a * b).sum();
                     assert!((exact_out[r * n_rows + o] - exact).abs() < 1e-4 * (1.0 + exact.abs()));
-                    // The partner quantization of x (8 bits) bounds the error.
+                    // The quantized product is the dot product with the partner-rounded x,
+                    // up to f32 rounding in another order (bounded by the sum of |terms|).
+                    let x_row = &x_partner[r * n_cols..(r + 1) * n_cols];
+                    let want: f32 = w_row.iter().zip(x_row).map(|(a, b)| a * b).sum();
+                    let magnitude: f32 = w_row.iter().zip(x_row).map(|(a, b)| (a * b).abs()).sum();
+                    let got = out[r * n_rows + o];
                     assert!(
-                        (got - exact).abs() < 0.05 * (1.0 + exact.abs()),
-                        "{dtype:?} ({r},{o}): {got} vs {exact}"
+                        (got - want).abs() < 1e-4 * (1.0 + magnitude),
+                        "{dtype:?} ({r},{o}): {got} vs {want}"
                     );
                 }
             }

@@ -1,5 +1,5 @@
-//! wazn's activation quantizers and dot products against ggml's own C reference kernels
-//! (quantize_row_*_ref and ggml_vec_dot_*_generic), recorded in
+//! wazn's activation quantizers, K-quant weight quantizers and dot products against ggml's
+//! own C reference kernels (quantize_row_*_ref and ggml_vec_dot_*_generic), recorded in
 //! tests/data/dtype_ggml_vectors.json by tests/gen_dtype_ggml_vectors.py.
 //!
 //! Quantizers must agree byte for byte. Dot products sum the same integers but round in a
@@ -9,14 +9,17 @@
 
 mod dtype_support;
 
+use std::collections::BTreeMap;
+
 use dtype_support::{dequantize, dtype_named, hex_bytes, hex_f32s, product_magnitude, quantize, U};
 use serde::Deserialize;
-use wazn_kernels::dtype::vec_dot_row;
+use wazn_kernels::dtype::{vec_dot_row, DType};
 
 #[derive(Deserialize)]
 struct Vectors {
     ggml_commit: String,
     quantize: Vec<QuantizeCase>,
+    weight_quantize: Vec<WeightQuantizeCase>,
     vec_dot: Vec<DotCase>,
 }
 
@@ -25,6 +28,14 @@ struct QuantizeCase {
     dtype: String,
     input_f32: String,
     bytes: String,
+}
+
+/// One input row and its bytes in each K-quant weight type.
+#[derive(Deserialize)]
+struct WeightQuantizeCase {
+    input: String,
+    input_f32: String,
+    bytes: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -46,29 +57,57 @@ fn load() -> Vectors {
     serde_json::from_str(&text).expect("parse tests/data/dtype_ggml_vectors.json")
 }
 
+/// Asserts that wazn quantizes `x` to `dtype` as ggml did (`want_hex`), naming the first
+/// block that differs.
+fn assert_ggml_bytes(dtype: DType, x: &[f32], want_hex: &str, case: &str, ggml_commit: &str) {
+    let got = quantize(dtype, x);
+    let want = hex_bytes(want_hex);
+    assert_eq!(got.len(), want.len(), "{dtype} {case}: length");
+    let first_diff = got.iter().zip(&want).position(|(g, w)| g != w);
+    assert_eq!(
+        first_diff,
+        None,
+        "{dtype} {case}: differs from ggml {ggml_commit} in block {:?}",
+        first_diff.map(|i| i / dtype.type_size())
+    );
+}
+
 #[test]
 fn activation_quantizers_match_ggml_bytes() {
     let vectors = load();
     let mut checked = Vec::new();
     for (c, case) in vectors.quantize.iter().enumerate() {
         let dtype = dtype_named(&case.dtype);
-        let got = quantize(dtype, &hex_f32s(&case.input_f32));
-        let want = hex_bytes(&case.bytes);
-        let first_diff = got.iter().zip(&want).position(|(g, w)| g != w);
-        assert_eq!(got.len(), want.len(), "{dtype} case {c}: length");
-        assert_eq!(
-            first_diff,
-            None,
-            "{dtype} case {c}: differs from ggml {} in block {:?}",
-            vectors.ggml_commit,
-            first_diff.map(|i| i / dtype.type_size())
-        );
+        let x = hex_f32s(&case.input_f32);
+        let label = format!("case {c}");
+        assert_ggml_bytes(dtype, &x, &case.bytes, &label, &vectors.ggml_commit);
         checked.push(case.dtype.clone());
     }
     for name in ["Q8_0", "Q8_1", "Q8_K"] {
         assert!(
             checked.iter().any(|c| c == name),
             "{name}: no ggml quantize vectors"
+        );
+    }
+}
+
+#[test]
+fn weight_quantizers_match_ggml_bytes() {
+    let vectors = load();
+    let mut checked = BTreeMap::<String, usize>::new();
+    for case in &vectors.weight_quantize {
+        let x = hex_f32s(&case.input_f32);
+        for (name, want_hex) in &case.bytes {
+            let dtype = dtype_named(name);
+            let label = format!("row \"{}\"", case.input);
+            assert_ggml_bytes(dtype, &x, want_hex, &label, &vectors.ggml_commit);
+            *checked.entry(name.clone()).or_default() += 1;
+        }
+    }
+    for name in ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"] {
+        assert!(
+            checked.get(name).is_some_and(|&rows| rows >= 10),
+            "{name}: too few ggml weight quantize vectors ({checked:?})"
         );
     }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes tests/data/dtype_ggml_vectors.json: outputs of ggml's own C reference kernels, for
-what the gguf Python package cannot produce: the activation quantizers (Q8_0, Q8_1, Q8_K)
-and the dot products of every quantized weight type with its activation type.
+what the gguf Python package cannot produce: the activation quantizers (Q8_0, Q8_1, Q8_K),
+the K-quant weight quantizers (Q2_K..Q6_K, without importance matrix, as llama-quantize
+runs them) and the dot products of every quantized weight type with its activation type.
 
 Run from the repository root with a ggml source checkout (https://github.com/ggml-org/ggml,
 or llama.cpp's ggml/ folder) and gcc:
@@ -13,7 +14,9 @@ or llama.cpp's ggml/ folder) and gcc:
 It compiles ggml's src/ggml-quants.c (reference quantizers) and src/ggml-cpu/quants.c (the
 portable `_generic` dot products) for x86-64 without F16C/FMA, links them with a few stubs
 into a shared library in a temporary folder, and calls them through ctypes on data from a
-fixed numpy seed. The ggml commit used is recorded in the file.
+fixed numpy seed. The ggml commit used is recorded in the file. It is built with NDEBUG, as
+release builds of ggml are, so rows whose scales overflow f16 go through nearest_int's bit
+trick instead of tripping its range assert.
 """
 
 import ctypes
@@ -26,6 +29,7 @@ import tempfile
 import numpy as np
 
 SEED = 20240522
+KQUANT_SEED = 20250611  # the weight quantizer rows draw from their own generator
 N = 512  # elements per row: two K-quant super-blocks
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "dtype_ggml_vectors.json")
 
@@ -67,7 +71,7 @@ def build_library(ggml_dir, work_dir):
                os.path.join(ggml_dir, "src", "ggml-cpu", "quants.c"), stubs]
     # -ffp-contract=off: no fused multiply-adds, so the C rounds like the plain expressions.
     subprocess.run(["gcc", "-O2", "-std=gnu11", "-fPIC", "-shared", "-ffp-contract=off",
-                    *includes, *sources, "-o", lib, "-lm"], check=True)
+                    "-DNDEBUG", *includes, *sources, "-o", lib, "-lm"], check=True)
     return ctypes.CDLL(lib)
 
 
@@ -123,6 +127,50 @@ def ties_row():
     return x
 
 
+KQUANT_TYPES = ["q2_K", "q3_K", "q4_K", "q5_K", "q6_K"]
+
+
+def kquant_rows():
+    """(label, row) pairs of N elements (two super-blocks) for the weight quantizers: the
+    ordinary case and the edge cases of their searches."""
+    g = np.random.default_rng(KQUANT_SEED)
+    half = N // 2
+
+    def normal(size, scale=1.0):
+        return g.normal(size=size) * scale
+
+    def with_outliers(x, fraction, low, high):
+        spikes = g.uniform(size=x.size) < fraction
+        return np.where(spikes, x * g.uniform(low, high, x.size), x)
+
+    rows = [
+        ("normal", normal(N)),
+        ("normal, weight-sized (0.02)", normal(N, 0.02)),
+        ("normal, 1% outliers x20", with_outliers(normal(N), 0.01, 20, 20)),
+        ("normal, 5% outliers x50..x200", with_outliers(normal(N, 0.1), 0.05, 50, 200)),
+        ("all zero", np.zeros(N)),
+        ("constant 0.75 | constant -3", np.repeat([0.75, -3.0], half)),
+        ("constant per 16", np.repeat(g.choice([0.0, 1.0, -2.5, 1e-3], N // 16) *
+                                      g.uniform(0.5, 2, N // 16), 16)),
+        ("all positive | all negative", np.concatenate([g.uniform(0.1, 2, half),
+                                                        -g.uniform(0.1, 2, half)])),
+        ("tiny: 1e-4 | 1e-6", np.concatenate([normal(half, 1e-4), normal(half, 1e-6)])),
+        ("tiny: 1e-9 | 1e-15 and 1e-39", np.concatenate([
+            normal(half, 1e-9), normal(half // 2, 1e-15), normal(half // 2, 1e-39)])),
+        ("a few huge: 1e4, 1e6 | 1e30", np.concatenate([
+            with_outliers(normal(half), 0.02, 1e4, 1e6),
+            with_outliers(normal(half), 0.01, 1e30, 1e30)])),
+        ("one spike per super-block", np.concatenate([
+            np.where(np.arange(half) == 37, 5.0, 0.0),
+            np.where(np.arange(half) == 200, -7.0, 0.0)])),
+        ("sparse: 3% non-zero", np.where(g.uniform(size=N) < 0.03, normal(N), 0.0)),
+        ("small integers", g.integers(-8, 8, N).astype(np.float64)),
+        ("magnitude 10^-6..10^2 per 16",
+         normal(N) * np.repeat(10.0 ** g.uniform(-6, 2, N // 16), 16)),
+    ]
+    return [(label, np.asarray(x, dtype=np.float32)) for label, x in rows]
+
+
 def main():
     if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
@@ -147,19 +195,28 @@ def main():
                                   "n_elements": N, "w": w.tobytes().hex(),
                                   "x": xq.tobytes().hex(), "ggml_dot_f32": f32_hex(result)})
 
+        weight_cases = []
+        for label, x in kquant_rows():
+            weight_cases.append({"input": label, "input_f32": f32_hex(x),
+                                 "bytes": {name.upper(): ggml.quantize(name, x).tobytes().hex()
+                                           for name in KQUANT_TYPES}})
+
     doc = {
         "generator": "crates/wazn-kernels/tests/gen_dtype_ggml_vectors.py",
         "ggml_commit": commit,
         "numpy_version": np.__version__,
         "seed": SEED,
+        "kquant_seed": KQUANT_SEED,
         "quantize": quantize_cases,
+        "weight_quantize": weight_cases,
         "vec_dot": dot_cases,
     }
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
-    print(f"wrote {len(quantize_cases)} quantize and {len(dot_cases)} vec_dot cases to {OUT} "
+    print(f"wrote {len(quantize_cases)} quantize, {len(weight_cases)} weight quantize and "
+          f"{len(dot_cases)} vec_dot cases to {OUT} "
           f"({os.path.getsize(OUT)} bytes)")
 
 

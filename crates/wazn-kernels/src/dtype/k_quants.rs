@@ -1,6 +1,6 @@
 //! The K-quant super-block types (256 elements): Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, and the
 //! activation type Q8_K. Layouts, decoding, dequantization and the Q8_K quantizer; the dot
-//! products are in `k_quants_dot`.
+//! products are in `k_quants_dot`, the weight quantizers in `k_quants_quantize`.
 //!
 //! Layouts (bytes, little-endian; f16 = IEEE half):
 //! - Q2_K (84):  `u8 scales[16]; u8 qs[64]; f16 d; f16 dmin`
@@ -82,7 +82,7 @@ fn unpack_4bit_codes(qs: &[u8]) -> [i8; QK_K] {
 /// bytes 0..4 hold scales 0..4 in their low 6 bits, bytes 4..8 mins 0..4 likewise; scales
 /// and mins 4..8 take their low 4 bits from the nibbles of bytes 8..12 and their top 2 bits
 /// from the top 2 bits of bytes 0..4 (scales) and 4..8 (mins).
-fn unpack_scales_mins_k4(packed: &[u8]) -> ([i32; 8], [i32; 8]) {
+pub(super) fn unpack_scales_mins_k4(packed: &[u8]) -> ([i32; 8], [i32; 8]) {
     let mut scales = [0i32; 8];
     let mut mins = [0i32; 8];
     for j in 0..8 {
@@ -112,21 +112,23 @@ pub(super) fn decode_q2_k(block: &[u8]) -> SuperBlock<16> {
     }
 }
 
-/// Q3_K: 16 6-bit scales (stored plus 32) in 12 bytes: the low 4 bits of scale j are the
-/// low nibble of byte j (j < 8) or the high nibble of byte j - 8; its top 2 bits are bits
-/// 2(j/4)..2(j/4)+2 of byte 8 + j%4.
+/// Scale j of a Q3_K block from its 12 packed bytes: 16 6-bit scales stored plus 32; the
+/// low 4 bits of scale j are the low nibble of byte j (j < 8) or the high nibble of byte
+/// j - 8; its top 2 bits are bits 2(j/4)..2(j/4)+2 of byte 8 + j%4.
+pub(super) fn unpack_q3_k_scale(packed: &[u8], j: usize) -> i32 {
+    let low = if j < 8 {
+        packed[j] & 0x0F
+    } else {
+        packed[j - 8] >> 4
+    };
+    let high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+    (low | (high << 4)) as i32 - 32
+}
+
 pub(super) fn decode_q3_k(block: &[u8]) -> SuperBlock<16> {
     let hmask = &block[0..32];
     let packed = &block[96..108];
-    let scales = std::array::from_fn(|j| {
-        let low = if j < 8 {
-            packed[j] & 0x0F
-        } else {
-            packed[j - 8] >> 4
-        };
-        let high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
-        (low | (high << 4)) as i32 - 32
-    });
+    let scales = std::array::from_fn(|j| unpack_q3_k_scale(packed, j));
     let mut q = unpack_2bit_codes(&block[32..96]);
     // The 3rd bit of element 128h + 32s + l is bit 4h + s of hmask[l]; where it is clear the
     // code is lowered by 4.

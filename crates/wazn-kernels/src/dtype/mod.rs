@@ -11,6 +11,8 @@
 mod float;
 mod k_quants;
 mod k_quants_dot;
+mod k_quants_fit;
+mod k_quants_quantize;
 mod mxfp4;
 mod q4_q5_q8;
 
@@ -215,8 +217,9 @@ pub struct TypeTraits {
     pub dtype: DType,
     /// Dequantize whole blocks: src.len() == row_bytes(dst.len()).
     pub to_f32: ToF32Fn,
-    /// Quantize from f32 (whole blocks): dst.len() == row_bytes(src.len()); None for types
-    /// wazn does not quantize to (the K-quant weight types).
+    /// Quantize from f32 (whole blocks): dst.len() == row_bytes(src.len()); None for a type
+    /// wazn cannot quantize to (every type has a quantizer today). The weight quantizers
+    /// write ggml's reference bytes (`quantize_row_*_ref`, without importance matrix).
     pub from_f32: Option<FromF32Fn>,
     /// Dot product of one row of this type (n elements) with one row of `vec_dot_type`
     /// (n elements): `Σ_i w[i]·x[i]` in f32.
@@ -322,7 +325,7 @@ static SCALAR_TRAITS: [TypeTraits; 16] = [
     TypeTraits {
         dtype: DType::Q2_K,
         to_f32: k_quants::to_f32_q2_k,
-        from_f32: None,
+        from_f32: Some(k_quants_quantize::from_f32_q2_k),
         vec_dot: k_quants_dot::vec_dot_q2_k_q8_k,
         vec_dot_type: DType::Q8_K,
         vec_dot_x4: None,
@@ -330,7 +333,7 @@ static SCALAR_TRAITS: [TypeTraits; 16] = [
     TypeTraits {
         dtype: DType::Q3_K,
         to_f32: k_quants::to_f32_q3_k,
-        from_f32: None,
+        from_f32: Some(k_quants_quantize::from_f32_q3_k),
         vec_dot: k_quants_dot::vec_dot_q3_k_q8_k,
         vec_dot_type: DType::Q8_K,
         vec_dot_x4: None,
@@ -338,7 +341,7 @@ static SCALAR_TRAITS: [TypeTraits; 16] = [
     TypeTraits {
         dtype: DType::Q4_K,
         to_f32: k_quants::to_f32_q4_k,
-        from_f32: None,
+        from_f32: Some(k_quants_quantize::from_f32_q4_k),
         vec_dot: k_quants_dot::vec_dot_q4_k_q8_k,
         vec_dot_type: DType::Q8_K,
         vec_dot_x4: None,
@@ -346,7 +349,7 @@ static SCALAR_TRAITS: [TypeTraits; 16] = [
     TypeTraits {
         dtype: DType::Q5_K,
         to_f32: k_quants::to_f32_q5_k,
-        from_f32: None,
+        from_f32: Some(k_quants_quantize::from_f32_q5_k),
         vec_dot: k_quants_dot::vec_dot_q5_k_q8_k,
         vec_dot_type: DType::Q8_K,
         vec_dot_x4: None,
@@ -354,7 +357,7 @@ static SCALAR_TRAITS: [TypeTraits; 16] = [
     TypeTraits {
         dtype: DType::Q6_K,
         to_f32: k_quants::to_f32_q6_k,
-        from_f32: None,
+        from_f32: Some(k_quants_quantize::from_f32_q6_k),
         vec_dot: k_quants_dot::vec_dot_q6_k_q8_k,
         vec_dot_type: DType::Q8_K,
         vec_dot_x4: None,
@@ -437,6 +440,10 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) -> Result<(), D
 }
 
 /// Quantize a row of `src.len()` elements to `dtype` into `dst`.
+///
+/// Each block's bytes depend on that block's elements alone, and nothing is shared between
+/// calls: rows (or any whole-block pieces of one) can be quantized on several threads at
+/// once, each into its own part of the output.
 pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) -> Result<(), DTypeError> {
     let from_f32 = dtype
         .traits()
