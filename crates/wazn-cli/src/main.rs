@@ -2,6 +2,7 @@
 
 mod bench;
 mod chat;
+mod eval;
 mod inspect;
 mod model_path;
 mod options;
@@ -43,6 +44,8 @@ enum Command {
     /// Perplexity of a text, and KL divergence against a base model's log-probabilities,
     /// as llama.cpp's llama-perplexity computes them.
     Perplexity(perplexity::PerplexityArgs),
+    /// Multiple-choice accuracy by log-likelihood, as lm-evaluation-harness scores it.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::inspect(args),
         Command::Bench(args) => bench::bench(args),
         Command::Perplexity(args) => perplexity::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,12 +3,15 @@
 //! multiple-choice scoring by log-likelihood (lm-evaluation-harness's method).
 
 pub mod logits_file;
+pub mod multiple_choice;
 mod parallel;
 pub mod perplexity;
 pub mod statistics;
+pub mod task;
 
 use std::path::PathBuf;
 
+pub use multiple_choice::{evaluate, EvalOptions, EvalReport};
 pub use perplexity::{perplexity, BaseMode, ChunkDone, PerplexityOptions, PerplexityReport};
 
 #[derive(Debug, thiserror::Error)]

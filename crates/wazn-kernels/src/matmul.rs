@@ -396,7 +396,7 @@ fn matmul_f32(
             w.dequantize_row_into(o, &mut w_row);
             for r in 0..n_x_rows {
                 let x_row = &x[r * n_cols..(r + 1) * n_cols];
-                let dot: f32 = w_row.iter().zip(x_row).map(|(a, b)| a * b).sum();
+                let dot = crate::ops::dot(&w_row, x_row);
                 // SAFETY: output element (r, o) belongs to the task that owns weight row o.
                 unsafe { out_ptr.slice_mut(r * n_out + o, 1)[0] = dot };
             }

@@ -12,6 +12,7 @@
 use std::ops::Range;
 
 use super::{KvBlocks, KvElement, QueryRow};
+use crate::ops::dot;
 use crate::pool::{SyncMutPtr, ThreadPool};
 
 /// Shapes of one latent attention call.
@@ -28,25 +29,6 @@ pub struct LatentShape {
 
 /// Heads per task.
 const HEADS_PER_TASK: usize = 8;
-
-/// `Σ a[i] b[i]` with eight independent partial sums (vectorizable).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
 
 /// `out[r]` (`[n, n_head, value_dim]`): latent attention of query row `r` (`q`:
 /// `[n, n_head, key_dim]`) over the cached rows `rows[r].keys` of `kv[rows[r].seq]`
