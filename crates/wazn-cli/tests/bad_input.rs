@@ -1,28 +1,16 @@
 //! Bad input to the `wazn` binary: each case ends with a non-zero exit and one line
 //! on stderr that names the problem, never a panic.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{assert_fails_with, default_model, wazn};
 use wazn_formats::{GgmlType, GgufWriter, MetaValue};
 
-fn wazn(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wazn"))
-        .args(args)
-        .env("WAZN_CACHE_DIR", scratch_dir().join("empty-cache"))
-        .output()
-        .expect("run wazn");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn scratch_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bad_input");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch_dir("bad_input")
 }
 
 fn write(name: &str, bytes: &[u8]) -> PathBuf {
@@ -31,33 +19,11 @@ fn write(name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
-/// Runs `wazn args`, expects failure with one `error:` line containing `needle`.
-fn assert_fails_with(args: &[&str], needle: &str) {
-    let (code, _, stderr) = wazn(args);
-    assert_ne!(code, 0, "{args:?} should fail; stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?}: expected one line, got {stderr:?}"
-    );
-    assert!(lines[0].starts_with("error: "), "{args:?}: {stderr}");
-    assert!(
-        lines[0].to_lowercase().contains(&needle.to_lowercase()),
-        "{args:?}: expected {needle:?} in {stderr:?}"
-    );
-}
-
 fn for_every_command(path: &Path, needle: &str) {
     let p = path.to_str().unwrap();
     assert_fails_with(&["inspect", p], needle);
     assert_fails_with(&["run", "-m", p, "hello"], needle);
     assert_fails_with(&["tokenize", "-m", p, "hello"], needle);
-}
-
-fn default_model() -> Option<PathBuf> {
-    wazn_formats::model_cache::default_model_path().filter(|path| path.is_file())
 }
 
 #[test]
