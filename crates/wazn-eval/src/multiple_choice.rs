@@ -9,7 +9,7 @@
 //! (item, choice) pair is a prompt of its own that asks the engine for the scores of its
 //! continuation, all batched together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use wazn_engine::{Engine, PromptScoring, Request, SamplerParams};
 use wazn_text::Tokenizer;
@@ -149,6 +149,15 @@ fn argmax(values: impl Iterator<Item = f64>) -> usize {
     best.0
 }
 
+/// One choice of one item, ready for the engine.
+struct ChoicePrompt {
+    index: usize,
+    choice: usize,
+    tokens: Vec<u32>,
+    /// Tokens before the continuation.
+    n_context: usize,
+}
+
 /// Scores `items`; `on_item` is called as each item completes (with the count done).
 pub fn evaluate(
     engine: &mut Engine,
@@ -158,9 +167,10 @@ pub fn evaluate(
 ) -> Result<EvalReport, EvalError> {
     let n_items = options.limit.map_or(items.len(), |l| l.min(items.len()));
     let n_ctx = engine.options().n_ctx;
-    // Every (item, choice) as a prompt, item by item.
-    let mut prompts = Vec::new();
+    // Every (item, choice) as a prompt, grouped by item.
+    let mut prompts: Vec<Vec<ChoicePrompt>> = Vec::new();
     for (index, item) in items[..n_items].iter().enumerate() {
+        let mut of_item = Vec::new();
         let context = context_with_shots(items, index, options.n_shots);
         for choice in 0..item.choices.len() {
             let pair = encode_pair(engine.tokenizer(), &context, &item.continuation(choice))?;
@@ -178,8 +188,14 @@ pub fn evaluate(
                     pair.continuation.len()
                 )));
             }
-            prompts.push((index, choice, tokens[cut..].to_vec(), n_context - cut));
+            of_item.push(ChoicePrompt {
+                index,
+                choice,
+                tokens: tokens[cut..].to_vec(),
+                n_context: n_context - cut,
+            });
         }
+        prompts.push(of_item);
     }
 
     let mut lls: Vec<Vec<f64>> = items[..n_items]
@@ -190,22 +206,28 @@ pub fn evaluate(
     let mut choices_left: Vec<usize> = items[..n_items].iter().map(|i| i.choices.len()).collect();
     let mut n_done = 0;
     let mut in_flight: Vec<(u32, usize, usize)> = Vec::new();
-    let mut queue = prompts.into_iter();
-    let mut exhausted = false;
+    // An item's first choice goes first; its other choices follow once it is done, so
+    // that they find the context in the prefix cache instead of computing it again.
+    let mut followers: Vec<Vec<ChoicePrompt>> = Vec::with_capacity(prompts.len());
+    let mut queue: VecDeque<ChoicePrompt> = VecDeque::new();
+    for mut of_item in prompts {
+        let rest = of_item.split_off(1.min(of_item.len()));
+        queue.extend(of_item);
+        followers.push(rest);
+    }
     loop {
-        while !exhausted && in_flight.len() < options.max_in_flight.max(1) {
-            let Some((index, choice, tokens, n_context)) = queue.next() else {
-                exhausted = true;
+        while in_flight.len() < options.max_in_flight.max(1) {
+            let Some(prompt) = queue.pop_front() else {
                 break;
             };
-            let mut request = Request::new(tokens, SamplerParams::greedy(), 0);
+            let mut request = Request::new(prompt.tokens, SamplerParams::greedy(), 0);
             request.prompt_scoring = Some(PromptScoring {
-                from: n_context,
+                from: prompt.n_context,
                 top_logprobs: 0,
                 raw_logits: false,
             });
             let id = engine.add_request(request)?;
-            in_flight.push((id, index, choice));
+            in_flight.push((id, prompt.index, prompt.choice));
         }
         if in_flight.is_empty() {
             break;
@@ -220,6 +242,9 @@ pub fn evaluate(
             }
             if event.finished.is_some() {
                 in_flight.retain(|f| f.0 != id);
+                for follower in std::mem::take(&mut followers[index]).into_iter().rev() {
+                    queue.push_front(follower);
+                }
                 choices_left[index] -= 1;
                 if choices_left[index] == 0 {
                     n_done += 1;
