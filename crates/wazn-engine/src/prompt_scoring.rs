@@ -114,7 +114,8 @@ fn score_row(row: &ScoringRow<'_>) -> PromptTokenScore {
         .copied()
         .unwrap_or(f32::NEG_INFINITY);
     let log_norm = if max.is_finite() {
-        let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+        // f32 exponentials summed in f64: as precise as the logits, and cheap.
+        let sum: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
         f64::from(max) + sum.ln()
     } else {
         f64::from(max)

@@ -165,7 +165,9 @@ pub fn perplexity(
             request.prompt_scoring = Some(PromptScoring {
                 from: first + 1,
                 top_logprobs: 0,
-                raw_logits: true,
+                // Perplexity alone needs each token's log-probability, which the engine
+                // computes; a base is written from, or compared with, every logit.
+                raw_logits: !matches!(mode, BaseMode::None),
             });
             let id = engine.add_request(request)?;
             seq_chunk.push((id, next_to_add));
@@ -193,13 +195,7 @@ pub fn perplexity(
                     }
                     _ => None,
                 };
-                work.push((
-                    chunk,
-                    row,
-                    score.token,
-                    score.logits.unwrap_or_default(),
-                    base,
-                ));
+                work.push((chunk, row, score.token, score.logprob, score.logits, base));
             }
             if event.finished.is_some() {
                 seq_chunk.retain(|(id, _)| *id != event.seq_id);
@@ -209,8 +205,15 @@ pub fn perplexity(
         let results = parallel_map(
             work,
             options.n_threads,
-            |(chunk, row, token, logits, base)| {
-                reduce_row(chunk, row, token, &logits, base.as_ref(), writing)
+            |(chunk, row, token, logprob, logits, base)| match logits {
+                Some(logits) => reduce_row(chunk, row, token, &logits, base.as_ref(), writing),
+                None => Ok(RowResult {
+                    chunk,
+                    row,
+                    nll: -f64::from(logprob),
+                    comparison: None,
+                    quantized: None,
+                }),
             },
         );
         for result in results {
@@ -306,15 +309,6 @@ fn reduce_row(
         let mut quantized = BaseRow::default();
         result.nll = BaseRow::quantize(logits, token, &mut quantized);
         result.quantized = Some(quantized);
-    } else {
-        result.nll = nll_of(logits, token);
     }
     Ok(result)
-}
-
-/// −log p(token), as llama-perplexity computes it without a base file.
-fn nll_of(logits: &[f32], token: u32) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum_exp: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
-    -(f64::from(logits[token as usize] - max) - sum_exp.ln())
 }
