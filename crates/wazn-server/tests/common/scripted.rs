@@ -60,6 +60,7 @@ pub fn tokenizer() -> Tokenizer {
         add_bos: Some(false),
         add_eos: Some(false),
         add_space_prefix: None,
+        ..TokenizerSpec::default()
     })
     .unwrap()
 }
