@@ -2,6 +2,9 @@
 //! events, errors, auth and metrics. The model runs on the engine thread of
 //! `wazn_engine::service`; this crate only talks to it over channels.
 
+mod completion_echo;
+mod completion_prompt;
+mod completions_logprobs;
 pub mod error;
 mod generate;
 mod harmony_answer;
@@ -64,6 +67,8 @@ pub struct AppState {
     pub model_id: String,
     pub n_ctx: usize,
     pub n_vocab: usize,
+    /// Sequences that may be in flight at once: running plus waiting.
+    pub max_sequences: usize,
     pub api_key: Option<String>,
     pub metrics: Metrics,
     pub body_limit_bytes: usize,
@@ -106,6 +111,7 @@ impl AppState {
             model_id: options.model_id,
             n_ctx,
             n_vocab,
+            max_sequences: options.max_concurrent.max(1) + options.max_queued,
             api_key: options.api_key,
             metrics: Metrics::default(),
             body_limit_bytes: options.body_limit_bytes,
