@@ -13,6 +13,7 @@ pub mod metrics;
 mod routes;
 mod structured;
 mod text_reply;
+mod tokenize_routes;
 mod tool_request;
 pub mod wire;
 
@@ -145,6 +146,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/v1/completions", post(routes::completions))
         .route("/v1/models", get(routes::models))
+        .route("/tokenize", post(tokenize_routes::tokenize))
+        .route("/detokenize", post(tokenize_routes::detokenize))
+        .route("/tokenizer_info", get(tokenize_routes::tokenizer_info))
         .route("/health", get(routes::health))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::fallback)
@@ -165,9 +169,14 @@ async fn auth_and_count(
 ) -> Response {
     let path = request.uri().path().to_string();
     let route = match path.as_str() {
-        "/v1/chat/completions" | "/v1/completions" | "/v1/models" | "/health" | "/metrics" => {
-            path.as_str()
-        }
+        "/v1/chat/completions"
+        | "/v1/completions"
+        | "/v1/models"
+        | "/health"
+        | "/metrics"
+        | "/tokenize"
+        | "/detokenize"
+        | "/tokenizer_info" => path.as_str(),
         _ => "other",
     }
     .to_string();

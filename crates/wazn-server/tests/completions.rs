@@ -398,3 +398,43 @@ fn a_suffix_makes_a_fill_in_the_middle_prompt_where_the_vocabulary_has_one() {
     let (n_prompt, tokens) = seen.values().next().expect("one sequence");
     assert_eq!(&tokens[..*n_prompt], expected.as_slice());
 }
+
+#[test]
+fn the_tokenizer_routes_speak_for_the_servers_tokenizer() {
+    let s = server();
+    let text = "Hello <|im_start|> wörld";
+    let r = s.post(
+        "/tokenize",
+        &json!({"prompt": text, "add_special_tokens": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    let ids = s.state.tokenizer.encode(text, false, true).unwrap();
+    assert_eq!(answer["tokens"], json!(ids));
+    assert_eq!(answer["count"], ids.len());
+    assert_eq!(answer["max_model_len"], N_CTX);
+    let back = s.post("/detokenize", &json!({ "tokens": ids })).json();
+    assert_eq!(back["prompt"], text);
+    let info = s.get("/tokenizer_info").json();
+    let eos = s.state.tokenizer.eos_id().unwrap();
+    assert_eq!(
+        info["eos_token"],
+        json!(s.state.tokenizer.token_text(eos).unwrap())
+    );
+    assert!(info["chat_template"].is_string());
+    for (path, body, param) in [
+        ("/detokenize", json!({"tokens": [1, -1]}), "tokens"),
+        ("/detokenize", json!({"tokens": [99_999_999]}), "tokens"),
+        ("/tokenize", json!({"messages": []}), "messages"),
+        ("/tokenize", json!({}), "prompt"),
+        (
+            "/tokenize",
+            json!({"prompt": "a", "model": "other"}),
+            "model",
+        ),
+    ] {
+        let r = s.post(path, &body);
+        assert!(r.status == 400 || r.status == 404, "{body}: {}", r.text());
+        assert_eq!(r.json()["error"]["param"], param, "{body}");
+    }
+}
