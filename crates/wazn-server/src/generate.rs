@@ -18,6 +18,9 @@ use wazn_engine::{
 use wazn_text::harmony::{AssistantReply, ReplyAssembler, ReplyDelta};
 use wazn_text::tool_calls::ToolFormat;
 
+use crate::completion_echo::{self, EchoedPrompt};
+use crate::completion_prompt::Prompt;
+use crate::completions_logprobs::{self, Row, Segment};
 use crate::error::ApiError;
 use crate::harmony_answer;
 use crate::text_reply::TextReply;
@@ -34,7 +37,11 @@ pub enum Kind {
 /// A checked request, ready for the engine.
 pub struct Job {
     pub kind: Kind,
-    pub prompt_ids: Vec<u32>,
+    /// One prompt (chats), or several (completions): `generation.n` choices each, one prompt
+    /// after the other.
+    pub prompts: Vec<Prompt>,
+    /// Completions: each choice's text (and log-probabilities) starts with its prompt's.
+    pub echo: bool,
     pub generation: Generation,
     /// `Some(k)`: report each token's log-probability and its `k` best alternatives.
     pub logprobs: Option<usize>,
@@ -65,44 +72,39 @@ impl EventSink for ChannelSink {
     }
 }
 
-/// Checks the prompt against the context, submits the `n` choices and answers.
+/// Checks the prompts against the context, submits the `n` choices of each and answers.
 pub async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
-    let n_prompt = job.prompt_ids.len();
-    if n_prompt == 0 {
-        return Err(ApiError::invalid_param("prompt", "the prompt is empty"));
-    }
-    if n_prompt >= state.n_ctx {
-        return Err(ApiError::bad_request(format!(
-            "the prompt is {n_prompt} tokens but the context holds {} (including the answer); \
-             shorten the prompt or start the server with a larger --ctx-size",
-            state.n_ctx
-        )));
-    }
+    check_prompts(&state, &job)?;
     let g = &job.generation;
+    // With echo and logprobs, each prompt's first choice scores the prompt's tokens.
+    let scoring = job.logprobs.filter(|_| job.echo);
     let (tx, rx) = mpsc::unbounded_channel();
-    let submissions = (0..g.n)
-        .map(|index| {
+    let mut submissions = Vec::with_capacity(job.prompts.len() * g.n);
+    for (p, prompt) in job.prompts.iter().enumerate() {
+        for choice in 0..g.n {
             let mut sampler = g.sampler.clone();
-            sampler.seed = sampler.seed.wrapping_add(index as u64);
+            sampler.seed = sampler.seed.wrapping_add(choice as u64);
             let request = Request {
-                prompt_ids: job.prompt_ids.clone(),
+                prompt_ids: prompt.ids.clone(),
                 sampler,
                 max_tokens: g.max_tokens.unwrap_or(usize::MAX),
                 stop: g.stop.clone(),
                 top_logprobs: job.logprobs.map_or(0, |k| k.max(1)),
                 ignore_eos: g.ignore_eos,
                 constraint: job.constraint.clone(),
-                prompt_scoring: None,
+                prompt_scoring: scoring
+                    .filter(|_| choice == 0)
+                    .map(completion_echo::scoring),
             };
-            Submission {
+            submissions.push(Submission {
                 request,
                 sink: Box::new(ChannelSink {
-                    index,
+                    index: p * g.n + choice,
                     tx: tx.clone(),
                 }),
-            }
-        })
-        .collect();
+            });
+        }
+    }
     drop(tx);
     state.engine.submit(submissions).map_err(|e| match e {
         SubmitError::QueueFull { .. } => ApiError::busy(e.to_string()),
@@ -114,6 +116,47 @@ pub async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
     } else {
         collect(state, answer, rx).await
     }
+}
+
+/// Each prompt has tokens and leaves room in the context; all the choices fit in the server's
+/// queue at once.
+fn check_prompts(state: &AppState, job: &Job) -> Result<(), ApiError> {
+    let several = job.prompts.len() > 1;
+    for (i, prompt) in job.prompts.iter().enumerate() {
+        let name = if several {
+            format!("prompt[{i}]")
+        } else {
+            "the prompt".to_string()
+        };
+        let n_prompt = prompt.ids.len();
+        if n_prompt == 0 {
+            return Err(ApiError::invalid_param(
+                "prompt",
+                format!("{name} is empty"),
+            ));
+        }
+        if n_prompt >= state.n_ctx {
+            return Err(ApiError::bad_request(format!(
+                "{name} is {n_prompt} tokens but the context holds {} (including the answer); \
+                 shorten the prompt or start the server with a larger --ctx-size",
+                state.n_ctx
+            )));
+        }
+    }
+    let n_sequences = job.prompts.len() * job.generation.n;
+    if n_sequences > state.max_sequences {
+        return Err(ApiError::invalid_param(
+            if several { "prompt" } else { "n" },
+            format!(
+                "{} prompts of {} choices each make {n_sequences} sequences; this server takes \
+                 at most {} at once (--max-concurrent plus --max-queued)",
+                job.prompts.len(),
+                job.generation.n,
+                state.max_sequences
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A request the engine would not run is the client's to fix; a failed step is ours.
@@ -168,6 +211,12 @@ struct Choice {
     /// Chats that are more than text: the reply read from the output (`text` then only
     /// keeps the raw output).
     reply: Option<Reply>,
+    /// Streamed completions: characters of text sent so far.
+    sent_chars: usize,
+    /// Streamed completions with echo: the prompt was sent.
+    echoed: bool,
+    /// Streamed completions with echo: events held until the prompt's scores are in.
+    pending: Vec<Event>,
 }
 
 /// The state of a whole answer, and how to write it.
@@ -176,7 +225,11 @@ struct Answer {
     id: String,
     created: u64,
     model: String,
-    n_prompt: usize,
+    /// `n` choices each, one prompt after the other.
+    prompts: Vec<EchoedPrompt>,
+    /// Choices per prompt.
+    n: usize,
+    echo: bool,
     logprobs: Option<usize>,
     include_usage: bool,
     started: Instant,
@@ -196,11 +249,17 @@ impl Answer {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             model: state.model_id.clone(),
-            n_prompt: job.prompt_ids.len(),
+            prompts: job
+                .prompts
+                .iter()
+                .map(|p| EchoedPrompt::new(p.clone(), job.echo && job.logprobs.is_some()))
+                .collect(),
+            n: job.generation.n,
+            echo: job.echo,
             logprobs: job.logprobs,
             include_usage: job.generation.include_usage,
             started: Instant::now(),
-            choices: (0..job.generation.n)
+            choices: (0..job.prompts.len() * job.generation.n)
                 .map(|_| Choice {
                     reply: match job.kind {
                         Kind::Completion => None,
@@ -224,6 +283,14 @@ impl Answer {
     /// are more than text) it completed.
     fn update(&mut self, state: &AppState, index: usize, event: &Event) -> Vec<ReplyDelta> {
         let mut deltas = Vec::new();
+        if let Some(prompt) = self.prompts.get_mut(index / self.n.max(1)) {
+            if !event.prompt_scores.is_empty() {
+                prompt.add(&event.prompt_scores);
+            }
+            if event.finished.is_some() && index.is_multiple_of(self.n.max(1)) {
+                prompt.close();
+            }
+        }
         let Some(choice) = self.choices.get_mut(index) else {
             return deltas;
         };
@@ -273,60 +340,77 @@ impl Answer {
         }
     }
 
+    /// Each prompt counts once, whatever its number of choices (as vLLM counts).
     fn usage(&self) -> Value {
+        let prompt: usize = self.prompts.iter().map(|p| p.prompt.ids.len()).sum();
         let completion: usize = self.choices.iter().map(|c| c.n_tokens).sum();
         json!({
-            "prompt_tokens": self.n_prompt,
+            "prompt_tokens": prompt,
             "completion_tokens": completion,
-            "total_tokens": self.n_prompt + completion,
+            "total_tokens": prompt + completion,
         })
     }
 
-    /// The log-probabilities of `entries` in the shape of this answer's API.
-    fn logprobs_json(&self, state: &AppState, entries: &[TokenLogprob]) -> Value {
+    /// The prompt of choice `index`.
+    fn prompt_of(&self, index: usize) -> Option<&EchoedPrompt> {
+        self.prompts.get(index / self.n.max(1))
+    }
+
+    /// A completion's log-probabilities: of `prompt`'s tokens when echoed, then of the
+    /// `generated` ones (whose text is `text`); offsets count on from `start` characters.
+    fn completion_logprobs(
+        &self,
+        state: &AppState,
+        prompt: Option<&EchoedPrompt>,
+        generated: &[TokenLogprob],
+        text: &str,
+        start: usize,
+    ) -> Value {
+        let Some(k) = self.logprobs else {
+            return Value::Null;
+        };
+        let mut segments = Vec::with_capacity(2);
+        if let Some(prompt) = prompt {
+            segments.push(Segment {
+                rows: prompt.rows(),
+                text: &prompt.prompt.text,
+            });
+        }
+        segments.push(Segment {
+            rows: generated
+                .iter()
+                .map(|e| Row {
+                    token: e.token,
+                    logprob: Some(e.logprob),
+                    top: &e.top,
+                })
+                .collect(),
+            text,
+        });
+        completions_logprobs::legacy_json(&state.tokenizer, k, &segments, start)
+    }
+
+    /// A chat's log-probabilities of `entries`.
+    fn chat_logprobs(&self, state: &AppState, entries: &[TokenLogprob]) -> Value {
         if self.logprobs.is_none() {
             return Value::Null;
         }
         let piece = |id: u32| state.tokenizer.token_bytes(id).unwrap_or_default();
         let text = |id: u32| String::from_utf8_lossy(&piece(id)).into_owned();
-        match self.kind {
-            Kind::Chat => {
-                let content: Vec<Value> = entries
-                    .iter()
-                    .map(|e| {
-                        json!({
-                            "token": text(e.token),
-                            "logprob": e.logprob,
-                            "bytes": piece(e.token),
-                            "top_logprobs": e.top.iter().map(|(t, l)| json!({
-                                "token": text(*t), "logprob": l, "bytes": piece(*t),
-                            })).collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect();
-                json!({ "content": content })
-            }
-            Kind::Completion => {
-                let tokens: Vec<String> = entries.iter().map(|e| text(e.token)).collect();
-                let mut offset = 0;
-                let offsets: Vec<usize> = tokens
-                    .iter()
-                    .map(|t| {
-                        let at = offset;
-                        offset += t.len();
-                        at
-                    })
-                    .collect();
+        let content: Vec<Value> = entries
+            .iter()
+            .map(|e| {
                 json!({
-                    "tokens": tokens,
-                    "token_logprobs": entries.iter().map(|e| e.logprob).collect::<Vec<_>>(),
-                    "top_logprobs": entries.iter().map(|e| {
-                        e.top.iter().map(|(t, l)| (text(*t), json!(l))).collect::<serde_json::Map<_, _>>()
-                    }).collect::<Vec<_>>(),
-                    "text_offset": offsets,
+                    "token": text(e.token),
+                    "logprob": e.logprob,
+                    "bytes": piece(e.token),
+                    "top_logprobs": e.top.iter().map(|(t, l)| json!({
+                        "token": text(*t), "logprob": l, "bytes": piece(*t),
+                    })).collect::<Vec<_>>(),
                 })
-            }
-        }
+            })
+            .collect();
+        json!({ "content": content })
     }
 
     /// The whole answer once every choice has ended.
@@ -336,7 +420,6 @@ impl Answer {
             .iter()
             .enumerate()
             .map(|(index, c)| {
-                let logprobs = self.logprobs_json(state, &c.logprobs);
                 let finish = self.finish_json(c, c.finish);
                 let message = match &c.reply {
                     Some(reply) => {
@@ -348,15 +431,24 @@ impl Answer {
                     Kind::Chat => json!({
                         "index": index,
                         "message": message,
-                        "logprobs": logprobs,
+                        "logprobs": self.chat_logprobs(state, &c.logprobs),
                         "finish_reason": finish,
                     }),
-                    Kind::Completion => json!({
-                        "index": index,
-                        "text": c.text,
-                        "logprobs": logprobs,
-                        "finish_reason": finish,
-                    }),
+                    Kind::Completion => {
+                        let prompt = self.prompt_of(index).filter(|_| self.echo);
+                        let text = match prompt {
+                            Some(p) => format!("{}{}", p.prompt.text, c.text),
+                            None => c.text.clone(),
+                        };
+                        let logprobs =
+                            self.completion_logprobs(state, prompt, &c.logprobs, &c.text, 0);
+                        json!({
+                            "index": index,
+                            "text": text,
+                            "logprobs": logprobs,
+                            "finish_reason": finish,
+                        })
+                    }
                 }
             })
             .collect();
@@ -387,6 +479,15 @@ impl Answer {
 
     /// The chunks one event turns into.
     fn event_chunks(&mut self, state: &AppState, index: usize, event: &Event) -> Vec<Value> {
+        // A choice whose echoed prompt still waits for its scores (computed by the prompt's
+        // first choice) holds its events until they are in.
+        let waits = self.echo
+            && !index.is_multiple_of(self.n.max(1))
+            && self.prompt_of(index).is_some_and(|p| p.waiting);
+        if let Some(choice) = self.choices.get_mut(index).filter(|_| waits) {
+            choice.pending.push(event.clone());
+            return Vec::new();
+        }
         let before = self.choices.get(index).map_or(0, |c| c.logprobs.len());
         let deltas = self.update(state, index, event);
         let Some(choice) = self.choices.get(index) else {
@@ -396,7 +497,10 @@ impl Answer {
         let mut chunks = Vec::new();
         let first = !choice.started;
         let has_content = !event.text.is_empty() || !new_logprobs.is_empty();
-        let logprobs = self.logprobs_json(state, new_logprobs);
+        let logprobs = match self.kind {
+            Kind::Chat => self.chat_logprobs(state, new_logprobs),
+            Kind::Completion => Value::Null,
+        };
         match self.kind {
             Kind::Chat => {
                 if first {
@@ -445,18 +549,53 @@ impl Answer {
                 }
             }
             Kind::Completion => {
-                if has_content || event.finished.is_some() {
+                // With echo, the first chunk carries the prompt, once its scores are in.
+                let prompt = self
+                    .prompt_of(index)
+                    .filter(|p| self.echo && !choice.echoed && !p.waiting);
+                if has_content || event.finished.is_some() || prompt.is_some() {
+                    let text = match prompt {
+                        Some(p) => format!("{}{}", p.prompt.text, event.text),
+                        None => event.text.clone(),
+                    };
+                    let start = if prompt.is_some() {
+                        0
+                    } else {
+                        choice.sent_chars
+                    };
+                    let logprobs =
+                        self.completion_logprobs(state, prompt, new_logprobs, &event.text, start);
                     chunks.push(self.chunk(vec![json!({
                         "index": index,
-                        "text": event.text,
+                        "text": text,
                         "logprobs": logprobs,
                         "finish_reason": event.finished.map(|f| finish_reason(Some(f))),
                     })]));
+                    let echoed = prompt.is_some();
+                    if let Some(choice) = self.choices.get_mut(index) {
+                        choice.sent_chars += text.chars().count();
+                        choice.echoed |= echoed;
+                    }
                 }
             }
         }
         if let Some(choice) = self.choices.get_mut(index) {
             choice.started = true;
+        }
+        chunks
+    }
+
+    /// The chunks of events held for prompts whose scores are now in.
+    fn released_chunks(&mut self, state: &AppState) -> Vec<Value> {
+        let mut chunks = Vec::new();
+        for index in 0..self.choices.len() {
+            let ready = self.prompt_of(index).is_some_and(|p| !p.waiting);
+            if ready && !self.choices[index].pending.is_empty() {
+                let pending = std::mem::take(&mut self.choices[index].pending);
+                for event in &pending {
+                    chunks.extend(self.event_chunks(state, index, event));
+                }
+            }
         }
         chunks
     }
@@ -528,7 +667,9 @@ async fn stream(
                     }
                 }
             };
-            for chunk in answer.event_chunks(&state, index, &event) {
+            let mut chunks = answer.event_chunks(&state, index, &event);
+            chunks.extend(answer.released_chunks(&state));
+            for chunk in chunks {
                 if out
                     .send(Ok(SseEvent::default().data(chunk.to_string())))
                     .await

@@ -2,6 +2,9 @@
 //! events, errors, auth and metrics. The model runs on the engine thread of
 //! `wazn_engine::service`; this crate only talks to it over channels.
 
+mod completion_echo;
+mod completion_prompt;
+mod completions_logprobs;
 pub mod error;
 mod generate;
 mod harmony_answer;
@@ -10,6 +13,7 @@ pub mod metrics;
 mod routes;
 mod structured;
 mod text_reply;
+mod tokenize_routes;
 mod tool_request;
 pub mod wire;
 
@@ -64,6 +68,8 @@ pub struct AppState {
     pub model_id: String,
     pub n_ctx: usize,
     pub n_vocab: usize,
+    /// Sequences that may be in flight at once: running plus waiting.
+    pub max_sequences: usize,
     pub api_key: Option<String>,
     pub metrics: Metrics,
     pub body_limit_bytes: usize,
@@ -106,6 +112,7 @@ impl AppState {
             model_id: options.model_id,
             n_ctx,
             n_vocab,
+            max_sequences: options.max_concurrent.max(1) + options.max_queued,
             api_key: options.api_key,
             metrics: Metrics::default(),
             body_limit_bytes: options.body_limit_bytes,
@@ -139,6 +146,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/v1/completions", post(routes::completions))
         .route("/v1/models", get(routes::models))
+        .route("/tokenize", post(tokenize_routes::tokenize))
+        .route("/detokenize", post(tokenize_routes::detokenize))
+        .route("/tokenizer_info", get(tokenize_routes::tokenizer_info))
         .route("/health", get(routes::health))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::fallback)
@@ -159,9 +169,14 @@ async fn auth_and_count(
 ) -> Response {
     let path = request.uri().path().to_string();
     let route = match path.as_str() {
-        "/v1/chat/completions" | "/v1/completions" | "/v1/models" | "/health" | "/metrics" => {
-            path.as_str()
-        }
+        "/v1/chat/completions"
+        | "/v1/completions"
+        | "/v1/models"
+        | "/health"
+        | "/metrics"
+        | "/tokenize"
+        | "/detokenize"
+        | "/tokenizer_info" => path.as_str(),
         _ => "other",
     }
     .to_string();

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use wazn_text::think;
 use wazn_text::{tool_calls, ChatFormat};
 
+use crate::completion_prompt::{self, Prompt};
 use crate::error::ApiError;
 use crate::generate::{self, Job, Kind};
 use crate::harmony_request;
@@ -22,7 +23,10 @@ use crate::AppState;
 use wazn_engine::{Constraint, GrammarSpec};
 use wazn_text::harmony::grammar as harmony_grammar;
 
-fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         let status = rejection.status();
         if status.as_u16() == 413 {
@@ -38,8 +42,13 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes
 
 /// Checks the requested model name against the one served.
 fn check_model(state: &AppState, common: &CommonParams) -> Result<(), ApiError> {
-    match &common.model {
-        Some(model) if model != &state.model_id => {
+    check_model_name(state, common.model.as_deref())
+}
+
+/// Checks a model name, when given, against the one served.
+pub(crate) fn check_model_name(state: &AppState, model: Option<&str>) -> Result<(), ApiError> {
+    match model {
+        Some(model) if model != state.model_id => {
             Err(ApiError::model_not_found(model, &state.model_id))
         }
         _ => Ok(()),
@@ -93,7 +102,8 @@ pub async fn chat_completions(
             let constraint = harmony_constraint(&state, &request, grammar).await?;
             let job = Job {
                 kind: Kind::Chat,
-                prompt_ids,
+                prompts: vec![Prompt::ids(prompt_ids)],
+                echo: false,
                 generation,
                 logprobs,
                 harmony: true,
@@ -157,7 +167,8 @@ pub async fn chat_completions(
         };
     let job = Job {
         kind: Kind::Chat,
-        prompt_ids,
+        prompts: vec![Prompt::ids(prompt_ids)],
+        echo: false,
         generation,
         logprobs,
         harmony: false,
@@ -175,25 +186,31 @@ pub async fn completions(
     let body = body_bytes(body, state.body_limit_bytes)?;
     let request: CompletionRequest = wire::parse_body(&body)?;
     check_model(&state, &request.common)?;
-    if request.echo {
-        return Err(ApiError::invalid_param("echo", "echo is not supported"));
-    }
-    if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::invalid_param("suffix", "suffix is not supported"));
+    let suffix = request.suffix.as_deref().filter(|s| !s.is_empty());
+    if request.echo && suffix.is_some() {
+        return Err(ApiError::invalid_param(
+            "suffix",
+            "suffix cannot be combined with echo",
+        ));
     }
     let logprobs = request
         .logprobs
         .map(|k| wire::check_top_logprobs("logprobs", k))
         .transpose()?;
-    let generation = request.common.check(state.n_ctx, default_seed())?;
-    let prompt_ids = completion_prompt(&state, &request.prompt)?;
+    // With echo, max_tokens 0 asks for the prompt alone (and its log-probabilities).
+    let least_tokens = if request.echo { 0 } else { 1 };
+    let generation = request
+        .common
+        .check_with(state.n_ctx, default_seed(), least_tokens)?;
+    let prompts = completion_prompt::completion_prompts(&state, &request.prompt, suffix)?;
     let constraint = match structured::requested_grammar(&request.common)? {
         Some(g) => Some(structured::compile(&state, g.param, g.spec, None).await?),
         None => None,
     };
     let job = Job {
         kind: Kind::Completion,
-        prompt_ids,
+        prompts,
+        echo: request.echo,
         generation,
         logprobs,
         harmony: false,
@@ -243,49 +260,6 @@ async fn harmony_constraint(
     let lark = lark.map_err(|e| ApiError::invalid_param(param, e.to_string()))?;
     let constraint = structured::compile(state, param, GrammarSpec::Lark(lark), None);
     Ok(Some(constraint.await?))
-}
-
-/// The token ids of a completion's `prompt`: a string, a list of one string, or ids.
-fn completion_prompt(state: &AppState, prompt: &Value) -> Result<Vec<u32>, ApiError> {
-    let encode = |text: &str| {
-        state
-            .tokenizer
-            .encode(text, true, true)
-            .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e}")))
-    };
-    match prompt {
-        Value::String(text) => encode(text),
-        Value::Array(items) if items.len() == 1 && items[0].is_string() => {
-            encode(items[0].as_str().unwrap_or_default())
-        }
-        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_number) => items
-            .iter()
-            .map(|v| {
-                v.as_u64()
-                    .filter(|&id| id < state.n_vocab as u64)
-                    .map(|id| id as u32)
-                    .ok_or_else(|| {
-                        ApiError::invalid_param(
-                            "prompt",
-                            format!(
-                                "prompt token {v} is not an id of the vocabulary (0..{})",
-                                state.n_vocab
-                            ),
-                        )
-                    })
-            })
-            .collect(),
-        Value::Array(items) if items.len() > 1 && items.iter().all(Value::is_string) => {
-            Err(ApiError::invalid_param(
-                "prompt",
-                "several prompts in one request are not supported; send one request per prompt",
-            ))
-        }
-        _ => Err(ApiError::invalid_param(
-            "prompt",
-            "prompt must be a string, a list of one string, or a list of token ids",
-        )),
-    }
 }
 
 pub async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {

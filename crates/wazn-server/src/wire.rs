@@ -143,12 +143,14 @@ pub struct ChatRequest {
 
 #[derive(Debug, Deserialize)]
 pub struct CompletionRequest {
-    /// A string, a list of one string, or a list of token ids.
+    /// A string, a list of strings, a list of token ids, or a list of lists of them.
     pub prompt: Value,
-    /// Alternatives per token to report (0 reports the chosen token's only).
+    /// Alternatives per token to report besides the chosen token (0: the chosen one only).
     pub logprobs: Option<i64>,
+    /// The answer's text, and its log-probabilities, start with the prompt's.
     #[serde(default)]
     pub echo: bool,
+    /// Fill-in-the-middle: what follows the text to write.
     pub suffix: Option<String>,
     #[serde(flatten)]
     pub common: CommonParams,
@@ -171,17 +173,33 @@ impl CommonParams {
     /// Checks every field; `n_ctx` bounds `max_tokens`, `default_seed` is used when the
     /// request gives none.
     pub fn check(&self, n_ctx: usize, default_seed: u64) -> Result<Generation, ApiError> {
+        self.check_with(n_ctx, default_seed, 1)
+    }
+
+    /// [`CommonParams::check`] with `max_tokens` allowed down to `least_tokens` (0 where only
+    /// the prompt is asked for: completions with `echo`).
+    pub fn check_with(
+        &self,
+        n_ctx: usize,
+        default_seed: u64,
+        least_tokens: i64,
+    ) -> Result<Generation, ApiError> {
         let max_tokens = match (self.max_completion_tokens, self.max_tokens) {
             (Some(v), _) => Some(("max_completion_tokens", v)),
             (None, Some(v)) => Some(("max_tokens", v)),
             (None, None) => None,
         };
         let max_tokens = match max_tokens {
-            Some((name, v)) if v < 1 => {
+            Some((name, v)) if v < least_tokens => {
+                let with_echo = if least_tokens == 0 {
+                    ""
+                } else {
+                    " (0 only with echo, on /v1/completions)"
+                };
                 return Err(ApiError::invalid_param(
                     name,
-                    format!("{name} is {v}; it must be at least 1"),
-                ))
+                    format!("{name} is {v}; it must be at least {least_tokens}{with_echo}"),
+                ));
             }
             Some((name, v)) if v as u64 > n_ctx as u64 => {
                 return Err(ApiError::invalid_param(

@@ -428,7 +428,7 @@ fn bad_requests_get_a_4xx_with_a_message_and_leave_the_server_up() {
         ),
         (
             "/v1/completions",
-            json!({"prompt": ["a", "b"]}).to_string().into_bytes(),
+            json!({"prompt": [["a"], ["b"]]}).to_string().into_bytes(),
             400,
         ),
         (

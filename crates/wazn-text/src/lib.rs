@@ -18,4 +18,4 @@ pub use chat_template::{ChatMessage, ChatTemplate};
 pub use detokenizer::Detokenizer;
 pub use error::TextError;
 pub use model_text::ModelText;
-pub use tokenizer::{o200k_ids, HfSpecialTokens, TokenType, Tokenizer, TokenizerSpec};
+pub use tokenizer::{o200k_ids, FimTokens, HfSpecialTokens, TokenType, Tokenizer, TokenizerSpec};

@@ -1,5 +1,6 @@
 //! A scripted stand-in for a ChatML model (Qwen-like) over a small byte-level vocabulary that
-//! has the chat markers, `<think>` / `</think>` and `<tool_call>` / `</tool_call>` as tokens:
+//! has the chat markers, `<think>` / `</think>`, `<tool_call>` / `</tool_call>` and
+//! StarCoder's fill-in-the-middle tokens as tokens:
 //! greedily sampled, it writes a fixed reply after every prompt, then `<|im_end|>`, and keeps
 //! the prompt it was given.
 
@@ -13,13 +14,16 @@ use wazn_text::{ChatFormat, ChatTemplate, ModelText, Tokenizer, TokenizerSpec};
 
 use super::{Config, TestServer};
 
-const SPECIALS: [&str; 6] = [
+const SPECIALS: [&str; 9] = [
     "<|im_start|>",
     "<|im_end|>",
     "<think>",
     "</think>",
     "<tool_call>",
     "</tool_call>",
+    "<fim_prefix>",
+    "<fim_suffix>",
+    "<fim_middle>",
 ];
 
 /// The id of `<|im_end|>`: the first special after the 256 bytes, then one.
@@ -42,9 +46,9 @@ pub fn tokenizer() -> Tokenizer {
         .collect();
     tokens.extend(SPECIALS.iter().map(|s| s.to_string()));
     // Byte tokens are normal (1); the chat markers control (3); the think and tool-call
-    // tags user-defined (4), as Qwen3's GGUF files mark them.
+    // tags user-defined (4), as Qwen3's GGUF files mark them; the FIM tokens control.
     let mut types = vec![1; 256];
-    types.extend([3, 3, 4, 4, 4, 4]);
+    types.extend([3, 3, 4, 4, 4, 4, 3, 3, 3]);
     Tokenizer::from_spec(TokenizerSpec {
         model: "gpt2".into(),
         pre: Some("qwen2".into()),
@@ -60,6 +64,7 @@ pub fn tokenizer() -> Tokenizer {
         add_bos: Some(false),
         add_eos: Some(false),
         add_space_prefix: None,
+        ..TokenizerSpec::default()
     })
     .unwrap()
 }

@@ -117,6 +117,8 @@ impl Tokenizer {
                 || mentions_type(&pipeline["decoder"], "Metaspace"));
         let mut text_only = hf.clone();
         text_only.set_encode_special_tokens(true);
+        // HF folders name no fill-in-the-middle ids: they are found by their texts.
+        let fim = super::fim::find([None; 3], &tokens);
         Ok(Tokenizer {
             family: if byte_level {
                 Family::Gpt2
@@ -136,6 +138,7 @@ impl Tokenizer {
             add_eos: special.add_eos.unwrap_or(false),
             eog_ids,
             strip_leading_space,
+            fim,
         })
     }
 

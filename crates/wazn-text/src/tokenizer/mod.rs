@@ -10,6 +10,7 @@
 //! tiktoken ranks, compiled in (see `tiktoken.rs`), behind the same API.
 
 mod bpe;
+mod fim;
 mod hf_json;
 mod pre;
 mod spec;
@@ -20,6 +21,7 @@ use tokenizers::{AddedToken, Tokenizer as HfTokenizer};
 use wazn_formats::Metadata;
 
 use crate::TextError;
+pub use fim::FimTokens;
 pub use hf_json::HfSpecialTokens;
 pub use spec::{TokenType, TokenizerSpec};
 pub use tiktoken::o200k_ids;
@@ -79,6 +81,8 @@ pub struct Tokenizer {
     eog_ids: Vec<u32>,
     /// SentencePiece's added space in front of the text is taken off again when decoding.
     strip_leading_space: bool,
+    /// Fill-in-the-middle tokens, when the vocabulary has all three.
+    fim: Option<FimTokens>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -111,6 +115,11 @@ impl Tokenizer {
         let eot_id = spec.checked_id("tokenizer.ggml.eot_token_id", spec.eot_id)?;
         let eom_id = spec.checked_id("tokenizer.ggml.eom_token_id", spec.eom_id)?;
         let unk_id = spec.checked_id("tokenizer.ggml.unknown_token_id", spec.unk_id)?;
+        let fim_ids = [
+            spec.checked_id("tokenizer.ggml.fim_pre_token_id", spec.fim_pre_id)?,
+            spec.checked_id("tokenizer.ggml.fim_suf_token_id", spec.fim_suf_id)?,
+            spec.checked_id("tokenizer.ggml.fim_mid_token_id", spec.fim_mid_id)?,
+        ];
 
         let (family, mut hf, pieces, add_bos_default) = match spec.model.as_str() {
             "gpt2" => {
@@ -149,6 +158,7 @@ impl Tokenizer {
 
         Ok(Tokenizer {
             family,
+            fim: fim::find(fim_ids, &spec.tokens),
             strip_leading_space: family == Family::Llama && spec.add_space_prefix.unwrap_or(true),
             tokens: spec.tokens,
             types,
@@ -183,6 +193,7 @@ impl Tokenizer {
             add_eos: false,
             eog_ids: vec![o200k_ids::ENDOFTEXT, o200k_ids::RETURN, o200k_ids::CALL],
             strip_leading_space: false,
+            fim: None,
         })
     }
 
@@ -309,6 +320,11 @@ impl Tokenizer {
 
     pub fn token_type(&self, id: u32) -> Option<TokenType> {
         self.types.get(id as usize).copied()
+    }
+
+    /// The fill-in-the-middle tokens (prefix, suffix, middle), when the vocabulary has them.
+    pub fn fim_tokens(&self) -> Option<FimTokens> {
+        self.fim
     }
 }
 

@@ -59,6 +59,12 @@ pub struct TokenizerSpec {
     pub add_bos: Option<bool>,
     pub add_eos: Option<bool>,
     pub add_space_prefix: Option<bool>,
+    /// `tokenizer.ggml.fim_pre_token_id` (older files: `prefix_token_id`): fill-in-the-middle.
+    pub fim_pre_id: Option<u32>,
+    /// `tokenizer.ggml.fim_suf_token_id` (older files: `suffix_token_id`).
+    pub fim_suf_id: Option<u32>,
+    /// `tokenizer.ggml.fim_mid_token_id` (older files: `middle_token_id`).
+    pub fim_mid_id: Option<u32>,
 }
 
 impl TokenizerSpec {
@@ -93,6 +99,9 @@ impl TokenizerSpec {
             add_bos: md.get_bool("tokenizer.ggml.add_bos_token")?,
             add_eos: md.get_bool("tokenizer.ggml.add_eos_token")?,
             add_space_prefix: md.get_bool("tokenizer.ggml.add_space_prefix")?,
+            fim_pre_id: first_u32(md, "fim_pre_token_id", "prefix_token_id")?,
+            fim_suf_id: first_u32(md, "fim_suf_token_id", "suffix_token_id")?,
+            fim_mid_id: first_u32(md, "fim_mid_token_id", "middle_token_id")?,
         })
     }
 
@@ -142,5 +151,13 @@ impl TokenizerSpec {
             }),
             other => Ok(other),
         }
+    }
+}
+
+/// `tokenizer.ggml.<key>`, else `tokenizer.ggml.<older>`.
+fn first_u32(md: &Metadata, key: &str, older: &str) -> Result<Option<u32>, TextError> {
+    match md.get_u32(&format!("tokenizer.ggml.{key}"))? {
+        Some(id) => Ok(Some(id)),
+        None => Ok(md.get_u32(&format!("tokenizer.ggml.{older}"))?),
     }
 }
