@@ -5,6 +5,7 @@ mod chat;
 mod inspect;
 mod model_path;
 mod options;
+mod quantize;
 mod reply_view;
 mod run;
 mod serve;
@@ -39,6 +40,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure prompt and generation speed, as llama.cpp's llama-bench does.
     Bench(bench::BenchArgs),
+    /// Quantize a GGUF model, as llama.cpp's llama-quantize does (same types, same bytes).
+    Quantize(quantize::QuantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => tokenize::tokenize(args),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Quantize(args) => quantize::quantize(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
