@@ -61,12 +61,27 @@ fn main() -> ExitCode {
         // with the command, so it ends quietly, as other Unix tools do.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            // One line: the error and its causes.
-            let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", causes.join(": "));
+            eprintln!("error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: errors that quote their cause in
+/// their own message (as the file errors do) do not repeat it.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
