@@ -19,8 +19,8 @@ use crate::plan::{PlannedTensor, QuantPlan};
 use crate::type_choice::MixOptions;
 
 /// Elements converted per slab (at least one row): the output buffer is at most this many
-/// f32 (64 MiB), and far less for quantized types.
-const SLAB_ELEMENTS: usize = 16 << 20;
+/// f32 (16 MiB), and far less for quantized types.
+const SLAB_ELEMENTS: usize = 4 << 20;
 
 /// Output buffered before each write to the file.
 const WRITE_BUFFER_BYTES: usize = 4 << 20;
