@@ -47,6 +47,12 @@ pub struct QuantizeArgs {
 
 pub fn quantize(args: QuantizeArgs) -> Result<()> {
     let file_type = FileType::parse(&args.file_type)?;
+    if args.input.is_dir() {
+        return Err(anyhow!(
+            "{} is a folder: wazn quantize reads GGUF files (Hugging Face folders are not supported yet)",
+            args.input.display()
+        ));
+    }
     let mix = MixOptions {
         file_type,
         quantize_output_tensor: !args.leave_output_tensor,
@@ -122,7 +128,7 @@ impl Progress for BarProgress<'_> {
         self.bar.set_length(total);
         self.bar.set_style(
             ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}) {msg}",
+                "{elapsed_precise} [{bar:24}] {bytes}/{total_bytes} {wide_msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),

@@ -167,6 +167,7 @@ fn bad_input_is_one_line() {
         ],
         "no-such-dir",
     );
+    assert_fails_with(&["quantize", path_str(&dir), o, "Q8_0"], "is a folder");
     assert!(!out.exists(), "a failed run leaves no output");
     let (_, _, stderr) = wazn(&["quantize", path_str(&missing), o, "Q8_0"]);
     assert_eq!(
