@@ -168,6 +168,11 @@ fn bad_input_is_one_line() {
         "no-such-dir",
     );
     assert_fails_with(&["quantize", path_str(&dir), o, "Q8_0"], "is a folder");
+    // A file cut short in its header (untrusted input) is refused, not read past its end.
+    let truncated = dir.join("truncated.gguf");
+    let head = std::fs::read(&model).unwrap()[..100_000].to_vec();
+    std::fs::write(&truncated, head).unwrap();
+    assert_fails_with(&["quantize", path_str(&truncated), o, "Q8_0"], "truncated");
     assert!(!out.exists(), "a failed run leaves no output");
     let (_, _, stderr) = wazn(&["quantize", path_str(&missing), o, "Q8_0"]);
     assert_eq!(
