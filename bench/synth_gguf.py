@@ -8,12 +8,15 @@ ggml-org's gpt-oss-20b MXFP4 conversion (optionally with its gate and up expert 
 downloading weights. Quantized blocks are random bytes with sane scales. The vocabulary (tokens, merges) is
 taken from a template GGUF and padded with unused tokens.
 
+llama3-8b-f16 and llama3.2-3b-f16 are F16 files as convert_hf_to_gguf.py writes them (norms in F32, normal
+random weights of scale 0.02): inputs for quantizers.
+
 Qwen3-8B and Qwen3-30B-A3B (qwen3moe: 128 experts, 8 used) come in llama-quantize's Q4_K_M mix: attn_v and
 ffn_down (the expert stacks too) of the use_more_bits layers in Q6_K, the output in Q6_K, the router and the
 q/k norms in F32.
 
 usage: synth_gguf.py TEMPLATE.gguf OUT.gguf KIND
-  KIND: llama3-8b-{q4_k_m,q5_k_m,q6_k,q4_0,q8_0}, gptoss-20b-mxfp4, gptoss-20b-mxfp4-fused,
+  KIND: llama3-8b-{q4_k_m,q5_k_m,q6_k,q4_0,q8_0,f16}, llama3.2-3b-f16, gptoss-20b-mxfp4, gptoss-20b-mxfp4-fused,
         qwen3-8b-q4_k_m, qwen3-30b-a3b-q4_k_m
 Needs the `gguf` (0.19.0) and numpy packages.
 """
@@ -73,6 +76,31 @@ def llama3_8b(variant):
               (f"blk.{i}.ffn_down.weight", [F, E], big)]
     t += [("output_norm.weight", [E], T.F32), ("output.weight", [E, V], output)]
     return "llama", kv, t, V, ftype, "smollm"
+
+
+def llama3_f16(size):
+    """Llama-3.1-8B or Llama-3.2-3B (tied embeddings) in F16, as convert_hf_to_gguf.py writes it: an input
+    for quantizers."""
+    if size == "8b":
+        L, E, F, H, KV, V, tied = 32, 4096, 14336, 32, 8, 128256, False
+    else:
+        L, E, F, H, KV, V, tied = 28, 3072, 8192, 24, 8, 128256, True
+    kv = {"llama.context_length": (8192, "u32"), "llama.embedding_length": (E, "u32"), "llama.block_count": (L, "u32"),
+          "llama.feed_forward_length": (F, "u32"), "llama.rope.dimension_count": (128, "u32"),
+          "llama.attention.head_count": (H, "u32"), "llama.attention.head_count_kv": (KV, "u32"),
+          "llama.attention.layer_norm_rms_epsilon": (1e-5, "f32"), "llama.rope.freq_base": (500000.0, "f32"),
+          "llama.vocab_size": (V, "u32")}
+    t = [("token_embd.weight", [E, V], T.F16)]
+    for i in range(L):
+        t += [(f"blk.{i}.attn_norm.weight", [E], T.F32), (f"blk.{i}.attn_q.weight", [E, H * 128], T.F16),
+              (f"blk.{i}.attn_k.weight", [E, KV * 128], T.F16), (f"blk.{i}.attn_v.weight", [E, KV * 128], T.F16),
+              (f"blk.{i}.attn_output.weight", [H * 128, E], T.F16), (f"blk.{i}.ffn_norm.weight", [E], T.F32),
+              (f"blk.{i}.ffn_gate.weight", [E, F], T.F16), (f"blk.{i}.ffn_up.weight", [E, F], T.F16),
+              (f"blk.{i}.ffn_down.weight", [F, E], T.F16)]
+    t += [("output_norm.weight", [E], T.F32)]
+    if not tied:
+        t += [("output.weight", [E, V], T.F16)]
+    return "llama", kv, t, V, 1, "smollm"
 
 
 def more_bits(i, n_layer):
@@ -149,7 +177,9 @@ def gptoss_20b(fused):
 
 def main():
     template, out, kind = sys.argv[1:4]
-    if kind.startswith("llama3-8b-"):
+    if kind in ("llama3-8b-f16", "llama3.2-3b-f16"):
+        arch, kv, tensors, vocab, ftype, pre = llama3_f16(kind.split("-")[1])
+    elif kind.startswith("llama3-8b-"):
         arch, kv, tensors, vocab, ftype, pre = llama3_8b(kind[len("llama3-8b-"):])
     elif kind in ("qwen3-8b-q4_k_m", "qwen3-30b-a3b-q4_k_m"):
         arch, kv, tensors, vocab, ftype, pre = qwen3(kind.startswith("qwen3-30b"))

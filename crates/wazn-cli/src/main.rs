@@ -7,6 +7,7 @@ mod inspect;
 mod model_path;
 mod options;
 mod perplexity;
+mod quantize;
 mod reply_view;
 mod run;
 mod serve;
@@ -46,6 +47,8 @@ enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Multiple-choice accuracy by log-likelihood, as lm-evaluation-harness scores it.
     Eval(eval::EvalArgs),
+    /// Quantize a GGUF model, as llama.cpp's llama-quantize does (same types, same bytes).
+    Quantize(quantize::QuantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(args),
         Command::Perplexity(args) => perplexity::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Quantize(args) => quantize::quantize(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,12 +70,27 @@ fn main() -> ExitCode {
         // with the command, so it ends quietly, as other Unix tools do.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            // One line: the error and its causes.
-            let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", causes.join(": "));
+            eprintln!("error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: errors that quote their cause in
+/// their own message (as the file errors do) do not repeat it.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

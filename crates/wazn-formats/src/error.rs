@@ -202,6 +202,13 @@ pub enum FormatError {
         tensor: String,
     },
 
+    /// The output of a streaming writer refused bytes.
+    #[error("cannot write GGUF data: {source}")]
+    WriteFailed {
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The writer was asked for something GGUF cannot express.
     #[error("cannot write GGUF: {reason}")]
     Unwritable { reason: String },

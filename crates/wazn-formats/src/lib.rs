@@ -4,7 +4,8 @@
 //! ([`Metadata`], typed getters) and tensor infos ([`TensorInfo`]) — and hands out tensors as
 //! zero-copy byte views, still in their ggml encoding ([`GgmlType`]). [`GgufHeader::parse`]
 //! does the same from a byte slice. [`GgufWriter`] writes small GGUF files (for tests and
-//! tools).
+//! tools) in memory; [`GgufStreamWriter`] writes a file of any size front to back, header
+//! first, tensor data as it is produced.
 //!
 //! Hugging Face model folders: [`HfFolder::open`] reads `config.json` and maps
 //! `model.safetensors` or the shards of `model.safetensors.index.json`; [`SafetensorsFile`]
@@ -21,6 +22,7 @@ mod hf_folder;
 mod metadata;
 mod reader;
 mod safetensors;
+mod stream_writer;
 mod writer;
 
 pub mod model_cache;
@@ -37,4 +39,5 @@ pub use hf_folder::{
 };
 pub use metadata::{MetaValue, Metadata, ValueType};
 pub use safetensors::{SafeDtype, SafeHeader, SafeTensorInfo, SafeTensorView, SafetensorsFile};
-pub use writer::GgufWriter;
+pub use stream_writer::GgufStreamWriter;
+pub use writer::{GgufWriter, TensorSpec};

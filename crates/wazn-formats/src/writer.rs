@@ -78,62 +78,15 @@ impl GgufWriter {
         self
     }
 
-    /// The alignment the file will declare, checked as the reader checks it.
-    fn alignment(&self) -> Result<u64, FormatError> {
-        let Some((_, value)) = self.metadata.iter().find(|(k, _)| k == ALIGNMENT_KEY) else {
-            return Ok(DEFAULT_ALIGNMENT);
-        };
-        match value.as_u64() {
-            Some(a) if a.is_power_of_two() => Ok(a),
-            Some(a) => Err(FormatError::BadAlignment { alignment: a }),
-            None => Err(unwritable(format!(
-                "{ALIGNMENT_KEY} must be a non-negative integer, not {}",
-                value.type_name()
-            ))),
-        }
-    }
-
     /// The whole file.
     pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
-        if !matches!(self.version, 2 | 3) {
-            return Err(unwritable(format!(
-                "version {} (only 2 and 3 exist)",
-                self.version
-            )));
-        }
-        let alignment = self.alignment()?;
-        let mut out = Vec::new();
-        out.extend_from_slice(&GGUF_MAGIC);
-        out.extend_from_slice(&self.version.to_le_bytes());
-        put_u64(&mut out, self.tensors.len() as u64);
-        put_u64(&mut out, self.metadata.len() as u64);
-
-        let mut keys = HashSet::new();
-        for (key, value) in &self.metadata {
-            if !keys.insert(key.as_str()) {
-                return Err(FormatError::DuplicateKey { key: key.clone() });
-            }
-            put_string(&mut out, key);
-            put_u32(&mut out, value.value_type().id());
-            put_value(&mut out, key, value, 0)?;
-        }
-
-        let mut names = HashSet::new();
-        let mut relative_offset = 0u64;
-        for t in &self.tensors {
-            if !names.insert(t.name.as_str()) {
-                return Err(FormatError::DuplicateTensor {
-                    name: t.name.clone(),
-                });
-            }
-            if t.dims.len() > MAX_DIMS as usize {
-                return Err(FormatError::TooManyDims {
-                    tensor: t.name.clone(),
-                    n_dims: u32::try_from(t.dims.len()).unwrap_or(u32::MAX),
-                    max: MAX_DIMS,
-                });
-            }
-            let n_bytes = tensor_n_bytes(&t.name, t.ggml_type, &t.dims)?;
+        let specs: Vec<TensorSpec> = self
+            .tensors
+            .iter()
+            .map(|t| TensorSpec::new(t.name.clone(), t.ggml_type, &t.dims))
+            .collect();
+        let header = encode_header(self.version, &self.metadata, &specs)?;
+        for (t, &n_bytes) in self.tensors.iter().zip(&header.data_sizes) {
             if n_bytes != t.data.len() as u64 {
                 return Err(unwritable(format!(
                     "tensor {:?} is {} {:?} which takes {n_bytes} bytes, but {} were given",
@@ -143,23 +96,11 @@ impl GgufWriter {
                     t.data.len()
                 )));
             }
-            put_string(&mut out, &t.name);
-            put_u32(&mut out, t.dims.len() as u32);
-            for &d in &t.dims {
-                put_u64(&mut out, d);
-            }
-            put_u32(&mut out, t.ggml_type.id());
-            put_u64(&mut out, relative_offset);
-            relative_offset = n_bytes
-                .checked_next_multiple_of(alignment)
-                .and_then(|padded| relative_offset.checked_add(padded))
-                .ok_or_else(|| unwritable(format!("tensor {:?} overflows u64", t.name)))?;
         }
-
-        pad_to(&mut out, alignment);
+        let mut out = header.bytes;
         for t in &self.tensors {
             out.extend_from_slice(&t.data);
-            pad_to(&mut out, alignment);
+            pad_to(&mut out, header.alignment);
         }
         Ok(out)
     }
@@ -174,7 +115,118 @@ impl GgufWriter {
     }
 }
 
-fn unwritable(reason: String) -> FormatError {
+/// One tensor of a header being written: its name, type and ne[] (innermost first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub ggml_type: GgmlType,
+    pub dims: Vec<u64>,
+}
+
+impl TensorSpec {
+    pub fn new(name: impl Into<String>, ggml_type: GgmlType, dims: &[u64]) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            ggml_type,
+            dims: dims.to_vec(),
+        }
+    }
+}
+
+/// A header ready to be written, and what the data after it must look like.
+#[derive(Clone, Debug)]
+pub(crate) struct EncodedHeader {
+    /// Everything up to the data section, padded to the alignment.
+    pub bytes: Vec<u8>,
+    pub alignment: u64,
+    /// Bytes of data of each tensor, in order (without padding).
+    pub data_sizes: Vec<u64>,
+}
+
+/// Encodes magic, version, metadata and tensor infos (offsets sequential, each tensor
+/// padded to the alignment), and pads to the data section. Every size is checked as the
+/// reader checks it.
+pub(crate) fn encode_header(
+    version: u32,
+    metadata: &[(String, MetaValue)],
+    tensors: &[TensorSpec],
+) -> Result<EncodedHeader, FormatError> {
+    if !matches!(version, 2 | 3) {
+        return Err(unwritable(format!(
+            "version {version} (only 2 and 3 exist)"
+        )));
+    }
+    let alignment = declared_alignment(metadata)?;
+    let mut out = Vec::new();
+    out.extend_from_slice(&GGUF_MAGIC);
+    out.extend_from_slice(&version.to_le_bytes());
+    put_u64(&mut out, tensors.len() as u64);
+    put_u64(&mut out, metadata.len() as u64);
+
+    let mut keys = HashSet::new();
+    for (key, value) in metadata {
+        if !keys.insert(key.as_str()) {
+            return Err(FormatError::DuplicateKey { key: key.clone() });
+        }
+        put_string(&mut out, key);
+        put_u32(&mut out, value.value_type().id());
+        put_value(&mut out, key, value, 0)?;
+    }
+
+    let mut names = HashSet::new();
+    let mut data_sizes = Vec::with_capacity(tensors.len());
+    let mut relative_offset = 0u64;
+    for t in tensors {
+        if !names.insert(t.name.as_str()) {
+            return Err(FormatError::DuplicateTensor {
+                name: t.name.clone(),
+            });
+        }
+        if t.dims.len() > MAX_DIMS as usize {
+            return Err(FormatError::TooManyDims {
+                tensor: t.name.clone(),
+                n_dims: u32::try_from(t.dims.len()).unwrap_or(u32::MAX),
+                max: MAX_DIMS,
+            });
+        }
+        let n_bytes = tensor_n_bytes(&t.name, t.ggml_type, &t.dims)?;
+        put_string(&mut out, &t.name);
+        put_u32(&mut out, t.dims.len() as u32);
+        for &d in &t.dims {
+            put_u64(&mut out, d);
+        }
+        put_u32(&mut out, t.ggml_type.id());
+        put_u64(&mut out, relative_offset);
+        relative_offset = n_bytes
+            .checked_next_multiple_of(alignment)
+            .and_then(|padded| relative_offset.checked_add(padded))
+            .ok_or_else(|| unwritable(format!("tensor {:?} overflows u64", t.name)))?;
+        data_sizes.push(n_bytes);
+    }
+    pad_to(&mut out, alignment);
+    Ok(EncodedHeader {
+        bytes: out,
+        alignment,
+        data_sizes,
+    })
+}
+
+/// The alignment the file will declare, checked as the reader checks it.
+fn declared_alignment(metadata: &[(String, MetaValue)]) -> Result<u64, FormatError> {
+    let Some((_, value)) = metadata.iter().find(|(k, _)| k == ALIGNMENT_KEY) else {
+        return Ok(DEFAULT_ALIGNMENT);
+    };
+    match value.as_u64() {
+        Some(a) if a.is_power_of_two() => Ok(a),
+        Some(a) => Err(FormatError::BadAlignment { alignment: a }),
+        None => Err(unwritable(format!(
+            "{ALIGNMENT_KEY} must be a non-negative integer, not {}",
+            value.type_name()
+        ))),
+    }
+}
+
+pub(crate) fn unwritable(reason: String) -> FormatError {
     FormatError::Unwritable { reason }
 }
 
@@ -191,7 +243,7 @@ fn put_string(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn pad_to(out: &mut Vec<u8>, alignment: u64) {
+pub(crate) fn pad_to(out: &mut Vec<u8>, alignment: u64) {
     // alignment is a power of two no larger than u64, and out.len() fits in usize.
     let rem = (out.len() as u64) % alignment;
     if rem != 0 {

@@ -5,6 +5,7 @@
 //! do); NaNs stay NaN and are made quiet. Dot products take exact f32
 //! activations and accumulate in f32, in element order.
 
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 /// The f16 stored little-endian at `bytes[offset..offset + 2]`, widened to f32.
@@ -50,8 +51,16 @@ pub(super) fn to_f32_f32(src: &[u8], dst: &mut [f32]) {
 }
 
 pub(super) fn to_f32_f16(src: &[u8], dst: &mut [f32]) {
-    for (bytes, out) in src.chunks_exact(2).zip(dst.iter_mut()) {
-        *out = f16_from_le(bytes);
+    // Through a small buffer of halves: `half` converts a slice with F16C where the CPU has
+    // it (several times faster than one value at a time, and the same values).
+    const RUN: usize = 256;
+    let mut halves = [f16::ZERO; RUN];
+    for (bytes, out) in src.chunks(2 * RUN).zip(dst.chunks_mut(RUN)) {
+        let n = (bytes.len() / 2).min(out.len());
+        for (half, b) in halves.iter_mut().zip(bytes.chunks_exact(2)) {
+            *half = f16::from_le_bytes([b[0], b[1]]);
+        }
+        halves[..n].convert_to_f32_slice(&mut out[..n]);
     }
 }
 

@@ -249,15 +249,18 @@ pub(super) fn vec_dot_q8_1_q8_1(n: usize, w: &[u8], x: &[u8]) -> f32 {
 // ---------------------------------------------------------------------------------------
 // Quantization (round to nearest, as ggml's reference quantizers)
 
-/// The element of largest magnitude with its sign (the first one if several tie).
+/// The element of largest magnitude with its sign (the first one if several tie; +0.0 for a
+/// block of zeros, and NaNs never count, as in ggml's scan).
+///
+/// The largest magnitude first (a max that keeps no element, so no chain of compare-and-
+/// select from one element to the next), then the first element that has it: the element
+/// the one-pass scan keeps, several times faster.
 fn signed_absmax(x: &[f32]) -> f32 {
-    let mut max = 0.0f32;
-    for &v in x {
-        if v.abs() > max.abs() {
-            max = v;
-        }
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    if amax == 0.0 {
+        return 0.0;
     }
-    max
+    x.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0)
 }
 
 /// 1/d, or 0 for an all-zero block (d == 0), so that every code comes out as the zero point.
@@ -291,8 +294,7 @@ fn quantize_zero_point(x: &[f32], bits: u32) -> (f32, [u8; QK]) {
 /// code = min(2^bits - 1, trunc((x - min)/d + 0.5)). Returns (d unrounded, min, codes).
 fn quantize_min_max(x: &[f32], bits: u32) -> (f32, f32, [u8; QK]) {
     let code_max = (1i32 << bits) - 1;
-    let min = x.iter().copied().fold(f32::MAX, f32::min);
-    let max = x.iter().copied().fold(-f32::MAX, f32::max);
+    let (min, max) = min_max(x);
     let d = (max - min) / code_max as f32;
     let id = inverse_or_zero(d);
     let mut codes = [0u8; QK];
@@ -300,6 +302,53 @@ fn quantize_min_max(x: &[f32], bits: u32) -> (f32, f32, [u8; QK]) {
         *code = (((v - min) * id + 0.5) as i32).clamp(0, code_max) as u8;
     }
     (d, min, codes)
+}
+
+/// The smallest and largest element as ggml's scan finds them (`if (v < min) min = v`): NaNs
+/// never count, and of equal values the first wins, which matters only for the sign of a
+/// zero.
+///
+/// Four running pairs instead of one, so no long chain of dependent compares: min and max
+/// are exact, so the lanes give the same values, and a zero's sign is then taken from the
+/// first zero in order.
+fn min_max(x: &[f32]) -> (f32, f32) {
+    let mut mins = [f32::MAX; 4];
+    let mut maxs = [-f32::MAX; 4];
+    let quads = x.chunks_exact(4);
+    let rest = quads.remainder();
+    for quad in quads {
+        for lane in 0..4 {
+            // `v < m ? v : m` is one MINPS on x86, and the four lanes are one register.
+            mins[lane] = if quad[lane] < mins[lane] {
+                quad[lane]
+            } else {
+                mins[lane]
+            };
+            maxs[lane] = if quad[lane] > maxs[lane] {
+                quad[lane]
+            } else {
+                maxs[lane]
+            };
+        }
+    }
+    for (lane, &v) in rest.iter().enumerate() {
+        mins[lane] = if v < mins[lane] { v } else { mins[lane] };
+        maxs[lane] = if v > maxs[lane] { v } else { maxs[lane] };
+    }
+    let first_zero = || x.iter().copied().find(|&v| v == 0.0).unwrap_or(0.0);
+    let mut min = mins
+        .into_iter()
+        .fold(f32::MAX, |m, v| if v < m { v } else { m });
+    let mut max = maxs
+        .into_iter()
+        .fold(-f32::MAX, |m, v| if v > m { v } else { m });
+    if min == 0.0 {
+        min = first_zero();
+    }
+    if max == 0.0 {
+        max = first_zero();
+    }
+    (min, max)
 }
 
 /// Signed 8-bit codes: d = max|x| / 127, q = round(x/d) (halves away from zero).
@@ -387,5 +436,33 @@ pub(super) fn from_f32_q8_1(src: &[f32], dst: &mut [u8]) {
         for (byte, code) in block[4..].iter_mut().zip(q) {
             *byte = code as u8;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_absmax_is_the_first_element_of_largest_magnitude() {
+        assert_eq!(signed_absmax(&[1.0, -3.0, 3.0, 2.0]), -3.0);
+        assert_eq!(signed_absmax(&[0.5, 3.0, -3.0]), 3.0);
+        // A block of zeros gives +0.0, so d = -0.0 as in ggml.
+        assert_eq!(signed_absmax(&[-0.0, 0.0]).to_bits(), 0.0f32.to_bits());
+        assert_eq!(signed_absmax(&[f32::NAN, -1.0]), -1.0);
+    }
+
+    #[test]
+    fn min_max_is_the_sequential_scans_result() {
+        assert_eq!(min_max(&[3.0, -1.0, 2.0, 7.0, -4.0, 0.5]), (-4.0, 7.0));
+        assert_eq!(min_max(&[f32::NAN, 1.0, f32::NAN, 2.0, 3.0]), (1.0, 3.0));
+        // Zeros of both signs: the first in order sets the sign, as in ggml's scan.
+        let (min, _) = min_max(&[1.0, 0.0, 2.0, 3.0, -0.0, 4.0]);
+        assert_eq!(min.to_bits(), 0.0f32.to_bits());
+        let (min, _) = min_max(&[1.0, -0.0, 2.0, 3.0, 0.0, 4.0]);
+        assert_eq!(min.to_bits(), (-0.0f32).to_bits());
+        let (_, max) = min_max(&[-1.0, -0.0, -2.0, 0.0]);
+        assert_eq!(max.to_bits(), (-0.0f32).to_bits());
+        assert_eq!(min_max(&[f32::NAN; 4]), (f32::MAX, -f32::MAX));
     }
 }
