@@ -169,7 +169,7 @@ fn flag_sets_match_llama_quantize() {
     ]);
 }
 
-/// Fails with "wazn cannot quantize to Q6_K yet" until the kernels quantize to the K types.
+/// Every K mix: the K-quant tensors from the kernels' quantizers, the rest as above.
 #[test]
 fn k_quant_mixes_match_llama_quantize() {
     check_cases(&[
