@@ -2,57 +2,25 @@
 //! puts every matrix in Q8_0 close to its F16 values, and the result runs; bad input ends
 //! with one line that names the problem.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{assert_fails_with, wazn};
 use wazn_formats::{GgmlType, GgufFile, MetaValue};
 use wazn_kernels::dtype::{dequantize_row, DType};
 
-fn wazn(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wazn"))
-        .args(args)
-        .output()
-        .expect("run wazn");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn scratch_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("quantize");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch_dir("quantize")
 }
 
 fn default_model() -> PathBuf {
-    wazn_formats::model_cache::default_model_path()
-        .filter(|path| path.is_file())
-        .expect("the default model is missing: run scripts/fetch-default-model")
+    common::default_model().expect("the default model is missing: run scripts/fetch-default-model")
 }
 
 fn quantize(args: &[&str]) {
     let (code, _, stderr) = wazn(&[&["quantize"], args].concat());
     assert_eq!(code, 0, "wazn quantize {args:?}: {stderr}");
-}
-
-/// Runs `wazn args`, expects failure with one `error:` line containing `needle`.
-fn assert_fails_with(args: &[&str], needle: &str) {
-    let (code, _, stderr) = wazn(args);
-    assert_ne!(code, 0, "{args:?} should fail; stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?}: expected one line, got {stderr:?}"
-    );
-    assert!(lines[0].starts_with("error: "), "{args:?}: {stderr}");
-    assert!(
-        lines[0].to_lowercase().contains(&needle.to_lowercase()),
-        "{args:?}: expected {needle:?} in {stderr:?}"
-    );
 }
 
 fn values(file: &GgufFile, name: &str) -> Vec<f32> {

@@ -153,7 +153,6 @@ pub fn perplexity(
     let mut seq_chunk: Vec<(u32, usize)> = Vec::new();
     let mut next_to_add = 0;
     let mut next_to_fold = 0;
-    let mut base_row = BaseRow::default();
 
     while next_to_fold < n_chunks {
         while next_to_add < n_chunks && seq_chunk.len() < n_parallel {
@@ -190,8 +189,9 @@ pub fn perplexity(
                 let row = score.pos - (first + 1);
                 let base = match &mut mode {
                     BaseMode::Compare(reader) => {
+                        let mut base_row = BaseRow::default();
                         reader.read_row(chunk, row, &mut base_row)?;
-                        Some(base_row.clone())
+                        Some(base_row)
                     }
                     _ => None,
                 };
