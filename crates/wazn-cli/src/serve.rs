@@ -21,7 +21,8 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one; the address is printed on stdout).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Require `Authorization: Bearer <key>` on every route but /health.
+    /// Require `Authorization: Bearer <key>` (or `x-api-key: <key>`) on every route but
+    /// /health.
     #[arg(long = "api-key")]
     pub api_key: Option<String>,
     /// Sequences computed together at most.

@@ -59,6 +59,8 @@ pub struct Event {
     /// asked for.
     pub logprob: Option<f32>,
     pub finished: Option<FinishReason>,
+    /// The stop string that ended the sequence (its text is not in `text`), when one did.
+    pub stop_string: Option<String>,
     /// Scores of prompt tokens computed in this step, in prompt order, for a request that
     /// asked for them ([`crate::PromptScoring`]); such an event has no token.
     pub prompt_scores: Vec<PromptTokenScore>,

@@ -99,6 +99,7 @@ pub(crate) fn score_rows(rows: Vec<ScoringRow<'_>>, pool: &ThreadPool) -> Vec<Ev
                 top_logprobs: Vec::new(),
                 logprob: None,
                 finished: None,
+                stop_string: None,
                 prompt_scores: vec![score],
             }),
         }

@@ -151,6 +151,7 @@ impl Sequence {
             top_logprobs: Vec::new(),
             logprob: None,
             finished: Some(reason),
+            stop_string: None,
             prompt_scores: Vec::new(),
         }
     }

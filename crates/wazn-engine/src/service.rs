@@ -357,6 +357,7 @@ fn cancelled_event(seq_id: SeqId) -> Event {
         top_logprobs: Vec::new(),
         logprob: None,
         finished: Some(FinishReason::Cancelled),
+        stop_string: None,
         prompt_scores: Vec::new(),
     }
 }

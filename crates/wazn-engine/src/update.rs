@@ -221,6 +221,7 @@ fn push_token(
         top_logprobs,
         logprob,
         finished,
+        stop_string: seq.stop.matched().filter(|_| stopped).map(str::to_string),
         prompt_scores: Vec::new(),
     }
 }

@@ -1,5 +1,6 @@
 //! Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}` with the
-//! status code an OpenAI client expects for each kind.
+//! status code an OpenAI client expects for each kind; the same errors in the shapes of
+//! Anthropic's Messages API and of Ollama, for their routes.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -46,7 +47,7 @@ impl ApiError {
         let mut err = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
-            "missing or invalid API key: send `Authorization: Bearer <key>`",
+            "missing or invalid API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
         );
         err.code = Some("invalid_api_key");
         err
@@ -107,12 +108,79 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.to_json())).into_response();
-        if let Some(seconds) = self.retry_after_s {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
+        let body = self.to_json();
+        with_retry_after(
+            (self.status, Json(body)).into_response(),
+            self.retry_after_s,
+        )
     }
+}
+
+/// An error answered in Anthropic's shape: `{"type": "error", "error": {"type", "message"}}`,
+/// the type named after the status as the Messages API names it.
+#[derive(Debug)]
+pub struct AnthropicError(pub ApiError);
+
+impl AnthropicError {
+    pub fn to_json(&self) -> serde_json::Value {
+        let kind = match self.0.status.as_u16() {
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            _ => "api_error",
+        };
+        json!({
+            "type": "error",
+            "error": { "type": kind, "message": self.0.message },
+        })
+    }
+}
+
+impl From<ApiError> for AnthropicError {
+    fn from(err: ApiError) -> Self {
+        AnthropicError(err)
+    }
+}
+
+impl IntoResponse for AnthropicError {
+    fn into_response(self) -> Response {
+        let body = self.to_json();
+        with_retry_after(
+            (self.0.status, Json(body)).into_response(),
+            self.0.retry_after_s,
+        )
+    }
+}
+
+/// An error answered in Ollama's shape: `{"error": "message"}`.
+#[derive(Debug)]
+pub struct OllamaError(pub ApiError);
+
+impl From<ApiError> for OllamaError {
+    fn from(err: ApiError) -> Self {
+        OllamaError(err)
+    }
+}
+
+impl IntoResponse for OllamaError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.0.message });
+        with_retry_after(
+            (self.0.status, Json(body)).into_response(),
+            self.0.retry_after_s,
+        )
+    }
+}
+
+fn with_retry_after(mut response: Response, seconds: Option<u64>) -> Response {
+    if let Some(seconds) = seconds {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }

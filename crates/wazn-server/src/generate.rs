@@ -74,7 +74,19 @@ impl EventSink for ChannelSink {
 
 /// Checks the prompts against the context, submits the `n` choices of each and answers.
 pub async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
-    check_prompts(&state, &job)?;
+    let rx = submit(&state, &job)?;
+    let answer = Answer::new(&state, &job);
+    if job.generation.stream {
+        stream(state, answer, rx).await
+    } else {
+        collect(state, answer, rx).await
+    }
+}
+
+/// Checks the prompts against the context and hands the `n` choices of each to the engine;
+/// their events arrive tagged with the choice's index (`n` per prompt, prompt after prompt).
+pub(crate) fn submit(state: &AppState, job: &Job) -> Result<Events, ApiError> {
+    check_prompts(state, job)?;
     let g = &job.generation;
     // With echo and logprobs, each prompt's first choice scores the prompt's tokens.
     let scoring = job.logprobs.filter(|_| job.echo);
@@ -110,12 +122,7 @@ pub async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
         SubmitError::QueueFull { .. } => ApiError::busy(e.to_string()),
         SubmitError::ShuttingDown => ApiError::unavailable(e.to_string()),
     })?;
-    let answer = Answer::new(&state, &job);
-    if job.generation.stream {
-        stream(state, answer, rx).await
-    } else {
-        collect(state, answer, rx).await
-    }
+    Ok(rx)
 }
 
 /// Each prompt has tokens and leaves room in the context; all the choices fit in the server's
@@ -160,7 +167,7 @@ fn check_prompts(state: &AppState, job: &Job) -> Result<(), ApiError> {
 }
 
 /// A request the engine would not run is the client's to fix; a failed step is ours.
-fn rejected(err: EngineError) -> ApiError {
+pub(crate) fn rejected(err: EngineError) -> ApiError {
     match err {
         EngineError::StepFailed(_) => ApiError::internal(err.to_string()),
         _ => ApiError::bad_request(err.to_string()),
@@ -175,7 +182,7 @@ struct TokenLogprob {
 }
 
 /// A chat answer read as it is generated: reasoning, text and function calls.
-enum Reply {
+pub(crate) enum Reply {
     /// From a harmony model's ids.
     Harmony(ReplyAssembler),
     /// From a template model's text (thinking models, function calls).
@@ -183,14 +190,41 @@ enum Reply {
 }
 
 impl Reply {
-    fn reply(&self) -> &AssistantReply {
+    /// The reader of a chat job's answer, when it is more than text.
+    pub(crate) fn of(job: &Job) -> Option<Reply> {
+        match job.kind {
+            Kind::Completion => None,
+            Kind::Chat if job.harmony => Some(Reply::Harmony(ReplyAssembler::new())),
+            Kind::Chat if job.think.is_some() || job.tool_format.is_some() => {
+                Some(Reply::Text(TextReply::new(job.think, job.tool_format)))
+            }
+            Kind::Chat => None,
+        }
+    }
+
+    /// The pieces of the reply that `token` (whose text is `text`) completes.
+    pub(crate) fn push(
+        &mut self,
+        state: &AppState,
+        token: Option<u32>,
+        text: &str,
+    ) -> Vec<ReplyDelta> {
+        match self {
+            Reply::Harmony(assembler) => token
+                .map(|t| assembler.push(&state.tokenizer, t))
+                .unwrap_or_default(),
+            Reply::Text(reply) => reply.push(text),
+        }
+    }
+
+    pub(crate) fn reply(&self) -> &AssistantReply {
         match self {
             Reply::Harmony(assembler) => assembler.reply(),
             Reply::Text(text) => text.reply(),
         }
     }
 
-    fn finish(&mut self) -> Vec<ReplyDelta> {
+    pub(crate) fn finish(&mut self) -> Vec<ReplyDelta> {
         match self {
             Reply::Harmony(assembler) => assembler.finish(),
             Reply::Text(text) => text.finish(),
@@ -261,14 +295,7 @@ impl Answer {
             started: Instant::now(),
             choices: (0..job.prompts.len() * job.generation.n)
                 .map(|_| Choice {
-                    reply: match job.kind {
-                        Kind::Completion => None,
-                        Kind::Chat if job.harmony => Some(Reply::Harmony(ReplyAssembler::new())),
-                        Kind::Chat if job.think.is_some() || job.tool_format.is_some() => {
-                            Some(Reply::Text(TextReply::new(job.think, job.tool_format)))
-                        }
-                        Kind::Chat => None,
-                    },
+                    reply: Reply::of(job),
                     ..Choice::default()
                 })
                 .collect(),
@@ -310,13 +337,10 @@ impl Answer {
                     top,
                 });
             }
-            if let Some(Reply::Harmony(assembler)) = &mut choice.reply {
-                deltas.extend(assembler.push(&state.tokenizer, token));
-            }
         }
         choice.text.push_str(&event.text);
-        if let Some(Reply::Text(reply)) = &mut choice.reply {
-            deltas.extend(reply.push(&event.text));
+        if let Some(reply) = &mut choice.reply {
+            deltas.extend(reply.push(state, event.token, &event.text));
         }
         if event.finished.is_some() {
             choice.finish = event.finished;
@@ -610,7 +634,7 @@ fn finish_reason(finish: Option<FinishReason>) -> Value {
     }
 }
 
-type Events = mpsc::UnboundedReceiver<(usize, ServiceEvent)>;
+pub(crate) type Events = mpsc::UnboundedReceiver<(usize, ServiceEvent)>;
 
 /// Waits for every choice to end and answers at once.
 async fn collect(

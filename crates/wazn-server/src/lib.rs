@@ -2,6 +2,7 @@
 //! events, errors, auth and metrics. The model runs on the engine thread of
 //! `wazn_engine::service`; this crate only talks to it over channels.
 
+mod chat_run;
 mod completion_echo;
 mod completion_prompt;
 mod completions_logprobs;
@@ -34,7 +35,7 @@ use wazn_text::think;
 use wazn_text::tool_calls::ToolFormat;
 use wazn_text::{ChatFormat, Tokenizer};
 
-use crate::error::ApiError;
+use crate::error::{AnthropicError, ApiError, OllamaError};
 use crate::metrics::Metrics;
 
 /// Largest request body accepted, in bytes.
@@ -45,7 +46,8 @@ pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1 << 20;
 pub struct ServerOptions {
     /// The name `/v1/models` lists and requests must use.
     pub model_id: String,
-    /// Required as `Authorization: Bearer <key>` on every route but `/health`.
+    /// Required as `Authorization: Bearer <key>` (or `x-api-key: <key>`) on every route but
+    /// `/health`.
     pub api_key: Option<String>,
     /// Sequences computed together at most.
     pub max_concurrent: usize,
@@ -181,7 +183,7 @@ async fn auth_and_count(
     }
     .to_string();
     let response = if path != "/health" && !authorized(&state, &request) {
-        ApiError::unauthorized().into_response()
+        error_in_route_shape(&path, ApiError::unauthorized())
     } else {
         next.run(request).await
     };
@@ -191,16 +193,33 @@ async fn auth_and_count(
     response
 }
 
+/// An error in the shape of the API that `path` belongs to.
+fn error_in_route_shape(path: &str, err: ApiError) -> Response {
+    if path.starts_with("/v1/messages") {
+        AnthropicError(err).into_response()
+    } else if path.starts_with("/api/") {
+        OllamaError(err).into_response()
+    } else {
+        err.into_response()
+    }
+}
+
+/// The key comes as `Authorization: Bearer <key>` (OpenAI, Ollama) or `x-api-key: <key>`
+/// (Anthropic's clients).
 fn authorized(state: &AppState, request: &Request) -> bool {
     let Some(key) = &state.api_key else {
         return true;
     };
-    request
-        .headers()
+    let headers = request.headers();
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), key.as_bytes()))
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let x_api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    [bearer, x_api_key]
+        .into_iter()
+        .flatten()
+        .any(|given| constant_time_eq(given.trim().as_bytes(), key.as_bytes()))
 }
 
 /// Compares secrets without an early exit that would leak their common prefix.

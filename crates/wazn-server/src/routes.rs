@@ -68,7 +68,31 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let body = body_bytes(body, state.body_limit_bytes)?;
     let request: ChatRequest = wire::parse_body(&body)?;
-    check_model(&state, &request.common)?;
+    let job = chat_job(&state, &body, &request).await?;
+    generate::run(state, job).await
+}
+
+/// The job of a conversation another API gave, written as a chat completions body.
+pub(crate) async fn chat_job_from_value(
+    state: &Arc<AppState>,
+    chat_body: &Value,
+) -> Result<Job, ApiError> {
+    let body = serde_json::to_vec(chat_body)
+        .map_err(|e| ApiError::internal(format!("cannot write the chat request: {e}")))?;
+    let request: ChatRequest = wire::parse_body(&body)?;
+    chat_job(state, &body, &request).await
+}
+
+/// A checked chat request (whose body is `body`) as a job for the engine: the prompt rendered
+/// by the model's template or harmony, the reply's parsers and the output's constraint. Every
+/// API that holds a conversation (chat completions, Responses, Messages, Ollama's chat)
+/// arrives here in chat completions' shape.
+pub(crate) async fn chat_job(
+    state: &Arc<AppState>,
+    body: &[u8],
+    request: &ChatRequest,
+) -> Result<Job, ApiError> {
+    check_model(state, &request.common)?;
     if request.messages.is_empty() {
         return Err(ApiError::invalid_param(
             "messages",
@@ -95,11 +119,11 @@ pub async fn chat_completions(
         Some(ChatFormat::Harmony) => {
             let prompt_ids = harmony_request::prompt_ids(
                 &state.tokenizer,
-                &body,
-                &request,
+                body,
+                request,
                 state.reasoning_effort,
             )?;
-            let constraint = harmony_constraint(&state, &request, grammar).await?;
+            let constraint = harmony_constraint(state, request, grammar).await?;
             let job = Job {
                 kind: Kind::Chat,
                 prompts: vec![Prompt::ids(prompt_ids)],
@@ -111,7 +135,7 @@ pub async fn chat_completions(
                 constraint,
                 tool_format: None,
             };
-            return generate::run(state, job).await;
+            return Ok(job);
         }
         None => {
             return Err(ApiError::bad_request(
@@ -125,7 +149,7 @@ pub async fn chat_completions(
         .enumerate()
         .map(|(i, m)| tool_request::chat_message(i, m))
         .collect::<Result<Vec<_>, _>>()?;
-    let tools = ToolPlan::of(&request, state.tool_format)?;
+    let tools = ToolPlan::of(request, state.tool_format)?;
     let text = match &tools {
         Some(plan) => {
             tool_calls::render_with_tools(template, &messages, &plan.tools_json, plan.format)
@@ -157,10 +181,10 @@ pub async fn chat_completions(
                  with tools; set tool_choice to none or leave one out",
             )),
             (Some(g), None) => {
-                Some(structured::compile(&state, g.param, g.spec, answer_starts_after).await?)
+                Some(structured::compile(state, g.param, g.spec, answer_starts_after).await?)
             }
             (None, Some(plan)) => match plan.grammar(&state.tokenizer, answer_starts_after)? {
-                Some(g) => Some(structured::compile(&state, "tools", g.spec, g.after_token).await?),
+                Some(g) => Some(structured::compile(state, "tools", g.spec, g.after_token).await?),
                 None => None,
             },
             (None, None) => None,
@@ -176,7 +200,7 @@ pub async fn chat_completions(
         constraint,
         tool_format: tools.map(|plan| plan.format),
     };
-    generate::run(state, job).await
+    Ok(job)
 }
 
 pub async fn completions(
