@@ -1,8 +1,7 @@
 //! One answer (of a chat, or of a raw prompt) read piece by piece, for the APIs that speak of
-//! a reply's parts rather
-//! than of choices (Responses, Anthropic Messages, Ollama): reasoning, text and function
-//! calls as [`ReplyDelta`]s, then why it ended and what it cost. The engine, the batching and
-//! the readers of reasoning and calls are those of chat completions.
+//! a reply's parts rather than of choices (Responses, Anthropic Messages, Ollama): reasoning,
+//! text and function calls as [`ReplyDelta`]s, then why it ended and what it cost. The engine,
+//! the batching and the readers of reasoning and calls are those of chat completions.
 
 use std::sync::Arc;
 use std::time::Instant;
