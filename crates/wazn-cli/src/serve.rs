@@ -57,6 +57,7 @@ pub fn tool_format(name: &str) -> Result<ToolFormat> {
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
+    init_logging();
     let path = model_path::resolve(args.model.model.clone())?;
     let model_id = model_id(&path);
     let mut engine = args.model.load()?;
@@ -91,9 +92,21 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         println!("wazn serving {model_id} on http://{addr}");
         std::io::stdout().flush()?;
         wazn_server::serve(listener, state, shutdown_signal()).await?;
-        eprintln!("wazn: stopped");
+        tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The server's log goes to stderr: one line per request and the warnings of the routes, at
+/// `info` unless `RUST_LOG` says otherwise (e.g. `RUST_LOG=wazn_server=debug`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 /// The name clients use for the model: its file name without `.gguf`.

@@ -121,12 +121,6 @@ impl ChatRun {
         Ok(Some(deltas))
     }
 
-    /// Reads the answer to its end.
-    pub async fn finish(&mut self) -> Result<(), ApiError> {
-        while self.next().await?.is_some() {}
-        Ok(())
-    }
-
     /// The reply so far (whole once [`ChatRun::next`] has said `None`).
     pub fn reply(&self) -> &AssistantReply {
         self.reply.reply()

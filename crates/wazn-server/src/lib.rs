@@ -11,6 +11,9 @@ mod generate;
 mod harmony_answer;
 pub mod harmony_request;
 pub mod metrics;
+pub mod response_store;
+mod responses;
+mod responses_output;
 mod routes;
 mod structured;
 mod text_reply;
@@ -37,6 +40,7 @@ use wazn_text::{ChatFormat, Tokenizer};
 
 use crate::error::{AnthropicError, ApiError, OllamaError};
 use crate::metrics::Metrics;
+use crate::response_store::ResponseStore;
 
 /// Largest request body accepted, in bytes.
 pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1 << 20;
@@ -85,6 +89,8 @@ pub struct AppState {
     pub created: u64,
     /// The vocabulary prepared for constrained decoding, on the first request that needs it.
     pub grammars: OnceLock<Result<Arc<GrammarCompiler>, GrammarError>>,
+    /// Recent Responses API conversations, for `previous_response_id`.
+    pub responses: ResponseStore,
     next_id: AtomicU64,
 }
 
@@ -125,6 +131,7 @@ impl AppState {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             grammars: OnceLock::new(),
+            responses: ResponseStore::default(),
             next_id: AtomicU64::new(1),
         }))
     }
@@ -147,6 +154,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/v1/completions", post(routes::completions))
+        .route("/v1/responses", post(responses::create_response))
         .route("/v1/models", get(routes::models))
         .route("/tokenize", post(tokenize_routes::tokenize))
         .route("/detokenize", post(tokenize_routes::detokenize))
@@ -173,6 +181,7 @@ async fn auth_and_count(
     let route = match path.as_str() {
         "/v1/chat/completions"
         | "/v1/completions"
+        | "/v1/responses"
         | "/v1/models"
         | "/health"
         | "/metrics"
@@ -182,14 +191,22 @@ async fn auth_and_count(
         _ => "other",
     }
     .to_string();
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
     let response = if path != "/health" && !authorized(&state, &request) {
         error_in_route_shape(&path, ApiError::unauthorized())
     } else {
         next.run(request).await
     };
-    state
-        .metrics
-        .record_request(&route, response.status().as_u16());
+    let status = response.status().as_u16();
+    state.metrics.record_request(&route, status);
+    tracing::info!(
+        %method,
+        path,
+        status,
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
     response
 }
 

@@ -27,7 +27,7 @@ pub(crate) fn body_bytes(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
+    let body = body.map_err(|rejection| {
         let status = rejection.status();
         if status.as_u16() == 413 {
             ApiError::with_status(
@@ -37,7 +37,10 @@ pub(crate) fn body_bytes(
         } else {
             ApiError::with_status(status, format!("cannot read the request body: {rejection}"))
         }
-    })
+    })?;
+    // What a client sent, for whoever runs the server with RUST_LOG=wazn_server=debug.
+    tracing::debug!(body = %String::from_utf8_lossy(&body), "request body");
+    Ok(body)
 }
 
 /// Checks the requested model name against the one served.

@@ -13,21 +13,6 @@ use common::scripted;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-fn qwen3_template() -> String {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../wazn-text/tests/data/tool_chat_templates.json"
-    );
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let qwen3 = fixture["templates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "qwen3")
-        .expect("the Qwen3 template");
-    qwen3["template"].as_str().unwrap().to_string()
-}
-
 /// Qwen3's answer when it calls a tool: some text, then one block per call.
 const REPLY: &str = "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"celsius\"}}\n</tool_call>";
 
@@ -47,7 +32,7 @@ fn body(tool_choice: Value) -> Value {
 
 #[test]
 fn a_qwen3_call_under_auto_whole_and_streamed() {
-    let (server, seen) = scripted::start(&qwen3_template(), REPLY);
+    let (server, seen) = scripted::start(&scripted::qwen3_template(), REPLY);
     let whole = server.post("/v1/chat/completions", &body(json!("auto")));
     assert_eq!(whole.status, 200, "{}", whole.text());
     let whole = whole.json();
@@ -103,7 +88,7 @@ fn under_required_the_answer_is_the_call_alone() {
     // The model would write text first; a forced call starts at the first token. Sampled at
     // temperature 1 with fixed seeds, the stand-in's other tokens are as likely as each other,
     // so the grammar alone shapes the call: every such answer must still read as a call.
-    let (server, _) = scripted::start(&qwen3_template(), REPLY);
+    let (server, _) = scripted::start(&scripted::qwen3_template(), REPLY);
     for (temperature, seed) in [(0.0, 0), (1.0, 1), (1.0, 2), (1.0, 3), (1.0, 4), (1.0, 5)] {
         let mut request = body(json!("required"));
         // Bounded arguments and one call, so that every path of the grammar ends soon.

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use serde_json::Value;
 use wazn_engine::{Engine, EngineOptions};
 use wazn_kernels::ThreadPool;
 use wazn_models::{Batch, KvCache, Logits, Model, ModelError, ModelInfo, SeqId};
@@ -147,4 +148,20 @@ pub fn start(source: &str, reply: &str) -> (TestServer, Seen) {
         ..Config::default()
     };
     (TestServer::start_with(engine, "scripted", config), seen)
+}
+
+/// Qwen3's own chat template (checked against transformers in wazn-text's tests).
+pub fn qwen3_template() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../wazn-text/tests/data/tool_chat_templates.json"
+    );
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let qwen3 = fixture["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "qwen3")
+        .expect("the Qwen3 template");
+    qwen3["template"].as_str().unwrap().to_string()
 }
