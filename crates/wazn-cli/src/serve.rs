@@ -2,10 +2,11 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use wazn_server::{AppState, ServerOptions, DEFAULT_BODY_LIMIT_BYTES};
+use wazn_server::{AppState, HttpLimits, ServerOptions, DEFAULT_BODY_LIMIT_BYTES};
 use wazn_text::tool_calls::ToolFormat;
 
 use crate::model_path;
@@ -43,6 +44,17 @@ pub struct ServeArgs {
     /// from the chat template and the vocabulary].
     #[arg(long = "tool-format", value_name = "FORMAT")]
     pub tool_format: Option<String>,
+    /// Seconds a client has to send a request's headers, and then its body; an idle
+    /// kept-alive connection is closed after as long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub timeout: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long = "max-body", value_name = "BYTES", default_value_t = DEFAULT_BODY_LIMIT_BYTES)]
+    pub max_body: usize,
+    /// Connections open at once; more wait in the listen queue [default: 4096, or fewer if
+    /// the open-file limit is lower].
+    #[arg(long = "max-connections")]
+    pub max_connections: Option<usize>,
 }
 
 /// The tool-call format a `--tool-format` value names.
@@ -74,9 +86,18 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         api_key: args.api_key.filter(|k| !k.is_empty()),
         max_concurrent: args.max_concurrent,
         max_queued: args.max_queued,
-        body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
+        body_limit_bytes: args.max_body,
         reasoning_effort: effort,
         tool_format: args.tool_format.as_deref().map(tool_format).transpose()?,
+    };
+    if args.timeout == 0 {
+        anyhow::bail!("--timeout must be at least 1 second");
+    }
+    let limits = HttpLimits {
+        header_timeout: Duration::from_secs(args.timeout),
+        body_timeout: Duration::from_secs(args.timeout),
+        max_connections: connection_cap(args.max_connections)?,
+        ..HttpLimits::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -91,10 +112,49 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         let state = AppState::new(engine, options).context("cannot start the engine thread")?;
         println!("wazn serving {model_id} on http://{addr}");
         std::io::stdout().flush()?;
-        wazn_server::serve(listener, state, shutdown_signal()).await?;
+        wazn_server::serve_with_limits(listener, state, limits, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Open files the process keeps for itself beyond its connections: the model, the log,
+/// the runtime's own descriptors.
+const RESERVED_FILES: u64 = 64;
+
+/// How many connections may be open at once. The soft open-file limit is raised to the hard
+/// one first (often 1024 against 1M or more), as every connection holds one descriptor and
+/// running out would stop the server from answering anyone.
+fn connection_cap(asked: Option<usize>) -> Result<usize> {
+    let files = open_file_limit();
+    let room = files.saturating_sub(RESERVED_FILES);
+    let cap = match asked {
+        Some(0) => anyhow::bail!("--max-connections must be at least 1"),
+        Some(n) if n as u64 > room => anyhow::bail!(
+            "--max-connections {n} leaves no room under the open-file limit of {files}; \
+             use at most {room} or raise the limit (ulimit -n)"
+        ),
+        Some(n) => n,
+        None => room.min(HttpLimits::default().max_connections as u64) as usize,
+    };
+    if cap == 0 {
+        anyhow::bail!("the open-file limit of {files} leaves no room for connections");
+    }
+    Ok(cap)
+}
+
+#[cfg(unix)]
+fn open_file_limit() -> u64 {
+    // Raising the soft limit is allowed without privileges; when it fails the current one
+    // still holds, and that is what the cap is measured against.
+    rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
+        .unwrap_or(1024)
+}
+
+#[cfg(not(unix))]
+fn open_file_limit() -> u64 {
+    u64::MAX
 }
 
 /// The server's log goes to stderr: one line per request and the warnings of the routes, at

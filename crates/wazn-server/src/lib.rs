@@ -10,6 +10,7 @@ pub mod error;
 mod generate;
 mod harmony_answer;
 pub mod harmony_request;
+mod listener;
 pub mod metrics;
 pub mod response_store;
 mod responses;
@@ -37,6 +38,8 @@ use wazn_text::harmony::ReasoningEffort;
 use wazn_text::think;
 use wazn_text::tool_calls::ToolFormat;
 use wazn_text::{ChatFormat, Tokenizer};
+
+pub use crate::listener::HttpLimits;
 
 use crate::error::{AnthropicError, ApiError, OllamaError};
 use crate::metrics::Metrics;
@@ -244,19 +247,27 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serves on `listener` until `shutdown` resolves; then cancels what is in flight,
-/// lets the open answers end, and stops the engine thread.
+/// Serves on `listener`, under the default [`HttpLimits`], until `shutdown` resolves; then
+/// cancels what is in flight, lets the open answers end (for a bounded time), and stops the
+/// engine thread.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_limits(listener, state, HttpLimits::default(), shutdown).await
+}
+
+/// [`serve`] with the given limits on what each client may cost.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = router(Arc::clone(&state));
-    let stopping = Arc::clone(&state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.engine.shutdown();
-        })
-        .await
+    listener::serve_connections(listener, app, limits, shutdown, move || {
+        state.engine.shutdown()
+    })
+    .await
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use wazn_engine::{Engine, EngineOptions};
 use wazn_kernels::Activations;
 use wazn_models::ModelOptions;
-use wazn_server::{AppState, ServerOptions, DEFAULT_BODY_LIMIT_BYTES};
+use wazn_server::{AppState, HttpLimits, ServerOptions, DEFAULT_BODY_LIMIT_BYTES};
 
 pub const N_CTX: usize = 512;
 
@@ -34,6 +34,7 @@ pub struct Config {
     pub max_queued: usize,
     pub kv_blocks: usize,
     pub activations: Activations,
+    pub limits: HttpLimits,
 }
 
 impl Default for Config {
@@ -44,6 +45,7 @@ impl Default for Config {
             max_queued: 16,
             kv_blocks: 4 * N_CTX / wazn_engine::KV_BLOCK_SIZE,
             activations: Activations::Quantized,
+            limits: HttpLimits::default(),
         }
     }
 }
@@ -108,10 +110,16 @@ impl TestServer {
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = Arc::clone(&state);
+        let limits = config.limits;
         let thread = std::thread::spawn(move || {
-            runtime.block_on(wazn_server::serve(listener, served, async move {
-                let _ = stopped.await;
-            }))
+            runtime.block_on(wazn_server::serve_with_limits(
+                listener,
+                served,
+                limits,
+                async move {
+                    let _ = stopped.await;
+                },
+            ))
         });
         TestServer {
             addr,

@@ -11,6 +11,7 @@ use serde_json::Value;
 use wazn_engine::{Engine, EngineOptions};
 use wazn_kernels::ThreadPool;
 use wazn_models::{Batch, KvCache, Logits, Model, ModelError, ModelInfo, SeqId};
+use wazn_server::HttpLimits;
 use wazn_text::{ChatFormat, ChatTemplate, ModelText, Tokenizer, TokenizerSpec};
 
 use super::{Config, TestServer};
@@ -116,6 +117,11 @@ impl Model for ScriptedModel {
 
 /// A server with chat template `source` whose model writes `reply`; what the model saw.
 pub fn start(source: &str, reply: &str) -> (TestServer, Seen) {
+    start_limited(source, reply, HttpLimits::default())
+}
+
+/// [`start`] under the given limits on clients.
+pub fn start_limited(source: &str, reply: &str, limits: HttpLimits) -> (TestServer, Seen) {
     let tokenizer = tokenizer();
     let script = tokenizer.encode(reply, false, true).unwrap();
     let template = ChatTemplate::new(source, "", "<|im_end|>").unwrap();
@@ -145,6 +151,7 @@ pub fn start(source: &str, reply: &str) -> (TestServer, Seen) {
     let engine = Engine::with_model(Box::new(model), text, options).expect("engine");
     let config = Config {
         kv_blocks: 4 * 2048 / wazn_engine::KV_BLOCK_SIZE,
+        limits,
         ..Config::default()
     };
     (TestServer::start_with(engine, "scripted", config), seen)
