@@ -1,7 +1,6 @@
 //! Clients that send slowly, hold connections idle, or hang on while the server stops: each
 //! costs a bounded time and one connection slot.
 
-#[allow(dead_code)]
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
