@@ -43,6 +43,17 @@ pub(crate) fn body_bytes(
     Ok(body)
 }
 
+/// Runs the CPU work of preparing a request (rendering a template, tokenizing) on the blocking
+/// pool: a large prompt there holds up no async worker, so `/health` and every other client
+/// keep being answered meanwhile.
+pub(crate) async fn off_async<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("preparing the request failed: {e}")))?
+}
+
 /// Checks the requested model name against the one served.
 fn check_model(state: &AppState, common: &CommonParams) -> Result<(), ApiError> {
     check_model_name(state, common.model.as_deref())
@@ -120,12 +131,16 @@ pub(crate) async fn chat_job(
     let template = match &state.chat_format {
         Some(ChatFormat::Template(template)) => template,
         Some(ChatFormat::Harmony) => {
-            let prompt_ids = harmony_request::prompt_ids(
-                &state.tokenizer,
-                body,
-                request,
+            let (tokenizer, effort, body) = (
+                Arc::clone(&state.tokenizer),
                 state.reasoning_effort,
-            )?;
+                body.to_vec(),
+            );
+            let prompt_ids = off_async(move || {
+                let request: ChatRequest = wire::parse_body(&body)?;
+                harmony_request::prompt_ids(&tokenizer, &body, &request, effort)
+            })
+            .await?;
             let constraint = harmony_constraint(state, request, grammar).await?;
             let job = Job {
                 kind: Kind::Chat,
@@ -153,25 +168,36 @@ pub(crate) async fn chat_job(
         .map(|(i, m)| tool_request::chat_message(i, m))
         .collect::<Result<Vec<_>, _>>()?;
     let tools = ToolPlan::of(request, state.tool_format)?;
-    let text = match &tools {
-        Some(plan) => {
-            tool_calls::render_with_tools(template, &messages, &plan.tools_json, plan.format)
+    let (template, tokenizer, thinks) = (
+        Arc::clone(template),
+        Arc::clone(&state.tokenizer),
+        state.thinks,
+    );
+    let tools_render = tools
+        .as_ref()
+        .map(|plan| (plan.tools_json.clone(), plan.format));
+    let (prompt_ids, think) = off_async(move || {
+        let text = match &tools_render {
+            Some((tools_json, format)) => {
+                tool_calls::render_with_tools(&template, &messages, tools_json, *format)
+            }
+            None => template.render(&messages, true),
         }
-        None => template.render(&messages, true),
-    }
-    .map_err(|e| ApiError::bad_request(format!("cannot render the chat template: {e}")))?;
-    // The template writes its own special tokens, so they are parsed; BOS is added only
-    // where the model wants one and the template did not write it.
-    let mut prompt_ids = state
-        .tokenizer
-        .encode(&text, false, true)
-        .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e}")))?;
-    if let (true, Some(bos)) = (state.tokenizer.adds_bos(), state.tokenizer.bos_id()) {
-        if prompt_ids.first() != Some(&bos) {
-            prompt_ids.insert(0, bos);
+        .map_err(|e| ApiError::bad_request(format!("cannot render the chat template: {e}")))?;
+        // The template writes its own special tokens, so they are parsed; BOS is added only
+        // where the model wants one and the template did not write it.
+        let mut prompt_ids = tokenizer
+            .encode(&text, false, true)
+            .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e}")))?;
+        if let (true, Some(bos)) = (tokenizer.adds_bos(), tokenizer.bos_id()) {
+            if prompt_ids.first() != Some(&bos) {
+                prompt_ids.insert(0, bos);
+            }
         }
-    }
-    let think = state.thinks.then(|| think::prompt_opens_thinking(&text));
+        let think = thinks.then(|| think::prompt_opens_thinking(&text));
+        Ok((prompt_ids, think))
+    })
+    .await?;
     // A thinking model reasons freely; the grammar applies to the answer after `</think>`.
     let answer_starts_after = match think {
         Some(true) => state.tokenizer.single_token(think::THINK_CLOSE),
@@ -229,7 +255,15 @@ pub async fn completions(
     let generation = request
         .common
         .check_with(state.n_ctx, default_seed(), least_tokens)?;
-    let prompts = completion_prompt::completion_prompts(&state, &request.prompt, suffix)?;
+    let (prepared, prompt, suffix) = (
+        Arc::clone(&state),
+        request.prompt.clone(),
+        suffix.map(str::to_string),
+    );
+    let prompts = off_async(move || {
+        completion_prompt::completion_prompts(&prepared, &prompt, suffix.as_deref())
+    })
+    .await?;
     let constraint = match structured::requested_grammar(&request.common)? {
         Some(g) => Some(structured::compile(&state, g.param, g.spec, None).await?),
         None => None,
