@@ -55,6 +55,15 @@ pub struct ServeArgs {
     /// the open-file limit is lower].
     #[arg(long = "max-connections")]
     pub max_connections: Option<usize>,
+    /// How the log on stderr is written: text lines, or one JSON object per line.
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The tool-call format a `--tool-format` value names.
@@ -69,7 +78,7 @@ pub fn tool_format(name: &str) -> Result<ToolFormat> {
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
-    init_logging();
+    init_logging(args.log_format);
     let path = model_path::resolve(args.model.model.clone())?;
     let model_id = model_id(&path);
     let mut engine = args.model.load()?;
@@ -159,14 +168,18 @@ fn open_file_limit() -> u64 {
 
 /// The server's log goes to stderr: one line per request and the warnings of the routes, at
 /// `info` unless `RUST_LOG` says otherwise (e.g. `RUST_LOG=wazn_server=debug`).
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    // Set once per process; a second call (never made by the CLI) keeps the first.
+    let _ = match format {
+        LogFormat::Text => log.try_init(),
+        LogFormat::Json => log.json().try_init(),
+    };
 }
 
 /// The name clients use for the model: its file name without `.gguf`.

@@ -625,13 +625,20 @@ impl Answer {
     }
 }
 
+/// Values from OpenAI's set only. A cancelled sequence never gets here: a client that went
+/// away reads nothing, and the answers the server's shutdown cuts short end in
+/// [`cut_short`] instead.
 fn finish_reason(finish: Option<FinishReason>) -> Value {
     match finish {
-        None => Value::Null,
+        None | Some(FinishReason::Cancelled) => Value::Null,
         Some(FinishReason::Stop) => json!("stop"),
         Some(FinishReason::Length | FinishReason::ContextFull) => json!("length"),
-        Some(FinishReason::Cancelled) => json!("cancelled"),
     }
+}
+
+/// The error of an answer cut short because the server is stopping.
+fn cut_short() -> ApiError {
+    ApiError::unavailable("the server is stopping; this answer was cut short")
 }
 
 pub(crate) type Events = mpsc::UnboundedReceiver<(usize, ServiceEvent)>;
@@ -645,6 +652,11 @@ async fn collect(
     while !answer.done() {
         match rx.recv().await {
             Some((_, ServiceEvent::Rejected(err))) => return Err(rejected(err)),
+            Some((_, ServiceEvent::Event(event)))
+                if event.finished == Some(FinishReason::Cancelled) =>
+            {
+                return Err(cut_short());
+            }
             Some((index, ServiceEvent::Event(event))) => {
                 answer.update(&state, index, &event);
             }
@@ -691,6 +703,14 @@ async fn stream(
                     }
                 }
             };
+            if event.finished == Some(FinishReason::Cancelled) {
+                // OpenAI has no finish reason for this: the stream ends in an error event,
+                // which the SDKs raise, and then `[DONE]` for clients that wait for it.
+                let data = cut_short().to_json().to_string();
+                let _ = out.send(Ok(SseEvent::default().data(data))).await;
+                let _ = out.send(Ok(SseEvent::default().data("[DONE]"))).await;
+                return;
+            }
             let mut chunks = answer.event_chunks(&state, index, &event);
             chunks.extend(answer.released_chunks(&state));
             for chunk in chunks {

@@ -25,6 +25,7 @@ pub mod wire;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header;
@@ -33,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 use wazn_engine::{Engine, EngineHandle, GrammarCompiler, GrammarError, ServiceOptions};
 use wazn_text::harmony::ReasoningEffort;
 use wazn_text::think;
@@ -195,22 +197,73 @@ async fn auth_and_count(
     }
     .to_string();
     let method = request.method().clone();
-    let started = std::time::Instant::now();
+    let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("request", id);
+    let mut unanswered = Unanswered {
+        state: &state,
+        route: &route,
+        method: &method,
+        path: &path,
+        span: &span,
+        started: Instant::now(),
+        answered: false,
+    };
     let response = if path != "/health" && !authorized(&state, &request) {
         error_in_route_shape(&path, ApiError::unauthorized())
     } else {
-        next.run(request).await
+        next.run(request).instrument(span.clone()).await
     };
+    unanswered.answered = true;
     let status = response.status().as_u16();
     state.metrics.record_request(&route, status);
-    tracing::info!(
-        %method,
-        path,
-        status,
-        ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+    span.in_scope(|| {
+        tracing::info!(
+            %method,
+            path,
+            status,
+            ms = unanswered.started.elapsed().as_millis() as u64,
+            "request"
+        )
+    });
     response
+}
+
+/// Numbers the requests in the log, so a route's warnings can be told apart by request.
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// The status counted for a request whose client went away before its answer (nginx's).
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// Counts and logs a request whose client went away before it was answered: its future is
+/// dropped at the await, so nothing after it runs.
+struct Unanswered<'a> {
+    state: &'a AppState,
+    route: &'a str,
+    method: &'a axum::http::Method,
+    path: &'a str,
+    span: &'a tracing::Span,
+    started: Instant,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        self.state
+            .metrics
+            .record_request(self.route, CLIENT_CLOSED_REQUEST);
+        self.span.in_scope(|| {
+            tracing::info!(
+                method = %self.method,
+                path = self.path,
+                status = CLIENT_CLOSED_REQUEST,
+                ms = self.started.elapsed().as_millis() as u64,
+                "request ended by the client before its answer"
+            )
+        });
+    }
 }
 
 /// An error in the shape of the API that `path` belongs to.

@@ -549,11 +549,14 @@ fn a_full_queue_answers_429_with_retry_after_and_shutdown_ends_streams() {
     assert!(busy.header("retry-after").is_some());
     assert!(busy.json()["error"]["message"].is_string());
 
-    // Shutting down cancels the running stream, which still ends properly.
+    // Shutting down cancels the running stream, which ends in an error event, then [DONE];
+    // no finish reason outside OpenAI's set.
     assert!(s.shutdown(), "the server did not stop cleanly");
     let _ = stream.read_to_end(&mut seen);
     let text = String::from_utf8_lossy(&seen);
     assert!(text.contains("data: [DONE]"), "stream did not end: {text}");
+    assert!(text.contains("cut short"), "no error event: {text}");
+    assert!(!text.contains("\"cancelled\""), "{text}");
 }
 
 #[test]
@@ -561,6 +564,7 @@ fn a_client_that_goes_away_before_a_whole_answer_cancels_it() {
     let s = server();
     let body = json!({"prompt": "Once upon a time", "max_tokens": 400, "ignore_eos": true});
     let generated_before = s.metric("wazn_generation_tokens_total");
+    let closed_before = closed_by_client(&s);
     let stream = send(
         s.addr,
         "POST",
@@ -581,4 +585,24 @@ fn a_client_that_goes_away_before_a_whole_answer_cancels_it() {
         generated < 200.0,
         "{generated} tokens generated after hang-up"
     );
+    // The request is counted all the same, with nginx's 499.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while closed_by_client(&s) <= closed_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a request ended by its client is not counted"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Completions requests counted as ended by their client before an answer.
+fn closed_by_client(s: &TestServer) -> f64 {
+    let text = s.get("/metrics").text();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"wazn_requests_total{route="/v1/completions",status="499"} "#)
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
