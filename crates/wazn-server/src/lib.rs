@@ -2,6 +2,9 @@
 //! events, errors, auth and metrics. The model runs on the engine thread of
 //! `wazn_engine::service`; this crate only talks to it over channels.
 
+mod anthropic;
+mod anthropic_blocks;
+mod anthropic_request;
 mod chat_run;
 mod completion_echo;
 mod completion_prompt;
@@ -160,6 +163,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/v1/completions", post(routes::completions))
         .route("/v1/responses", post(responses::create_response))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/models", get(routes::models))
         .route("/tokenize", post(tokenize_routes::tokenize))
         .route("/detokenize", post(tokenize_routes::detokenize))
@@ -187,6 +192,8 @@ async fn auth_and_count(
         "/v1/chat/completions"
         | "/v1/completions"
         | "/v1/responses"
+        | "/v1/messages"
+        | "/v1/messages/count_tokens"
         | "/v1/models"
         | "/health"
         | "/metrics"
