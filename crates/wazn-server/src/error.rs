@@ -124,13 +124,14 @@ pub struct AnthropicError(pub ApiError);
 impl AnthropicError {
     pub fn to_json(&self) -> serde_json::Value {
         let kind = match self.0.status.as_u16() {
-            400 => "invalid_request_error",
             401 => "authentication_error",
             403 => "permission_error",
             404 => "not_found_error",
             413 => "request_too_large",
             429 => "rate_limit_error",
             503 | 529 => "overloaded_error",
+            // A bad request, a method a route does not take, or another mistake of the client's.
+            400..=499 => "invalid_request_error",
             _ => "api_error",
         };
         json!({

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, Uri};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -347,6 +347,15 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-pub async fn fallback(uri: Uri) -> ApiError {
-    ApiError::not_found(uri.path())
+/// A path no route serves (404), in the shape of the API the path belongs to.
+pub async fn fallback(uri: Uri) -> Response {
+    crate::error_in_route_shape(uri.path(), ApiError::not_found(uri.path()))
+}
+
+/// A route asked with a method it does not take (405), in its API's shape, so that a client
+/// reads the error as it reads the route's others.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let message = format!("{} does not take {method}", uri.path());
+    let err = ApiError::with_status(StatusCode::METHOD_NOT_ALLOWED, message);
+    crate::error_in_route_shape(uri.path(), err)
 }

@@ -568,6 +568,21 @@ fn bad_requests_get_an_anthropic_error_and_hold_nothing() {
             refused_here += 1.0;
         }
     }
+    // A path or a method the Messages API does not have is answered in its shape too.
+    for (method, path, status, error_type) in [
+        ("GET", messages, 405, invalid),
+        ("GET", count, 405, invalid),
+        ("POST", "/v1/messages/batches", 404, "not_found_error"),
+    ] {
+        let r = request(s.addr, method, path, &[], b"");
+        assert_eq!(r.status, status, "{method} {path}: {}", r.text());
+        let answer = r.json();
+        assert_eq!(answer["type"], "error", "{method} {path}: {answer}");
+        assert_eq!(
+            answer["error"]["type"], error_type,
+            "{method} {path}: {answer}"
+        );
+    }
     // Each refusal is counted under its own route, and nothing is left running or held.
     assert_eq!(
         requests_answered(&s, messages, 400) - refused_before,

@@ -60,6 +60,9 @@ fn health_models_and_metrics_answer() {
     let unknown = s.get("/v1/nothing");
     assert_eq!(unknown.status, 404);
     assert!(unknown.json()["error"]["message"].is_string());
+    let wrong_method = s.get("/v1/chat/completions");
+    assert_eq!(wrong_method.status, 405);
+    assert!(wrong_method.json()["error"]["message"].is_string());
 }
 
 #[test]
