@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use wazn_server::model_facts::FileFacts;
 use wazn_server::{AppState, HttpLimits, ServerOptions, DEFAULT_BODY_LIMIT_BYTES};
 use wazn_text::tool_calls::ToolFormat;
 
@@ -119,6 +120,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
         let addr: SocketAddr = listener.local_addr()?;
         let state = AppState::new(engine, options).context("cannot start the engine thread")?;
+        match FileFacts::read(&path) {
+            Ok(facts) => state.model_facts.set_file(facts),
+            // Only the routes that describe the model (Ollama's show and tags) lose detail.
+            Err(e) => tracing::warn!("cannot read the model's metadata for /api/show: {e}"),
+        }
         println!("wazn serving {model_id} on http://{addr}");
         std::io::stdout().flush()?;
         wazn_server::serve_with_limits(listener, state, limits, shutdown_signal()).await?;

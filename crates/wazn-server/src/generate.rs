@@ -637,7 +637,7 @@ fn finish_reason(finish: Option<FinishReason>) -> Value {
 }
 
 /// The error of an answer cut short because the server is stopping.
-fn cut_short() -> ApiError {
+pub(crate) fn cut_short() -> ApiError {
     ApiError::unavailable("the server is stopping; this answer was cut short")
 }
 

@@ -15,6 +15,10 @@ mod harmony_answer;
 pub mod harmony_request;
 mod listener;
 pub mod metrics;
+pub mod model_facts;
+mod ollama;
+mod ollama_info;
+mod ollama_request;
 pub mod response_store;
 mod responses;
 mod responses_output;
@@ -31,10 +35,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -48,6 +52,7 @@ pub use crate::listener::HttpLimits;
 
 use crate::error::{AnthropicError, ApiError, OllamaError};
 use crate::metrics::Metrics;
+use crate::model_facts::ModelFacts;
 use crate::response_store::ResponseStore;
 
 /// Largest request body accepted, in bytes.
@@ -99,6 +104,8 @@ pub struct AppState {
     pub grammars: OnceLock<Result<Arc<GrammarCompiler>, GrammarError>>,
     /// Recent Responses API conversations, for `previous_response_id`.
     pub responses: ResponseStore,
+    /// What the routes that describe the model tell of it.
+    pub model_facts: ModelFacts,
     next_id: AtomicU64,
 }
 
@@ -114,6 +121,7 @@ impl AppState {
             .unwrap_or_else(|| ToolFormat::detect(template_source.as_deref(), &tokenizer));
         let n_ctx = engine.options().n_ctx;
         let n_vocab = engine.model().info().n_vocab;
+        let model_facts = ModelFacts::of_engine(&engine);
         let handle = EngineHandle::spawn(
             engine,
             ServiceOptions {
@@ -140,6 +148,7 @@ impl AppState {
                 .map_or(0, |d| d.as_secs()),
             grammars: OnceLock::new(),
             responses: ResponseStore::default(),
+            model_facts,
             next_id: AtomicU64::new(1),
         }))
     }
@@ -169,6 +178,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/tokenize", post(tokenize_routes::tokenize))
         .route("/detokenize", post(tokenize_routes::detokenize))
         .route("/tokenizer_info", get(tokenize_routes::tokenizer_info))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/tags", get(ollama_info::tags))
+        .route("/api/ps", get(ollama_info::ps))
+        .route("/api/show", post(ollama_info::show))
+        .route("/api/version", get(ollama_info::version))
+        .route("/api/pull", post(ollama_info::manage_models))
+        .route("/api/push", post(ollama_info::manage_models))
+        .route("/api/create", post(ollama_info::manage_models))
+        .route("/api/copy", post(ollama_info::manage_models))
+        .route(
+            "/api/delete",
+            axum::routing::delete(ollama_info::manage_models),
+        )
+        .route("/api/{*rest}", any(ollama_info::unknown_route))
         .route("/health", get(routes::health))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::fallback)
@@ -200,7 +224,13 @@ async fn auth_and_count(
         | "/metrics"
         | "/tokenize"
         | "/detokenize"
-        | "/tokenizer_info" => path.as_str(),
+        | "/tokenizer_info"
+        | "/api/chat"
+        | "/api/generate"
+        | "/api/tags"
+        | "/api/ps"
+        | "/api/show"
+        | "/api/version" => path.as_str(),
         _ => "other",
     }
     .to_string();
@@ -219,7 +249,12 @@ async fn auth_and_count(
     let response = if path != "/health" && !authorized(&state, &request) {
         error_in_route_shape(&path, ApiError::unauthorized())
     } else {
-        next.run(request).instrument(span.clone()).await
+        let response = next.run(request).instrument(span.clone()).await;
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+            method_not_allowed(&path, &method)
+        } else {
+            response
+        }
     };
     unanswered.answered = true;
     let status = response.status().as_u16();
@@ -272,6 +307,16 @@ impl Drop for Unanswered<'_> {
             )
         });
     }
+}
+
+/// The router's bare 405 (a route called with the wrong method) as an error in the route's
+/// shape, so that a client reads why. The router adds the `Allow` header on the way out.
+fn method_not_allowed(path: &str, method: &axum::http::Method) -> Response {
+    let err = ApiError::with_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {path}"),
+    );
+    error_in_route_shape(path, err)
 }
 
 /// An error in the shape of the API that `path` belongs to.

@@ -69,7 +69,7 @@ pub(crate) fn check_model_name(state: &AppState, model: Option<&str>) -> Result<
     }
 }
 
-fn default_seed() -> u64 {
+pub(crate) fn default_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);

@@ -131,11 +131,13 @@ impl ToolPlan {
     }
 }
 
-/// A chat message as a template reads it, with an assistant turn's calls (arguments as an
-/// object where they are valid JSON, as vLLM passes them) and a tool result's call id and name.
+/// A chat message as a template reads it, with an assistant turn's reasoning and calls
+/// (arguments as an object where they are valid JSON, as vLLM passes them) and a tool result's
+/// call id and name.
 pub fn chat_message(index: usize, message: &wire::ChatMessageIn) -> Result<ChatMessage, ApiError> {
     let role = wire::check_role(index, &message.role)?;
     let mut out = ChatMessage::new(role, wire::message_text(index, &message.content)?);
+    out.reasoning_content = message.reasoning_content.clone().filter(|r| !r.is_empty());
     if let Some(calls) = &message.tool_calls {
         let calls = calls
             .iter()

@@ -34,6 +34,10 @@ pub struct ChatMessage {
     /// "system", "user", "assistant", "tool"...
     pub role: String,
     pub content: String,
+    /// An assistant turn's reasoning, which templates such as Qwen3's write back into the
+    /// turns after the last user message (a tool-calling loop). Left out when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
     /// An assistant turn's function calls, as templates read them:
     /// `{"type": "function", "function": {"name", "arguments"}}` (arguments as an object
     /// where they are valid JSON), with the call's `id` when known. Left out when absent, so
@@ -53,6 +57,7 @@ impl ChatMessage {
         ChatMessage {
             role: role.into(),
             content: content.into(),
+            reasoning_content: None,
             tool_calls: None,
             tool_call_id: None,
             name: None,
