@@ -145,12 +145,18 @@ fn read_turn(i: usize, turn: &Value, out: &mut Vec<Value>) -> Result<(), ApiErro
     match role {
         "user" => user_turn(&at, content, out),
         "assistant" => assistant_turn(&at, content, out),
+        // Claude Code sends instructions as system turns among the others; they stay where
+        // they were sent, and the chat template places them.
+        "system" => {
+            let text = text_of(content, "messages", &format!("{at}.content"))?;
+            if !text.is_empty() {
+                out.push(json!({"role": "system", "content": text}));
+            }
+            Ok(())
+        }
         other => Err(ApiError::invalid_param(
             "messages",
-            format!(
-                "{at}.role is `{other}`; it must be user or assistant (the system prompt is \
-                 the `system` field)"
-            ),
+            format!("{at}.role is `{other}`; it must be user, assistant or system"),
         )),
     }
 }

@@ -723,6 +723,31 @@ fn thinking_text_and_a_tool_call_then_its_result_in_the_prompt() {
     );
 }
 
+#[test]
+fn a_system_turn_among_the_messages_stays_where_it_was_sent() {
+    let (server, seen) = scripted::start(&scripted::qwen3_template(), "Hello.");
+    let body = json!({
+        "model": "scripted",
+        "max_tokens": 20,
+        "system": "You are terse.",
+        "messages": [
+            {"role": "user", "content": "Say hello."},
+            {"role": "system", "content": [{"type": "text", "text": "Today is Monday."}]},
+        ],
+    });
+    let answer = server.post("/v1/messages", &body);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let prompts = prompts(&seen);
+    let prompt = &prompts[0];
+    let first = prompt.find("<|im_start|>system\nYou are terse.<|im_end|>");
+    let user = prompt.find("<|im_start|>user\nSay hello.<|im_end|>");
+    let later = prompt.find("<|im_start|>system\nToday is Monday.<|im_end|>");
+    assert!(
+        first < user && user < later && first.is_some(),
+        "system turns out of place:\n{prompt}"
+    );
+}
+
 /// A ChatML template for a model that writes Llama 3's JSON calls (`{"name": ..., "parameters":
 /// ...}`, which the comment's `<|python_tag|>` tells). The scripted vocabulary has no such tag,
 /// so under "auto" no grammar holds the calls, as for Llama 3 models that start a call with `{`.
