@@ -32,7 +32,15 @@ pub async fn messages(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AnthropicError> {
     let body = routes::body_bytes(body, state.body_limit_bytes)?;
-    let request = anthropic_request::read(&body, Purpose::Answer)?;
+    let mut request = anthropic_request::read(&body, Purpose::Answer)?;
+    // Clients written for Anthropic's models ask for more than a local context holds (Claude
+    // Code: 32,000 tokens). The answer is bounded by the context instead and, if it gets
+    // there, ends with `model_context_window_exceeded`, as Anthropic's API does.
+    if let Some(max_tokens) = request.chat.get_mut("max_tokens") {
+        if max_tokens.as_u64().is_some_and(|n| n > state.n_ctx as u64) {
+            *max_tokens = json!(state.n_ctx);
+        }
+    }
     let job = routes::chat_job_from_value(&state, &request.chat).await?;
     let message = MessageHead::new(&state);
     // Started before answering, so that a request the engine refuses is a plain error.
