@@ -35,10 +35,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -192,7 +192,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/delete",
             axum::routing::delete(ollama_info::manage_models),
         )
-        .route("/api/{*rest}", any(ollama_info::unknown_route))
         .route("/health", get(routes::health))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::fallback)
@@ -249,12 +248,7 @@ async fn auth_and_count(
     let response = if path != "/health" && !authorized(&state, &request) {
         error_in_route_shape(&path, ApiError::unauthorized())
     } else {
-        let response = next.run(request).instrument(span.clone()).await;
-        if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-            method_not_allowed(&path, &method)
-        } else {
-            response
-        }
+        next.run(request).instrument(span.clone()).await
     };
     unanswered.answered = true;
     let status = response.status().as_u16();
@@ -307,16 +301,6 @@ impl Drop for Unanswered<'_> {
             )
         });
     }
-}
-
-/// The router's bare 405 (a route called with the wrong method) as an error in the route's
-/// shape, so that a client reads why. The router adds the `Allow` header on the way out.
-fn method_not_allowed(path: &str, method: &axum::http::Method) -> Response {
-    let err = ApiError::with_status(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("{method} is not allowed on {path}"),
-    );
-    error_in_route_shape(path, err)
 }
 
 /// An error in the shape of the API that `path` belongs to.

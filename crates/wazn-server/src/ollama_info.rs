@@ -150,11 +150,6 @@ pub async fn manage_models(State(state): State<Arc<AppState>>, uri: Uri) -> Olla
     ))
 }
 
-/// Any other path under `/api/`: not found, in Ollama's shape.
-pub async fn unknown_route(uri: Uri) -> OllamaError {
-    OllamaError(ApiError::not_found(uri.path()))
-}
-
 /// `t` as RFC 3339 in UTC with nanoseconds, as Ollama writes its times.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();

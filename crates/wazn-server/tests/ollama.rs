@@ -495,7 +495,11 @@ fn shutdown_ends_a_stream_with_an_error_line() {
     let _ = stream.read_to_end(&mut seen);
     let text = String::from_utf8_lossy(&seen);
     // Ollama has no done reason for an answer cut short: an error line ends it, no done line.
-    let last = text.trim_end().lines().last().unwrap_or_default();
+    // The lines of JSON, between the chunk sizes of the raw answer.
+    let last = text
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or_default();
     assert!(
         last.contains("\"error\"") && last.contains("cut short"),
         "{text}"
