@@ -132,6 +132,36 @@ fn an_unsupported_architecture() {
 }
 
 #[test]
+fn a_huge_metadata_array() {
+    // 64 MiB of u8 in one array: the parsed array holds them as 64 MiB (a value per element
+    // once took 32 times that); inspect shows the head and the count, and a model load
+    // stops at what the file lacks, not at the array.
+    let bytes = GgufWriter::new()
+        .metadata("general.architecture", "llama")
+        .metadata("junk.bytes", vec![7u8; 64 << 20])
+        .to_bytes()
+        .unwrap();
+    let path = write("huge-array.gguf", &bytes);
+    drop(bytes);
+    let p = path.to_str().unwrap();
+    let (code, stdout, stderr) = wazn(&["inspect", p]);
+    assert_eq!(code, 0, "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("junk.bytes"))
+        .unwrap_or_else(|| panic!("no junk.bytes in {stdout}"));
+    assert!(
+        line.ends_with("ARRAY    [7, 7, 7, 7, 7, 7, 7, 7, …] (67108864 items)"),
+        "{line}"
+    );
+    assert_fails_with(
+        &["run", "-m", p, "hello"],
+        "tensor 'token_embd.weight' is missing",
+    );
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
 fn a_prompt_longer_than_the_context() {
     let Some(model) = default_model() else {
         panic!("the default model is missing: run scripts/fetch-default-model");

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use wazn_formats::{FormatError, GgmlType, GgufWriter, MetaValue};
+use wazn_formats::{FormatError, GgmlType, GgufWriter, MetaArray, ValueType};
 
 fn main() -> Result<(), FormatError> {
     let dir = PathBuf::from(
@@ -46,7 +46,8 @@ fn main() -> Result<(), FormatError> {
                 .metadata("tokenizer.ggml.scores", vec![0.0f32, -1.0, -2.0])
                 .metadata(
                     "nested",
-                    MetaValue::Array(vec![MetaValue::from(vec![1u8]), MetaValue::Array(vec![])]),
+                    // UINT8 for the empty array keeps this seed as it was first written.
+                    vec![MetaArray::from(vec![1u8]), MetaArray::empty(ValueType::U8)],
                 )
                 .tensor("q", GgmlType::Q4_1, &[32, 2], vec![0x11u8; 40])
                 .tensor("k", GgmlType::Q8_0, &[32], vec![0x22u8; 34])

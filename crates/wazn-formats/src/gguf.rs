@@ -20,6 +20,7 @@ use memmap2::Mmap;
 
 use crate::error::FormatError;
 use crate::ggml_type::GgmlType;
+use crate::meta_array::MetaArray;
 use crate::metadata::{MetaValue, Metadata, ValueType};
 use crate::reader::{ByteReader, ShortExt};
 
@@ -266,11 +267,13 @@ fn read_value(
         ValueType::U64 => MetaValue::U64(r.u64().what(what)?),
         ValueType::I64 => MetaValue::I64(r.u64().what(what)? as i64),
         ValueType::F64 => MetaValue::F64(f64::from_bits(r.u64().what(what)?)),
-        ValueType::Array => read_array(r, key, depth)?,
+        ValueType::Array => MetaValue::Array(read_array(r, key, depth)?),
     })
 }
 
-fn read_array(r: &mut ByteReader<'_>, key: &str, depth: usize) -> Result<MetaValue, FormatError> {
+/// Reads an array (element type, count, elements) straight into one typed vector; `depth`
+/// counts the arrays around it.
+fn read_array(r: &mut ByteReader<'_>, key: &str, depth: usize) -> Result<MetaArray, FormatError> {
     if depth >= MAX_ARRAY_DEPTH {
         return Err(FormatError::NestingTooDeep {
             key: key.to_string(),
@@ -297,12 +300,49 @@ fn read_array(r: &mut ByteReader<'_>, key: &str, depth: usize) -> Result<MetaVal
         count,
         elem_type.min_encoded_bytes(),
     )?;
-    // count <= remaining bytes, so this allocation is bounded by the input's size.
-    let mut items = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        items.push(read_value(r, key, elem_id, elem_offset, depth + 1)?);
-    }
-    Ok(MetaValue::Array(items))
+    // From here count <= remaining bytes, so each vector below is bounded by the input's size
+    // (a fixed-size element takes exactly its min_encoded_bytes, which check_count covered).
+    let what = || format!("value of metadata key {key:?}");
+    Ok(match elem_type {
+        ValueType::U8 => MetaArray::U8(r.take(count).what(what)?.to_vec()),
+        ValueType::I8 => MetaArray::I8(read_fixed(r, count, what, i8::from_le_bytes)?),
+        ValueType::U16 => MetaArray::U16(read_fixed(r, count, what, u16::from_le_bytes)?),
+        ValueType::I16 => MetaArray::I16(read_fixed(r, count, what, i16::from_le_bytes)?),
+        ValueType::U32 => MetaArray::U32(read_fixed(r, count, what, u32::from_le_bytes)?),
+        ValueType::I32 => MetaArray::I32(read_fixed(r, count, what, i32::from_le_bytes)?),
+        ValueType::F32 => MetaArray::F32(read_fixed(r, count, what, f32::from_le_bytes)?),
+        // The format says 0 or 1; any non-zero byte reads as true, as in C.
+        ValueType::Bool => MetaArray::Bool(read_fixed(r, count, what, |[b]: [u8; 1]| b != 0)?),
+        ValueType::U64 => MetaArray::U64(read_fixed(r, count, what, u64::from_le_bytes)?),
+        ValueType::I64 => MetaArray::I64(read_fixed(r, count, what, i64::from_le_bytes)?),
+        ValueType::F64 => MetaArray::F64(read_fixed(r, count, what, f64::from_le_bytes)?),
+        ValueType::String => {
+            let mut items = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                items.push(r.string(what)?.to_string());
+            }
+            MetaArray::String(items)
+        }
+        ValueType::Array => {
+            let mut items = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                items.push(read_array(r, key, depth + 1)?);
+            }
+            MetaArray::Array(items)
+        }
+    })
+}
+
+/// `count` little-endian values of `N` bytes each, decoded by `decode` into one vector.
+fn read_fixed<T, const N: usize>(
+    r: &mut ByteReader<'_>,
+    count: u64,
+    what: impl FnOnce() -> String,
+    decode: impl Fn([u8; N]) -> T,
+) -> Result<Vec<T>, FormatError> {
+    let bytes = r.take(count.saturating_mul(N as u64)).what(what)?;
+    let (chunks, _) = bytes.as_chunks::<N>();
+    Ok(chunks.iter().map(|&chunk| decode(chunk)).collect())
 }
 
 /// Reads tensor info number `index`; its `offset` is still relative to the data section.

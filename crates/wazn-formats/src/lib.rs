@@ -1,9 +1,9 @@
 //! Reading weight files for wazn.
 //!
 //! GGUF (versions 2 and 3): [`GgufFile::open`] maps a file and parses its header — metadata
-//! ([`Metadata`], typed getters) and tensor infos ([`TensorInfo`]) — and hands out tensors as
-//! zero-copy byte views, still in their ggml encoding ([`GgmlType`]). [`GgufHeader::parse`]
-//! does the same from a byte slice. [`GgufWriter`] writes small GGUF files (for tests and
+//! ([`Metadata`], typed getters, arrays as typed vectors in [`MetaArray`]) and tensor infos
+//! ([`TensorInfo`]) — and hands out tensors as zero-copy byte views, still in their ggml
+//! encoding ([`GgmlType`]). [`GgufHeader::parse`] does the same from a byte slice. [`GgufWriter`] writes small GGUF files (for tests and
 //! tools) in memory; [`GgufStreamWriter`] writes a file of any size front to back, header
 //! first, tensor data as it is produced.
 //!
@@ -19,6 +19,7 @@ mod error;
 mod ggml_type;
 mod gguf;
 mod hf_folder;
+mod meta_array;
 mod metadata;
 mod reader;
 mod safetensors;
@@ -37,6 +38,7 @@ pub use hf_folder::{
     mxfp4_blocks_name, mxfp4_scales_name, HfFolder, Mxfp4Tensor, CONFIG_FILE,
     GENERATION_CONFIG_FILE, INDEX_FILE, MXFP4_BLOCK_BYTES, MXFP4_BLOCK_VALUES, SINGLE_FILE,
 };
+pub use meta_array::{MetaArray, MetaArrayIter};
 pub use metadata::{MetaValue, Metadata, ValueType};
 pub use safetensors::{SafeDtype, SafeHeader, SafeTensorInfo, SafeTensorView, SafetensorsFile};
 pub use stream_writer::GgufStreamWriter;

@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 
-use serde::ser::{SerializeMap, SerializeSeq};
+use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::error::FormatError;
+use crate::meta_array::MetaArray;
 
 /// A GGUF metadata value type, by its id in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -85,9 +86,21 @@ impl ValueType {
             Array => 12,
         }
     }
+
+    /// One of the eight integer types.
+    pub(crate) fn is_integer(self) -> bool {
+        use ValueType::*;
+        matches!(self, U8 | I8 | U16 | I16 | U32 | I32 | U64 | I64)
+    }
+
+    /// An integer or a float type.
+    pub(crate) fn is_number(self) -> bool {
+        self.is_integer() || matches!(self, ValueType::F32 | ValueType::F64)
+    }
 }
 
-/// One metadata value. Arrays are homogeneous in a file; an empty array keeps no element type.
+/// One metadata value. An array is a [`MetaArray`]: one typed vector, homogeneous by
+/// construction as in a file.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MetaValue {
     U8(u8),
@@ -99,7 +112,7 @@ pub enum MetaValue {
     F32(f32),
     Bool(bool),
     String(String),
-    Array(Vec<MetaValue>),
+    Array(MetaArray),
     U64(u64),
     I64(i64),
     F64(f64),
@@ -130,7 +143,7 @@ impl MetaValue {
     }
 
     /// The value as i128 if it is any integer type (wide enough for every one of them).
-    fn as_i128(&self) -> Option<i128> {
+    pub(crate) fn as_i128(&self) -> Option<i128> {
         Some(match *self {
             MetaValue::U8(v) => v.into(),
             MetaValue::I8(v) => v.into(),
@@ -186,20 +199,17 @@ impl MetaValue {
         }
     }
 
-    pub fn as_array(&self) -> Option<&[MetaValue]> {
+    pub fn as_array(&self) -> Option<&MetaArray> {
         match self {
             MetaValue::Array(items) => Some(items),
             _ => None,
         }
     }
 
-    /// "ARRAY of STRING" style description, for error messages.
+    /// "UINT32", "ARRAY of STRING" style description, for error messages.
     fn describe(&self) -> String {
         match self {
-            MetaValue::Array(items) => match items.first() {
-                Some(first) => format!("ARRAY of {}", first.describe()),
-                None => "empty ARRAY".to_string(),
-            },
+            MetaValue::Array(items) => items.describe(),
             other => other.type_name().to_string(),
         }
     }
@@ -220,13 +230,7 @@ impl Serialize for MetaValue {
             MetaValue::U64(v) => serializer.serialize_u64(*v),
             MetaValue::I64(v) => serializer.serialize_i64(*v),
             MetaValue::F64(v) => serializer.serialize_f64(*v),
-            MetaValue::Array(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
-                }
-                seq.end()
-            }
+            MetaValue::Array(items) => items.serialize(serializer),
         }
     }
 }
@@ -252,9 +256,19 @@ impl From<&str> for MetaValue {
     }
 }
 
-impl<T: Into<MetaValue>> From<Vec<T>> for MetaValue {
+impl From<MetaArray> for MetaValue {
+    fn from(items: MetaArray) -> MetaValue {
+        MetaValue::Array(items)
+    }
+}
+
+/// A vector of any type a [`MetaArray`] holds: `vec!["a", "b"]`, `vec![1i32, 2]`, ...
+impl<T> From<Vec<T>> for MetaValue
+where
+    Vec<T>: Into<MetaArray>,
+{
     fn from(items: Vec<T>) -> MetaValue {
-        MetaValue::Array(items.into_iter().map(Into::into).collect())
+        MetaValue::Array(items.into())
     }
 }
 
@@ -369,69 +383,88 @@ impl Metadata {
         }
     }
 
-    /// The items of an array value, with a type error if the value is not an array.
-    fn array(
+    /// An array value, with a type error if the value is not an array.
+    fn array(&self, key: &str, expected: &'static str) -> Result<Option<&MetaArray>, FormatError> {
+        self.typed(key, expected, MetaValue::as_array)
+    }
+
+    /// An array of an element type that `accepts`, each element turned into a `T` by
+    /// `convert` (`Ok(None)`: not of the kind asked for). An empty array of any type is
+    /// accepted as empty: it holds no element of the wrong kind, and older writers gave every
+    /// empty array the type UINT8.
+    fn converted_array<T>(
         &self,
         key: &str,
         expected: &'static str,
-    ) -> Result<Option<&[MetaValue]>, FormatError> {
-        self.typed(key, expected, MetaValue::as_array)
+        accepts: impl FnOnce(ValueType) -> bool,
+        mut convert: impl FnMut(MetaValue) -> Result<Option<T>, FormatError>,
+    ) -> Result<Option<Vec<T>>, FormatError> {
+        let Some(items) = self.array(key, expected)? else {
+            return Ok(None);
+        };
+        // Checked before walking, so that no element (an inner array) is copied in vain.
+        if !items.is_empty() && !accepts(items.element_type()) {
+            return Err(wrong_array(key, expected, items));
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match convert(item)? {
+                Some(v) => out.push(v),
+                None => return Err(wrong_array(key, expected, items)),
+            }
+        }
+        Ok(Some(out))
     }
 
     pub fn get_str_array(&self, key: &str) -> Result<Option<Vec<&str>>, FormatError> {
         const EXPECTED: &str = "ARRAY of STRING";
-        let Some(items) = self.array(key, EXPECTED)? else {
-            return Ok(None);
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            match item.as_str() {
-                Some(s) => out.push(s),
-                None => return Err(wrong_element(key, EXPECTED, item)),
-            }
+        match self.array(key, EXPECTED)? {
+            None => Ok(None),
+            Some(MetaArray::String(items)) => Ok(Some(items.iter().map(String::as_str).collect())),
+            // See `converted_array` on empty arrays of another type.
+            Some(items) if items.is_empty() => Ok(Some(Vec::new())),
+            Some(items) => Err(wrong_array(key, EXPECTED, items)),
         }
-        Ok(Some(out))
     }
 
     /// An array of any integer type whose values all fit in i32.
     pub fn get_i32_array(&self, key: &str) -> Result<Option<Vec<i32>>, FormatError> {
         const EXPECTED: &str = "ARRAY of integers";
-        let Some(items) = self.array(key, EXPECTED)? else {
-            return Ok(None);
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
+        self.converted_array(key, EXPECTED, ValueType::is_integer, |item| {
             let Some(wide) = item.as_i128() else {
-                return Err(wrong_element(key, EXPECTED, item));
+                return Ok(None);
             };
             match i32::try_from(wide) {
-                Ok(v) => out.push(v),
-                Err(_) => {
-                    return Err(FormatError::ValueOutOfRange {
-                        key: key.to_string(),
-                        value: wide.to_string(),
-                        target: "i32",
-                    })
-                }
+                Ok(v) => Ok(Some(v)),
+                Err(_) => Err(FormatError::ValueOutOfRange {
+                    key: key.to_string(),
+                    value: wide.to_string(),
+                    target: "i32",
+                }),
             }
-        }
-        Ok(Some(out))
+        })
     }
 
     /// An array of floats or integers.
     pub fn get_f32_array(&self, key: &str) -> Result<Option<Vec<f32>>, FormatError> {
         const EXPECTED: &str = "ARRAY of numbers";
-        let Some(items) = self.array(key, EXPECTED)? else {
-            return Ok(None);
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            match item.as_f32() {
-                Some(v) => out.push(v),
-                None => return Err(wrong_element(key, EXPECTED, item)),
-            }
-        }
-        Ok(Some(out))
+        self.converted_array(
+            key,
+            EXPECTED,
+            ValueType::is_number,
+            |item| Ok(item.as_f32()),
+        )
+    }
+
+    /// An array of BOOL.
+    pub fn get_bool_array(&self, key: &str) -> Result<Option<Vec<bool>>, FormatError> {
+        const EXPECTED: &str = "ARRAY of BOOL";
+        self.converted_array(
+            key,
+            EXPECTED,
+            |t| t == ValueType::Bool,
+            |item| Ok(item.as_bool()),
+        )
     }
 
     pub fn require_u64(&self, key: &str) -> Result<u64, FormatError> {
@@ -461,13 +494,12 @@ fn missing(key: &str) -> FormatError {
     }
 }
 
-/// An array element of the wrong kind; named by the element so that a mixed array built in
-/// memory points at the culprit (arrays read from a file are homogeneous).
-fn wrong_element(key: &str, expected: &'static str, element: &MetaValue) -> FormatError {
+/// An array whose elements are of the wrong kind.
+fn wrong_array(key: &str, expected: &'static str, found: &MetaArray) -> FormatError {
     FormatError::WrongType {
         key: key.to_string(),
         expected,
-        found: format!("ARRAY of {}", element.describe()),
+        found: found.describe(),
     }
 }
 
@@ -507,6 +539,10 @@ mod tests {
         m.insert("types", vec![1i32, 3]).unwrap();
         m.insert("wide_types", vec![1u64 << 40]).unwrap();
         m.insert("scores", vec![0.5f32, -1.0]).unwrap();
+        m.insert("flags", vec![true, false]).unwrap();
+        m.insert("none", MetaArray::empty(ValueType::U8)).unwrap();
+        m.insert("pairs", vec![MetaArray::from(vec![1u8, 2])])
+            .unwrap();
         m
     }
 
@@ -550,6 +586,48 @@ mod tests {
         assert_eq!(m.get_i32_array("types").unwrap(), Some(vec![1, 3]));
         assert_eq!(m.get_f32_array("scores").unwrap(), Some(vec![0.5, -1.0]));
         assert_eq!(m.get_f32_array("types").unwrap(), Some(vec![1.0, 3.0]));
+        assert_eq!(m.get_bool_array("flags").unwrap(), Some(vec![true, false]));
+        assert_eq!(m.get_bool_array("absent").unwrap(), None);
+    }
+
+    #[test]
+    fn an_empty_array_of_any_type_is_empty_for_every_getter() {
+        let m = sample();
+        assert_eq!(m.get_str_array("none").unwrap(), Some(vec![]));
+        assert_eq!(m.get_i32_array("none").unwrap(), Some(vec![]));
+        assert_eq!(m.get_f32_array("none").unwrap(), Some(vec![]));
+        assert_eq!(m.get_bool_array("none").unwrap(), Some(vec![]));
+    }
+
+    #[test]
+    fn array_type_errors_name_the_element_type() {
+        let m = sample();
+        let cases = [
+            (
+                m.get_bool_array("types").map(|_| ()),
+                "\"types\" has type ARRAY of INT32, expected ARRAY of BOOL",
+            ),
+            (
+                m.get_i32_array("scores").map(|_| ()),
+                "\"scores\" has type ARRAY of FLOAT32, expected ARRAY of integers",
+            ),
+            (
+                m.get_f32_array("tokens").map(|_| ()),
+                "\"tokens\" has type ARRAY of STRING, expected ARRAY of numbers",
+            ),
+            (
+                m.get_str_array("pairs").map(|_| ()),
+                "\"pairs\" has type ARRAY of ARRAY of UINT8, expected ARRAY of STRING",
+            ),
+            (
+                m.get_str("flags").map(|_| ()),
+                "\"flags\" has type ARRAY of BOOL, expected STRING",
+            ),
+        ];
+        for (result, message) in cases {
+            let e = result.unwrap_err().to_string();
+            assert_eq!(e, format!("metadata key {message}"));
+        }
     }
 
     #[test]
@@ -564,10 +642,14 @@ mod tests {
     fn serializes_as_ordered_json() {
         let mut m = Metadata::new();
         m.insert("z", 1u8).unwrap();
-        m.insert("a", vec![MetaValue::from("x"), MetaValue::from("y")])
-            .unwrap();
+        m.insert("a", vec!["x", "y"]).unwrap();
+        m.insert(
+            "n",
+            vec![MetaArray::from(vec![1u8]), MetaArray::empty(ValueType::U8)],
+        )
+        .unwrap();
         m.insert("f", 0.5f64).unwrap();
         let json = serde_json::to_string(&m).unwrap();
-        assert_eq!(json, r#"{"z":1,"a":["x","y"],"f":0.5}"#);
+        assert_eq!(json, r#"{"z":1,"a":["x","y"],"n":[[1],[]],"f":0.5}"#);
     }
 }

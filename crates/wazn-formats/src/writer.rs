@@ -12,7 +12,8 @@ use crate::ggml_type::GgmlType;
 use crate::gguf::{
     tensor_n_bytes, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ARRAY_DEPTH, MAX_DIMS,
 };
-use crate::metadata::{MetaValue, ValueType};
+use crate::meta_array::MetaArray;
+use crate::metadata::MetaValue;
 
 #[derive(Clone, Debug)]
 struct PendingTensor {
@@ -22,8 +23,8 @@ struct PendingTensor {
     data: Vec<u8>,
 }
 
-/// Builds a GGUF file in memory. Problems (duplicates, wrong data sizes, mixed arrays) are
-/// reported by [`GgufWriter::to_bytes`].
+/// Builds a GGUF file in memory. Problems (duplicates, wrong data sizes, arrays nested too
+/// deep) are reported by [`GgufWriter::to_bytes`].
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct GgufWriter {
@@ -170,7 +171,7 @@ pub(crate) fn encode_header(
         }
         put_string(&mut out, key);
         put_u32(&mut out, value.value_type().id());
-        put_value(&mut out, key, value, 0)?;
+        put_value(&mut out, key, value)?;
     }
 
     let mut names = HashSet::new();
@@ -251,13 +252,8 @@ pub(crate) fn pad_to(out: &mut Vec<u8>, alignment: u64) {
     }
 }
 
-/// Writes a value without its type id (the caller wrote it, or it is an array element).
-fn put_value(
-    out: &mut Vec<u8>,
-    key: &str,
-    value: &MetaValue,
-    depth: usize,
-) -> Result<(), FormatError> {
+/// Writes a value without its type id (the caller wrote it).
+fn put_value(out: &mut Vec<u8>, key: &str, value: &MetaValue) -> Result<(), FormatError> {
     match value {
         MetaValue::U8(v) => out.push(*v),
         MetaValue::I8(v) => out.extend_from_slice(&v.to_le_bytes()),
@@ -271,25 +267,42 @@ fn put_value(
         MetaValue::U64(v) => out.extend_from_slice(&v.to_le_bytes()),
         MetaValue::I64(v) => out.extend_from_slice(&v.to_le_bytes()),
         MetaValue::F64(v) => out.extend_from_slice(&v.to_le_bytes()),
-        MetaValue::Array(items) => {
-            if depth >= MAX_ARRAY_DEPTH {
-                return Err(FormatError::NestingTooDeep {
-                    key: key.to_string(),
-                    max_depth: MAX_ARRAY_DEPTH,
-                });
-            }
-            let elem_type = items.first().map_or(ValueType::U8, MetaValue::value_type);
-            if let Some(odd) = items.iter().find(|v| v.value_type() != elem_type) {
-                return Err(unwritable(format!(
-                    "metadata key {key:?} mixes {} and {} in one array",
-                    elem_type.name(),
-                    odd.type_name()
-                )));
-            }
-            put_u32(out, elem_type.id());
-            put_u64(out, items.len() as u64);
-            for item in items {
-                put_value(out, key, item, depth + 1)?;
+        MetaValue::Array(items) => put_array(out, key, items, 0)?,
+    }
+    Ok(())
+}
+
+/// Writes an array: element type, count, elements; `depth` counts the arrays around it.
+fn put_array(
+    out: &mut Vec<u8>,
+    key: &str,
+    items: &MetaArray,
+    depth: usize,
+) -> Result<(), FormatError> {
+    if depth >= MAX_ARRAY_DEPTH {
+        return Err(FormatError::NestingTooDeep {
+            key: key.to_string(),
+            max_depth: MAX_ARRAY_DEPTH,
+        });
+    }
+    put_u32(out, items.element_type().id());
+    put_u64(out, items.len() as u64);
+    match items {
+        MetaArray::U8(v) => out.extend_from_slice(v),
+        MetaArray::I8(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+        MetaArray::U16(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+        MetaArray::I16(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+        MetaArray::U32(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+        MetaArray::I32(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+        MetaArray::F32(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+        MetaArray::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+        MetaArray::String(v) => v.iter().for_each(|s| put_string(out, s)),
+        MetaArray::U64(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+        MetaArray::I64(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+        MetaArray::F64(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+        MetaArray::Array(v) => {
+            for inner in v {
+                put_array(out, key, inner, depth + 1)?;
             }
         }
     }

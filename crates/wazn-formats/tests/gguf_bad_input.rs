@@ -4,7 +4,7 @@
 mod common;
 
 use common::Raw;
-use wazn_formats::{FormatError, GgmlType, GgufFile, GgufHeader, GgufWriter, MetaValue};
+use wazn_formats::{FormatError, GgmlType, GgufFile, GgufHeader, GgufWriter, MetaArray, MetaValue};
 
 const F32: u32 = 0;
 const Q4_1: u32 = 3;
@@ -128,7 +128,7 @@ fn valid_file() -> Vec<u8> {
         .metadata("llama.block_count", 2u32)
         .metadata(
             "nested",
-            MetaValue::Array(vec![MetaValue::from(vec![1i32, 2])]),
+            MetaValue::from(vec![MetaArray::from(vec![1i32, 2])]),
         )
         .tensor("token_embd.weight", GgmlType::Q4_1, &[32, 2], vec![1u8; 40])
         .tensor("output_norm.weight", GgmlType::F32, &[4], vec![2u8; 16])
@@ -343,11 +343,14 @@ fn nested_arrays(levels: usize) -> Vec<u8> {
 #[test]
 fn nested_arrays_are_read_up_to_a_depth_bound() {
     let h = GgufHeader::parse(&nested_arrays(wazn_formats::MAX_ARRAY_DEPTH)).unwrap();
-    let mut v = h.metadata.get("deep").unwrap();
-    for _ in 0..wazn_formats::MAX_ARRAY_DEPTH {
-        v = &v.as_array().unwrap()[0];
+    let mut a = h.metadata.get("deep").unwrap().as_array().unwrap();
+    for _ in 1..wazn_formats::MAX_ARRAY_DEPTH {
+        match a {
+            MetaArray::Array(inner) => a = &inner[0],
+            other => panic!("not nested deep enough: {other:?}"),
+        }
     }
-    assert_eq!(v, &MetaValue::U8(42));
+    assert_eq!(a, &MetaArray::U8(vec![42]));
 
     for levels in [wazn_formats::MAX_ARRAY_DEPTH + 1, 100_000] {
         let e = parse_err(&nested_arrays(levels));

@@ -141,15 +141,9 @@ impl Gemma3Config {
         let pattern_key = keys.key("attention.sliding_window_pattern");
         let sliding_layers = if sliding_window == 0 {
             vec![false; n_layer]
-        } else if let Some(flags) = md.get(&pattern_key).and_then(|v| v.as_array()) {
-            flags
-                .iter()
-                .map(|f| {
-                    f.as_bool().ok_or_else(|| {
-                        ModelError::BadHyperParameter(format!("{pattern_key}: {f:?}"))
-                    })
-                })
-                .collect::<Result<_, _>>()?
+        } else if md.get(&pattern_key).and_then(|v| v.as_array()).is_some() {
+            // One flag per layer (true: sliding), as newer converters write it.
+            md.get_bool_array(&pattern_key)?.unwrap_or_default()
         } else {
             let every = keys
                 .opt_usize("attention.sliding_window_pattern")?

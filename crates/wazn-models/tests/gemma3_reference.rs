@@ -7,10 +7,14 @@
 
 mod common;
 
+use std::path::PathBuf;
+
 use common::arch_checks::{self, check_logits, data_dir};
 use common::hf_reference::read_reference;
 use serde_json::Value;
+use wazn_formats::{GgufFile, GgufWriter, MetaValue};
 use wazn_kernels::Activations;
+use wazn_models::gemma3::Gemma3Config;
 use wazn_models::{load_model_from, ModelOptions, ModelSource};
 
 #[test]
@@ -79,4 +83,46 @@ fn the_text_part_of_a_multimodal_checkpoint_gives_the_same_logits() {
         &read_reference(&data_dir("gemma3")),
         "gemma3 multimodal layout",
     );
+}
+
+/// tiny.gguf with `gemma3.attention.sliding_window_pattern` set to `value`, written as `name`.
+fn tiny_gguf_with_pattern(name: &str, value: MetaValue) -> PathBuf {
+    let file = GgufFile::open(data_dir("gemma3").join("tiny.gguf")).unwrap();
+    let mut writer = GgufWriter::new();
+    for (k, v) in file.metadata().iter() {
+        writer = writer.metadata(k, v.clone());
+    }
+    writer = writer.metadata("gemma3.attention.sliding_window_pattern", value);
+    for info in file.tensors() {
+        writer = writer.tensor(
+            &info.name,
+            info.ggml_type,
+            &info.dims,
+            file.tensor_data(info),
+        );
+    }
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    writer.write_file(&path).unwrap();
+    path
+}
+
+/// The layer pattern as one flag per layer (true: sliding), as newer converters write it,
+/// in place of a period: read flag for flag, and refused, naming the key, when the array
+/// holds anything but BOOL.
+#[test]
+fn a_per_layer_sliding_pattern_is_read_from_gguf() {
+    let flags = vec![true, false, true, false, true, true, true, false];
+    let path = tiny_gguf_with_pattern("gemma3-flags.gguf", MetaValue::from(flags.clone()));
+    let cfg = Gemma3Config::from_gguf(&GgufFile::open(&path).unwrap(), 256).unwrap();
+    assert_eq!(cfg.sliding_layers, flags);
+    std::fs::remove_file(path).unwrap();
+
+    let path = tiny_gguf_with_pattern("gemma3-bytes.gguf", MetaValue::from(vec![1u8; 8]));
+    let e = Gemma3Config::from_gguf(&GgufFile::open(&path).unwrap(), 256).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "metadata key \"gemma3.attention.sliding_window_pattern\" has type ARRAY of UINT8, \
+         expected ARRAY of BOOL"
+    );
+    std::fs::remove_file(path).unwrap();
 }

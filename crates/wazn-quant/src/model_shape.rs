@@ -74,8 +74,8 @@ fn first_layer_value(metadata: &Metadata, key: &str) -> Result<Option<u32>, Form
         return Ok(None);
     };
     let first = match value {
-        MetaValue::Array(items) => items.first(),
-        single => Some(single),
+        MetaValue::Array(items) => items.get(0),
+        single => Some(single.clone()),
     };
     let Some(first) = first else {
         return Ok(None);
@@ -110,7 +110,7 @@ mod tests {
             ("llama.block_count", MetaValue::U32(80)),
             (
                 "llama.attention.head_count",
-                MetaValue::Array(vec![MetaValue::U32(64), MetaValue::U32(64)]),
+                MetaValue::from(vec![64u32, 64]),
             ),
             ("llama.attention.head_count_kv", MetaValue::U32(8)),
         ]);

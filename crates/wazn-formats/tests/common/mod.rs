@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use wazn_formats::{GgufHeader, MetaValue};
+use wazn_formats::{GgufHeader, MetaArray, MetaValue};
 
 pub const DEFAULT_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -28,20 +28,34 @@ pub fn load_json(name: &str) -> Value {
     serde_json::from_str(&text).expect("valid JSON")
 }
 
-/// gguf-py's type chain: "ARRAY" then the element's chain (from the first element).
+/// gguf-py's type chain: "ARRAY" then the element's chain, taken from the first element (an
+/// empty array's chain stops at "ARRAY").
 fn type_chain(v: &MetaValue) -> Vec<String> {
-    let mut chain = vec![v.type_name().to_string()];
-    if let Some(first) = v.as_array().and_then(|items| items.first()) {
-        chain.extend(type_chain(first));
+    match v.as_array() {
+        Some(items) => array_type_chain(items),
+        None => vec![v.type_name().to_string()],
+    }
+}
+
+fn array_type_chain(items: &MetaArray) -> Vec<String> {
+    let mut chain = vec!["ARRAY".to_string()];
+    match items {
+        MetaArray::Array(inner) => {
+            if let Some(first) = inner.first() {
+                chain.extend(array_type_chain(first));
+            }
+        }
+        scalars if !scalars.is_empty() => chain.push(scalars.element_type().name().to_string()),
+        _ => {}
     }
     chain
 }
 
 /// Scalar leaves in order, nested arrays flattened (as gguf-py's `contents()` does).
-fn leaves<'a>(v: &'a MetaValue, out: &mut Vec<&'a MetaValue>) {
-    match v.as_array() {
-        Some(items) => items.iter().for_each(|item| leaves(item, out)),
-        None => out.push(v),
+fn leaves(items: &MetaArray, out: &mut Vec<MetaValue>) {
+    match items {
+        MetaArray::Array(inner) => inner.iter().for_each(|a| leaves(a, out)),
+        scalars => out.extend(scalars.iter()),
     }
 }
 
@@ -119,7 +133,7 @@ pub fn assert_matches_facts(header: &GgufHeader, bytes: &[u8], facts: &Value) {
             Some(items) => {
                 assert_eq!(items.len() as u64, e["len"].as_u64().unwrap(), "{key}");
                 let mut flat = Vec::new();
-                leaves(value, &mut flat);
+                leaves(items, &mut flat);
                 assert_eq!(flat.len() as u64, e["n_leaves"].as_u64().unwrap(), "{key}");
                 let head = e["head"].as_array().unwrap();
                 assert_eq!(head.len(), flat.len().min(5), "{key}");
