@@ -722,8 +722,8 @@ mod tests {
                 "temperature is 1.5",
             ),
             (
-                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}),
-                "messages[0].role is `system`",
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}),
+                "messages[0].role is `tool`",
             ),
             (
                 json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
