@@ -162,12 +162,7 @@ pub fn read_verdict(logits: &[f32], letters: &[LetterTokens]) -> ModelVerdict {
         *p = if total > 0.0 { w / total } else { 0.0 };
     }
     // The first best on ties, in rubric order.
-    let mut pick = 0;
-    for i in 1..3 {
-        if log_p[i] > log_p[pick] {
-            pick = i;
-        }
-    }
+    let pick = (1..3).fold(0, |best, i| if log_p[i] > log_p[best] { i } else { best });
     ModelVerdict {
         verdict: letters[pick].verdict,
         probabilities,
