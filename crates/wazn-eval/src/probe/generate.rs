@@ -48,7 +48,8 @@ pub struct Answer {
 
 /// How a chat's answer is taken apart as it streams.
 enum Reader {
-    Harmony(ReplyAssembler),
+    // Boxed: an assembler is much larger than a splitter.
+    Harmony(Box<ReplyAssembler>),
     Template(ThinkSplitter),
 }
 
@@ -161,7 +162,7 @@ pub fn generate(
                 item: next.item,
                 sample: next.sample,
                 reader: if harmony {
-                    Reader::Harmony(ReplyAssembler::new())
+                    Reader::Harmony(Box::new(ReplyAssembler::new()))
                 } else {
                     Reader::Template(ThinkSplitter::new(next.opens_thinking))
                 },
