@@ -14,6 +14,7 @@ mod csv;
 pub mod generate;
 pub mod keyword;
 pub mod model_judge;
+mod phrases;
 pub mod report;
 pub mod suite;
 
