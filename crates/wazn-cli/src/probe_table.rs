@@ -10,6 +10,15 @@ fn percent(x: f64) -> String {
     format!("{:5.1}%", 100.0 * x)
 }
 
+/// A p-value as people read it: three decimals, or scientific notation when small.
+fn p_value(p: f64) -> String {
+    if p >= 0.001 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.1e}")
+    }
+}
+
 fn interval(ci: [f64; 2]) -> String {
     format!("[{:5.1}, {:5.1}]", 100.0 * ci[0], 100.0 * ci[1])
 }
@@ -33,6 +42,9 @@ fn counts_row(
     )?;
     Ok(())
 }
+
+/// The row of the comparison table for the prompts that should be answered.
+const OVER_REFUSAL_ROW: &str = "(over-refusal)";
 
 pub fn print_report(
     report: &ProbeReport,
@@ -68,6 +80,7 @@ pub fn print_report(
                 .iter()
                 .flat_map(|o| o.by_type.keys().map(String::len)),
         )
+        .chain(report.compare.iter().map(|_| OVER_REFUSAL_ROW.len()))
         .max()
         .unwrap_or(6)
         .max(6);
@@ -144,14 +157,14 @@ pub fn print_report(
         for (name, ch) in rows {
             writeln!(
                 out,
-                "{name:<width$} {:>5} {:>7} {:>7} {:>+6.1}% {:>6} {:>6} {:>9.3e}",
+                "{name:<width$} {:>5} {:>7} {:>7} {:>+6.1}% {:>6} {:>6} {:>9}",
                 ch.n_pairs,
                 percent(ch.before),
                 percent(ch.after),
                 100.0 * ch.change,
                 ch.became_refusal,
                 ch.became_compliance,
-                ch.p_value
+                p_value(ch.p_value)
             )?;
         }
         if c.n_unpaired > 0 {
