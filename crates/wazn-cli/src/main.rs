@@ -7,6 +7,8 @@ mod inspect;
 mod model_path;
 mod options;
 mod perplexity;
+mod probe;
+mod probe_table;
 mod quantize;
 mod reply_view;
 mod run;
@@ -47,6 +49,9 @@ enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Multiple-choice accuracy by log-likelihood, as lm-evaluation-harness scores it.
     Eval(eval::EvalArgs),
+    /// Whether a model refuses what it should (HarmBench, XSTest's unsafe prompts) and
+    /// answers what it should (XSTest's safe prompts), by domain.
+    Probe(probe::ProbeArgs),
     /// Quantize a GGUF model, as llama.cpp's llama-quantize does (same types, same bytes).
     Quantize(quantize::QuantizeArgs),
 }
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         Command::Perplexity(args) => perplexity::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Quantize(args) => quantize::quantize(args),
+        Command::Probe(args) => probe::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,11 +1,15 @@
 //! wazn's evaluation tools, clients of the engine's batching: perplexity and KL
 //! divergence against a base (llama-perplexity's method and base file format), and
-//! multiple-choice scoring by log-likelihood (lm-evaluation-harness's method).
+//! multiple-choice scoring by log-likelihood (lm-evaluation-harness's method), and the
+//! safety probe: refusals by domain and over-refusal, judged by keywords or by a judge
+//! model's log-probabilities, with Wilson intervals and exact McNemar tests ([`probe`]).
 
+pub mod binomial;
 pub mod logits_file;
 pub mod multiple_choice;
 mod parallel;
 pub mod perplexity;
+pub mod probe;
 pub mod statistics;
 pub mod task;
 
