@@ -127,6 +127,17 @@ pub fn print_report(
             percent(a.three_way.rate).trim(),
             interval(a.three_way.ci95)
         )?;
+        if let Some(people) = &a.over_refusal_by_people {
+            writeln!(
+                out,
+                "  over-refusal by people: {} {} of {} ({} full, {} partial)",
+                percent(people.refusal_rate).trim(),
+                interval(people.ci95),
+                people.n,
+                people.refuse,
+                people.partial
+            )?;
+        }
         for (human, row) in &a.confusion {
             let cells: Vec<String> = row.iter().map(|(j, n)| format!("{j} {n}")).collect();
             writeln!(
