@@ -26,6 +26,9 @@ use crate::error::{AnthropicError, ApiError};
 use crate::routes;
 use crate::AppState;
 
+/// How often a stream with nothing else to say sends a `ping` event.
+const KEEP_ALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `POST /v1/messages`.
 pub async fn messages(
     State(state): State<Arc<AppState>>,
@@ -216,7 +219,11 @@ fn stream(mut run: ChatRun, message: MessageHead) -> Response {
             }
         }
     });
+    // While a long prompt is read no content event comes for minutes. Anthropic's API sends
+    // `ping` events meanwhile, and its clients time out a stream that carries no events
+    // (comments do not count), so the keep-alive is a real `ping` event.
+    let ping = SseEvent::default().event("ping").data(r#"{"type":"ping"}"#);
     Sse::new(ReceiverStream::new(out_rx))
-        .keep_alive(KeepAlive::default())
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE_INTERVAL).event(ping))
         .into_response()
 }
