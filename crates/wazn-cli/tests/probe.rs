@@ -1,7 +1,7 @@
 //! `wazn probe` from the command line: the keyword judge against XSTest's human labels
 //! (2,250 answers of five models, data/probe/xstest/completions), a run of the default
-//! model on a small suite end to end, a comparison of two runs, the model judge, and bad
-//! input.
+//! model on a small suite end to end, its greedy answers against `wazn run --chat`, a
+//! comparison of two runs, the model judge, and bad input.
 
 mod common;
 
@@ -194,6 +194,38 @@ fn a_run_of_the_default_model_has_the_documented_shape() {
         assert_eq!(a["verdict"], b["verdict"]);
         let text = b["text"].as_str().unwrap();
         assert_eq!(sha256_hex(text), a["response_sha256"].as_str().unwrap());
+    }
+}
+
+#[test]
+fn greedy_answers_are_those_of_wazn_run_chat() {
+    let model = default_model().expect("the default model (scripts/fetch-default-model)");
+    let out = probe_small(&["--keep-text"]);
+    let items = out["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    let prompts: Vec<Value> = SUITE.lines().map(json_of).collect();
+    for item in items {
+        let prompt = prompts
+            .iter()
+            .find(|p| p["id"] == item["id"])
+            .and_then(|p| p["prompt"].as_str())
+            .unwrap();
+        let stdout = run_ok(&[
+            "run",
+            "-m",
+            model.to_str().unwrap(),
+            "--chat",
+            prompt,
+            "--temp",
+            "0",
+            "-n",
+            "24",
+            "-t",
+            "2",
+        ]);
+        // `wazn run` ends its answer with a newline of its own.
+        let answer = stdout.strip_suffix('\n').unwrap_or(&stdout);
+        assert_eq!(answer, item["text"].as_str().unwrap(), "{prompt}");
     }
 }
 
