@@ -25,6 +25,10 @@ use crate::sequence::{FinishReason, Request};
 /// What the engine thread tells the owner of one submitted request.
 #[derive(Debug)]
 pub enum ServiceEvent {
+    /// The request was admitted: its prompt is valid and is being computed. It comes before
+    /// any token, so a server can send a stream's headers at once, not after a long prompt
+    /// has been read (clients time out a response that does not begin).
+    Started,
     /// A token, some text, or the end of the sequence.
     Event(Event),
     /// The request could not start (a prompt too long, a bad sampler setting); nothing
@@ -241,6 +245,8 @@ impl Worker {
             };
             match self.engine.add_request(submission.request) {
                 Ok(seq_id) => {
+                    // A listener already gone is found by `drop_abandoned` like any other.
+                    submission.sink.send(ServiceEvent::Started);
                     self.running.insert(seq_id, submission.sink);
                 }
                 Err(err) => {

@@ -49,7 +49,8 @@ impl Ending {
 pub struct ChatRun {
     state: Arc<AppState>,
     events: Events,
-    /// The first event, read by [`ChatRun::start`] to tell a refused request from a running one.
+    /// An event read by [`ChatRun::start`] while it waited to tell a refused request from a
+    /// running one, not yet handed on.
     first: Option<ServiceEvent>,
     reply: Reply,
     started: Instant,
@@ -60,26 +61,29 @@ pub struct ChatRun {
 }
 
 impl ChatRun {
-    /// Submits `job` (its first prompt, one choice) and waits for the engine's first word, so
-    /// that a request it refuses is a plain error rather than a broken stream.
+    /// Submits `job` (its first prompt, one choice) and waits for the engine to admit it (not
+    /// for its first token), so that a request it refuses is a plain error rather than a
+    /// broken stream, and a stream begins before a long prompt has been read.
     pub async fn start(state: Arc<AppState>, mut job: Job) -> Result<ChatRun, ApiError> {
         job.generation.n = 1;
         job.prompts.truncate(1);
         job.echo = false;
         let prompt_tokens = job.prompts.first().map_or(0, |p| p.ids.len());
         let reply = Reply::of(&job).unwrap_or_else(|| Reply::Text(TextReply::new(None, None)));
+        let started = Instant::now();
         let mut events = generate::submit(&state, &job)?;
         let first = match events.recv().await {
             Some((_, ServiceEvent::Rejected(err))) => return Err(generate::rejected(err)),
-            Some((_, event)) => event,
+            Some((_, ServiceEvent::Started)) => None,
+            Some((_, event)) => Some(event),
             None => return Err(ApiError::unavailable("the engine stopped")),
         };
         Ok(ChatRun {
             state,
             events,
-            first: Some(first),
+            first,
             reply,
-            started: Instant::now(),
+            started,
             last_token_at: None,
             prompt_tokens,
             completion_tokens: 0,
@@ -93,16 +97,19 @@ impl ChatRun {
         if self.ending.is_some() {
             return Ok(None);
         }
-        let event = match self.first.take() {
-            Some(first) => first,
-            None => match self.events.recv().await {
-                Some((_, event)) => event,
-                None => return Err(ApiError::unavailable("the engine stopped")),
-            },
-        };
-        let event = match event {
-            ServiceEvent::Event(event) => event,
-            ServiceEvent::Rejected(err) => return Err(generate::rejected(err)),
+        let event = loop {
+            let event = match self.first.take() {
+                Some(first) => first,
+                None => match self.events.recv().await {
+                    Some((_, event)) => event,
+                    None => return Err(ApiError::unavailable("the engine stopped")),
+                },
+            };
+            match event {
+                ServiceEvent::Event(event) => break event,
+                ServiceEvent::Started => continue,
+                ServiceEvent::Rejected(err) => return Err(generate::rejected(err)),
+            }
         };
         if event.token.is_some() {
             let now = Instant::now();

@@ -652,6 +652,7 @@ async fn collect(
     while !answer.done() {
         match rx.recv().await {
             Some((_, ServiceEvent::Rejected(err))) => return Err(rejected(err)),
+            Some((_, ServiceEvent::Started)) => {}
             Some((_, ServiceEvent::Event(event)))
                 if event.finished == Some(FinishReason::Cancelled) =>
             {
@@ -672,15 +673,17 @@ async fn stream(
     mut answer: Answer,
     mut rx: Events,
 ) -> Result<Response, ApiError> {
-    // A request the engine refuses is still a plain error: wait for its first word.
+    // A request the engine refuses is still a plain error: wait for its admission (not its
+    // first token, which a long prompt delays past clients' patience).
     let first = match rx.recv().await {
         Some((_, ServiceEvent::Rejected(err))) => return Err(rejected(err)),
-        Some((index, ServiceEvent::Event(event))) => (index, event),
+        Some((_, ServiceEvent::Started)) => None,
+        Some((index, ServiceEvent::Event(event))) => Some((index, event)),
         None => return Err(ApiError::unavailable("the engine stopped")),
     };
     let (out, out_rx) = mpsc::channel::<Result<SseEvent, Infallible>>(64);
     tokio::spawn(async move {
-        let mut pending = Some(first);
+        let mut pending = first;
         loop {
             let (index, event) = match pending.take() {
                 Some(first) => first,
@@ -692,6 +695,7 @@ async fn stream(
                     };
                     match next {
                         Some((index, ServiceEvent::Event(event))) => (index, event),
+                        Some((_, ServiceEvent::Started)) => continue,
                         Some((_, ServiceEvent::Rejected(err))) => {
                             let data = rejected(err).to_json();
                             let _ = out

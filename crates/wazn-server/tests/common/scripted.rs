@@ -5,7 +5,8 @@
 //! the prompt it was given.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use serde_json::Value;
 use wazn_engine::{Engine, EngineOptions};
@@ -74,11 +75,34 @@ pub fn tokenizer() -> Tokenizer {
 /// Every sequence's prompt length and tokens, as the model saw them.
 pub type Seen = Arc<Mutex<HashMap<SeqId, (usize, Vec<u32>)>>>;
 
+/// Holds the model's first forward pass until the test opens it: what a server does while a
+/// long prompt is being read.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        let (open, changed) = &*self.0;
+        *open.lock().unwrap() = true;
+        changed.notify_all();
+    }
+
+    /// Waits until the gate is open, or two minutes at most so that a failing test ends.
+    fn wait(&self) {
+        let (open, changed) = &*self.0;
+        let guard = open.lock().unwrap();
+        let _ = changed
+            .wait_timeout_while(guard, Duration::from_secs(120), |open| !*open)
+            .unwrap();
+    }
+}
+
 /// Writes `script` after every prompt, then `<|im_end|>`.
 struct ScriptedModel {
     info: ModelInfo,
     script: Vec<u32>,
     tokens: Seen,
+    gate: Option<Gate>,
 }
 
 impl Model for ScriptedModel {
@@ -92,6 +116,9 @@ impl Model for ScriptedModel {
         _kv: &mut KvCache,
         _pool: &ThreadPool,
     ) -> Result<Logits, ModelError> {
+        if let Some(gate) = &self.gate {
+            gate.wait();
+        }
         let n_vocab = self.info.n_vocab;
         let mut seen = self.tokens.lock().unwrap();
         let mut data = Vec::new();
@@ -122,6 +149,20 @@ pub fn start(source: &str, reply: &str) -> (TestServer, Seen) {
 
 /// [`start`] under the given limits on clients.
 pub fn start_limited(source: &str, reply: &str, limits: HttpLimits) -> (TestServer, Seen) {
+    start_scripted(source, reply, limits, None)
+}
+
+/// [`start`] with a model that computes nothing until `gate` is opened.
+pub fn start_gated(source: &str, reply: &str, gate: Gate) -> (TestServer, Seen) {
+    start_scripted(source, reply, HttpLimits::default(), Some(gate))
+}
+
+fn start_scripted(
+    source: &str,
+    reply: &str,
+    limits: HttpLimits,
+    gate: Option<Gate>,
+) -> (TestServer, Seen) {
     let tokenizer = tokenizer();
     let script = tokenizer.encode(reply, false, true).unwrap();
     let template = ChatTemplate::new(source, "", "<|im_end|>").unwrap();
@@ -138,6 +179,7 @@ pub fn start_limited(source: &str, reply: &str, limits: HttpLimits) -> (TestServ
         },
         script,
         tokens: Arc::clone(&seen),
+        gate,
     };
     let text = ModelText {
         tokenizer,
