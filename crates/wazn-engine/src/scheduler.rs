@@ -37,7 +37,7 @@ fn is_decoding(seq: &Sequence) -> bool {
 /// Fills a batch within `budget`, decoding sequences first, then prompts oldest first,
 /// taking no more cache blocks than `kv` has left. Rows come grouped by sequence, in
 /// the order of `sequences`. A sequence whose pending tokens all fit asks for the
-/// logits of its last one.
+/// logits of its last one; an embedding asks for the hidden states of the rows it pools.
 pub(crate) fn schedule(sequences: &[Sequence], budget: Budget, kv: &KvCache) -> Batch {
     let mut rows_left = budget.rows.max(1);
     let mut blocks_left = kv.n_blocks_available();
@@ -104,7 +104,13 @@ pub(crate) fn schedule(sequences: &[Sequence], budget: Budget, kv: &KvCache) -> 
                 row.wants_logits |= row.pos >= first && row.pos < last;
             }
         }
-        if n == seq.n_pending() {
+        if let Some(pooler) = &seq.pooler {
+            // An embedding asks for the hidden states it pools, and never for logits.
+            let rows = batch.rows.len() - n..batch.rows.len();
+            for row in &mut batch.rows[rows] {
+                row.wants_hidden = pooler.wants(row.pos);
+            }
+        } else if n == seq.n_pending() {
             if let Some(last) = batch.rows.last_mut() {
                 last.wants_logits = true;
             }

@@ -359,5 +359,6 @@ fn cancelled_event(seq_id: SeqId) -> Event {
         finished: Some(FinishReason::Cancelled),
         stop_string: None,
         prompt_scores: Vec::new(),
+        embedding: None,
     }
 }
