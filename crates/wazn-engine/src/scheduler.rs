@@ -124,6 +124,7 @@ mod tests {
     use super::*;
     use crate::sampler::{Sampler, SamplerParams};
     use crate::sequence::Request;
+    use wazn_models::Pooling;
 
     fn sequence(id: u32, n_prompt: usize, n_generated: usize) -> Sequence {
         let tokens: Vec<u32> = (0..n_prompt as u32).collect();
@@ -194,5 +195,40 @@ mod tests {
         let batch = schedule(&seqs, budget, &kv);
         let ids: Vec<u32> = batch.rows.iter().map(|r| r.seq_id).collect();
         assert_eq!(ids, [0, 1, 2, 3], "oldest decodes first");
+    }
+
+    #[test]
+    fn an_embedding_asks_for_the_hidden_states_it_pools_and_never_for_logits() {
+        let kv = KvCache::new(1, 8, 4096);
+        let embedding = |id: u32, pooling| {
+            let request = Request::embedding((0..40).collect(), pooling);
+            let sampler = Sampler::new(request.sampler.clone()).unwrap();
+            Sequence::new(id, request, sampler)
+        };
+        let budget = Budget {
+            rows: 30,
+            prefill_rows_with_decodes: 64,
+        };
+        for (pooling, first_chunk, second_chunk) in [
+            (Pooling::Last, vec![], vec![39]),
+            (Pooling::Cls, vec![0], vec![]),
+            (Pooling::Mean, (0..30).collect(), (30..40).collect()),
+        ] {
+            let mut seqs = vec![embedding(0, pooling)];
+            let hidden = |batch: &Batch| -> Vec<usize> {
+                assert!(batch.rows.iter().all(|r| !r.wants_logits), "{pooling:?}");
+                batch
+                    .rows
+                    .iter()
+                    .filter(|r| r.wants_hidden)
+                    .map(|r| r.pos)
+                    .collect()
+            };
+            let batch = schedule(&seqs, budget, &kv);
+            assert_eq!(hidden(&batch), first_chunk, "{pooling:?}");
+            seqs[0].n_computed = 30;
+            let batch = schedule(&seqs, budget, &kv);
+            assert_eq!(hidden(&batch), second_chunk, "{pooling:?}");
+        }
     }
 }
