@@ -15,7 +15,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::embeddings::{embed, EmbeddingInput};
+use crate::embeddings::{embed, EmbedOptions, EmbeddingInput};
 use crate::error::ApiError;
 use crate::routes::{body_bytes, check_model_name};
 use crate::wire;
@@ -92,7 +92,7 @@ pub async fn create_embeddings(
         ),
     };
     let inputs = parse_inputs(request.input.as_ref())?;
-    let embeddings = embed(&state, &inputs, dimensions).await?;
+    let embeddings = embed(&state, &inputs, EmbedOptions::unit(dimensions)).await?;
     let data = embeddings
         .vectors
         .into_iter()

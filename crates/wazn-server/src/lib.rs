@@ -19,6 +19,7 @@ mod listener;
 pub mod metrics;
 pub mod model_facts;
 mod ollama;
+mod ollama_embed;
 mod ollama_info;
 mod ollama_request;
 pub mod response_store;
@@ -193,6 +194,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/tokenizer_info", get(tokenize_routes::tokenizer_info))
         .route("/api/chat", post(ollama::chat))
         .route("/api/generate", post(ollama::generate))
+        .route("/api/embed", post(ollama_embed::embed))
+        .route("/api/embeddings", post(ollama_embed::embeddings))
         .route("/api/tags", get(ollama_info::tags))
         .route("/api/ps", get(ollama_info::ps))
         .route("/api/show", post(ollama_info::show))
@@ -240,6 +243,8 @@ async fn auth_and_count(
         | "/tokenizer_info"
         | "/api/chat"
         | "/api/generate"
+        | "/api/embed"
+        | "/api/embeddings"
         | "/api/tags"
         | "/api/ps"
         | "/api/show"
