@@ -1,10 +1,11 @@
-"""The official `openai` Python SDK's embeddings (`client.embeddings`) against `wazn serve`.
+"""The official `openai` Python SDK's embeddings (`client.embeddings`) and the `ollama`
+client's (`embed`, and the older `embeddings`) against `wazn serve`.
 
 The default model is a chat model, so scripts/test-sdk starts a second server on the tiny
 Qwen3 embedding model committed with the Rust tests (written by
 scripts/reference/qwen3_embedding_tiny.py with sentence-transformers) and passes its address
 as WAZN_EMBED_BASE_URL and its name as WAZN_EMBED_MODEL. The vectors are checked against
-that file's sentence-transformers reference, decoded by the SDK itself.
+that file's sentence-transformers reference, decoded by each client itself.
 """
 
 import json
@@ -13,6 +14,7 @@ import os
 import unittest
 from pathlib import Path
 
+import ollama
 import openai
 
 BASE_URL = os.environ["WAZN_BASE_URL"]
@@ -34,7 +36,17 @@ def client(base_url=EMBED_BASE_URL):
     return openai.OpenAI(base_url=base_url, api_key=API_KEY, max_retries=0, timeout=120)
 
 
-class Embeddings(unittest.TestCase):
+def ollama_client(base_url=EMBED_BASE_URL):
+    # The Ollama client takes the server's address without `/v1`.
+    host = base_url.removesuffix("/").removesuffix("/v1")
+    return ollama.Client(host=host, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=120)
+
+
+# One Ollama client (one connection pool) for the embedding server's tests.
+OLLAMA = ollama_client()
+
+
+class CloseVectors(unittest.TestCase):
     def assert_close(self, got, want, what):
         got = [float(x) for x in got]
         self.assertEqual(len(got), len(want), what)
@@ -45,6 +57,8 @@ class Embeddings(unittest.TestCase):
         self.assertGreaterEqual(cos, MIN_COSINE, what)
         self.assertAlmostEqual(math.sqrt(sum(a * a for a in got)), 1.0, places=5, msg=what)
 
+
+class Embeddings(CloseVectors):
     def test_the_sdk_default_base64_decodes_to_the_reference(self):
         # Without encoding_format the SDK asks for base64 and decodes it itself.
         r = client().embeddings.create(model=EMBED_MODEL, input=[i["text"] for i in TEXTS])
@@ -85,6 +99,58 @@ class Embeddings(unittest.TestCase):
         with self.assertRaises(openai.BadRequestError) as caught:
             client(BASE_URL).embeddings.create(model=MODEL, input="hello")
         self.assertIn("does not embed", caught.exception.message)
+
+
+class OllamaEmbed(CloseVectors):
+    def test_embed_gives_the_reference_vectors(self):
+        r = OLLAMA.embed(model=EMBED_MODEL, input=[i["text"] for i in TEXTS])
+        self.assertEqual(r.model, EMBED_MODEL)
+        self.assertEqual(len(r.embeddings), len(TEXTS))
+        for got, want in zip(r.embeddings, TEXTS):
+            self.assert_close(got, want["embedding"], want["text"])
+        self.assertEqual(r.prompt_eval_count, sum(len(i["input_ids"]) for i in TEXTS))
+        self.assertGreater(r.total_duration, 0)
+
+    def test_one_string_shortened_with_options_and_keep_alive(self):
+        want = TEXTS[1]
+        d = REFERENCE["truncate_dim"]
+        r = OLLAMA.embed(model=f"{EMBED_MODEL}:latest", input=want["text"],
+                                  dimensions=d, keep_alive="5m", options={"num_ctx": 2048})
+        self.assertEqual(len(r.embeddings), 1)
+        self.assert_close(r.embeddings[0], want[f"embedding_{d}"], "dimensions")
+
+    def test_a_long_input_is_cut_to_the_context_unless_truncate_is_false(self):
+        # scripts/test-sdk serves the embedding model with a 2048-token context.
+        text = "hello world " * 4096
+        r = OLLAMA.embed(model=EMBED_MODEL, input=text)
+        self.assertEqual(r.prompt_eval_count, 2048)
+        self.assertAlmostEqual(math.sqrt(sum(x * x for x in r.embeddings[0])), 1.0, places=5)
+        with self.assertRaises(ollama.ResponseError) as caught:
+            OLLAMA.embed(model=EMBED_MODEL, input=text, truncate=False)
+        self.assertEqual(caught.exception.status_code, 400)
+        self.assertIn("context", caught.exception.error)
+
+    def test_the_older_embeddings_route_gives_the_vector_as_pooled(self):
+        want = TEXTS[0]
+        r = OLLAMA.embeddings(model=EMBED_MODEL, prompt=want["text"])
+        norm = math.sqrt(sum(x * x for x in r.embedding))
+        self.assertNotAlmostEqual(norm, 1.0, places=2)
+        self.assert_close([x / norm for x in r.embedding], want["embedding"], "made unit length")
+
+    def test_bad_input_is_a_response_error(self):
+        with self.assertRaises(ollama.ResponseError) as caught:
+            OLLAMA.embed(model="nomic-embed-text", input="a")
+        self.assertEqual(caught.exception.status_code, 404)
+        with self.assertRaises(ollama.ResponseError) as caught:
+            OLLAMA.embed(model=EMBED_MODEL, input=["a", ""])
+        self.assertEqual(caught.exception.status_code, 400)
+        self.assertTrue(caught.exception.error)
+
+    def test_a_chat_model_cannot_embed(self):
+        with self.assertRaises(ollama.ResponseError) as caught:
+            ollama_client(BASE_URL).embed(model=MODEL, input="hello")
+        self.assertEqual(caught.exception.status_code, 400)
+        self.assertIn("does not embed", caught.exception.error)
 
 
 if __name__ == "__main__":
