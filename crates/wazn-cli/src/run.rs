@@ -113,6 +113,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         ignore_eos: args.ignore_eos,
         constraint: constraint(&args, &engine, harmony_chat)?,
         prompt_scoring: None,
+        embedding: None,
     };
     let seq_id = engine.add_request(request)?;
 

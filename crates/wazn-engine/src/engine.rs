@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use wazn_kernels::ThreadPool;
 use wazn_models::kv_cache::{KvUsage, KV_BLOCK_SIZE};
-use wazn_models::{KvCache, Model, ModelOptions, SeqId};
+use wazn_models::{EmbeddingSupport, KvCache, Model, ModelError, ModelOptions, SeqId};
 use wazn_text::{ChatFormat, ChatTemplate, ModelText, Tokenizer};
 
+use crate::embedding;
 use crate::error::EngineError;
 use crate::profile::StepProfile;
 use crate::prompt_scoring::{score_rows, PromptTokenScore, ScoringRow};
@@ -64,6 +65,9 @@ pub struct Event {
     /// Scores of prompt tokens computed in this step, in prompt order, for a request that
     /// asked for them ([`crate::PromptScoring`]); such an event has no token.
     pub prompt_scores: Vec<PromptTokenScore>,
+    /// An embedding request's pooled vector (`[n_embd]`, as pooled: not normalised), on
+    /// the event that ends it.
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// Time spent on prompt tokens and on generated tokens, as llama.cpp reports it.
@@ -108,14 +112,22 @@ pub struct Engine {
     profile: StepProfile,
     /// Prompt rows a step takes at most next to decoding sequences.
     prefill_rows_with_decodes: usize,
+    /// Whether the model file makes this an embedding model, and its pooling.
+    embedding: EmbeddingSupport,
 }
 
 impl Engine {
     /// Opens a model, a GGUF file or a Hugging Face folder, and prepares its weights,
     /// tokenizer and chat format (gpt-oss: o200k_harmony and harmony).
     pub fn load(path: &Path, options: EngineOptions) -> Result<Engine, EngineError> {
-        let source::LoadedModel { model, text } = source::open(path, &options.model)?;
-        Engine::with_model(model, text, options)
+        let source::LoadedModel {
+            model,
+            text,
+            embedding,
+        } = source::open(path, &options.model)?;
+        let mut engine = Engine::with_model(model, text, options)?;
+        engine.set_embedding_support(embedding);
+        Ok(engine)
     }
 
     /// An engine around a model made elsewhere (built in code, or a stand-in for tests),
@@ -151,7 +163,31 @@ impl Engine {
             stats: GenerationStats::default(),
             profile: StepProfile::default(),
             prefill_rows_with_decodes: DEFAULT_PREFILL_ROWS_WITH_DECODES,
+            embedding: EmbeddingSupport::Unavailable(
+                "the model was not loaded from a file that declares a pooling".into(),
+            ),
         })
+    }
+
+    /// Whether the model is an embedding model (its file declares a pooling) and how it
+    /// pools. Any model that hands back its hidden states can still be asked for pooled
+    /// vectors ([`Request::embedding`]); this says what its file intends.
+    pub fn embedding_support(&self) -> &EmbeddingSupport {
+        &self.embedding
+    }
+
+    /// Declares how the model embeds (as a model file would); a pooling is refused for a
+    /// model that hands back no hidden states.
+    pub fn set_embedding_support(&mut self, support: EmbeddingSupport) {
+        self.embedding = match support {
+            EmbeddingSupport::Pooled { .. } if self.model.hidden_width().is_none() => {
+                EmbeddingSupport::Unavailable(format!(
+                    "the {} architecture does not hand back its hidden states",
+                    self.model.info().architecture
+                ))
+            }
+            support => support,
+        };
     }
 
     pub fn model(&self) -> &dyn Model {
@@ -216,7 +252,13 @@ impl Engine {
         if n_prompt == 0 {
             return Err(EngineError::EmptyPrompt);
         }
-        if n_prompt >= self.options.n_ctx {
+        // An embedding may fill the context: nothing is generated after its prompt.
+        let embeds = request.embedding.is_some();
+        if embeds && self.model.hidden_width().is_none() {
+            return Err(ModelError::NoHiddenStates.into());
+        }
+        let n_positions = if embeds { n_prompt } else { n_prompt + 1 };
+        if n_positions > self.options.n_ctx {
             return Err(EngineError::PromptTooLong {
                 n_prompt,
                 n_ctx: self.options.n_ctx,
@@ -231,7 +273,7 @@ impl Engine {
             .into());
         }
         request.sampler.check_vocab(n_vocab)?;
-        let n_blocks = (n_prompt + 1).div_ceil(KV_BLOCK_SIZE);
+        let n_blocks = n_positions.div_ceil(KV_BLOCK_SIZE);
         if n_blocks > self.max_kv_blocks {
             return Err(EngineError::CacheTooSmall {
                 n_blocks,
@@ -313,9 +355,10 @@ impl Engine {
         // Schedule: new sequences first take what the prefix cache holds of them.
         for seq in self.sequences.iter_mut().filter(|s| !s.prefix_checked) {
             seq.prefix_checked = true;
-            // A row whose logits are owed as a score must be computed, not taken from
-            // the cache (the cache leaves the last token it is given to compute).
-            let n_cacheable = seq.first_scoring_row().map_or(seq.n_prompt, |row| row + 1);
+            // A row whose logits are owed as a score, or whose hidden state is pooled, must
+            // be computed, not taken from the cache (the cache leaves the last token it is
+            // given to compute).
+            let n_cacheable = seq.first_owed_row().map_or(seq.n_prompt, |row| row + 1);
             seq.n_computed = self.kv.attach_prefix(seq.id, &seq.tokens[..n_cacheable]);
         }
         let mut batch = schedule(&self.sequences, self.budget(), &self.kv);
@@ -344,7 +387,10 @@ impl Engine {
 
         // Execute.
         let forward_start = Instant::now();
-        let mut logits = self.model.forward(&batch, &mut self.kv, &self.pool)?;
+        let outputs = self
+            .model
+            .forward_outputs(&batch, &mut self.kv, &self.pool)?;
+        let (mut logits, hidden) = (outputs.logits, outputs.hidden);
         let forward_end = Instant::now();
 
         // Advance every sequence by its rows; rows that predict a prompt token owed as a
@@ -359,6 +405,8 @@ impl Engine {
                 "the model returned fewer rows of logits than the batch asked for".into(),
             )
         };
+        let mut hidden_rows = (0..hidden.n_rows()).map(|i| hidden.row(i));
+        let mut embedded = Vec::new();
         let mut batch_rows = batch.rows.as_slice();
         for seq in self.sequences.iter_mut().filter(|s| s.finished.is_none()) {
             let n_rows = batch_rows.iter().take_while(|r| r.seq_id == seq.id).count();
@@ -388,6 +436,8 @@ impl Engine {
                     seq.next_scored_pos = r.pos + 2;
                 }
             }
+            // An embedding that is done frees its cache when it retires below.
+            embedded.extend(embedding::pool_rows(seq, mine, &mut hidden_rows)?);
             if let Some(row) = sampling_row {
                 jobs.push(Job { seq, logits: row });
             }
@@ -395,6 +445,7 @@ impl Engine {
         let update_start = Instant::now();
         let mut events = stuck;
         events.extend(score_rows(scoring, &self.pool));
+        events.extend(embedded);
         let (sampled, times) = update_all(jobs, &self.tokenizer, self.options.n_ctx, &self.pool);
         events.extend(sampled);
         let update_end = Instant::now();
@@ -442,6 +493,9 @@ impl Engine {
                 self.kv.remove(seq.id);
                 seq.n_computed = 0;
                 seq.prefix_checked = false;
+                if let Some(pooler) = &mut seq.pooler {
+                    pooler.restart();
+                }
             }
             None => {
                 // Nothing left to free: the oldest sequence cannot grow any further.

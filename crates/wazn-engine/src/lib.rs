@@ -4,6 +4,7 @@
 //! lets an asynchronous front end drive it.
 
 pub mod constraint;
+mod embedding;
 pub mod engine;
 pub mod error;
 mod profile;
@@ -29,4 +30,5 @@ pub use service::{
     EngineHandle, EventSink, ServiceCounters, ServiceEvent, ServiceOptions, Submission, SubmitError,
 };
 pub use wazn_models::kv_cache::{KvUsage, KV_BLOCK_SIZE};
+pub use wazn_models::{EmbeddingSupport, Pooling};
 pub use wazn_text::ChatFormat;

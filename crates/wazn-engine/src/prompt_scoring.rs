@@ -101,6 +101,7 @@ pub(crate) fn score_rows(rows: Vec<ScoringRow<'_>>, pool: &ThreadPool) -> Vec<Ev
                 finished: None,
                 stop_string: None,
                 prompt_scores: vec![score],
+                embedding: None,
             }),
         }
     }

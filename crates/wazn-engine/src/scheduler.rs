@@ -37,7 +37,7 @@ fn is_decoding(seq: &Sequence) -> bool {
 /// Fills a batch within `budget`, decoding sequences first, then prompts oldest first,
 /// taking no more cache blocks than `kv` has left. Rows come grouped by sequence, in
 /// the order of `sequences`. A sequence whose pending tokens all fit asks for the
-/// logits of its last one.
+/// logits of its last one; an embedding asks for the hidden states of the rows it pools.
 pub(crate) fn schedule(sequences: &[Sequence], budget: Budget, kv: &KvCache) -> Batch {
     let mut rows_left = budget.rows.max(1);
     let mut blocks_left = kv.n_blocks_available();
@@ -104,7 +104,13 @@ pub(crate) fn schedule(sequences: &[Sequence], budget: Budget, kv: &KvCache) -> 
                 row.wants_logits |= row.pos >= first && row.pos < last;
             }
         }
-        if n == seq.n_pending() {
+        if let Some(pooler) = &seq.pooler {
+            // An embedding asks for the hidden states it pools, and never for logits.
+            let rows = batch.rows.len() - n..batch.rows.len();
+            for row in &mut batch.rows[rows] {
+                row.wants_hidden = pooler.wants(row.pos);
+            }
+        } else if n == seq.n_pending() {
             if let Some(last) = batch.rows.last_mut() {
                 last.wants_logits = true;
             }
@@ -118,6 +124,7 @@ mod tests {
     use super::*;
     use crate::sampler::{Sampler, SamplerParams};
     use crate::sequence::Request;
+    use wazn_models::Pooling;
 
     fn sequence(id: u32, n_prompt: usize, n_generated: usize) -> Sequence {
         let tokens: Vec<u32> = (0..n_prompt as u32).collect();
@@ -188,5 +195,40 @@ mod tests {
         let batch = schedule(&seqs, budget, &kv);
         let ids: Vec<u32> = batch.rows.iter().map(|r| r.seq_id).collect();
         assert_eq!(ids, [0, 1, 2, 3], "oldest decodes first");
+    }
+
+    #[test]
+    fn an_embedding_asks_for_the_hidden_states_it_pools_and_never_for_logits() {
+        let kv = KvCache::new(1, 8, 4096);
+        let embedding = |id: u32, pooling| {
+            let request = Request::embedding((0..40).collect(), pooling);
+            let sampler = Sampler::new(request.sampler.clone()).unwrap();
+            Sequence::new(id, request, sampler)
+        };
+        let budget = Budget {
+            rows: 30,
+            prefill_rows_with_decodes: 64,
+        };
+        for (pooling, first_chunk, second_chunk) in [
+            (Pooling::Last, vec![], vec![39]),
+            (Pooling::Cls, vec![0], vec![]),
+            (Pooling::Mean, (0..30).collect(), (30..40).collect()),
+        ] {
+            let mut seqs = vec![embedding(0, pooling)];
+            let hidden = |batch: &Batch| -> Vec<usize> {
+                assert!(batch.rows.iter().all(|r| !r.wants_logits), "{pooling:?}");
+                batch
+                    .rows
+                    .iter()
+                    .filter(|r| r.wants_hidden)
+                    .map(|r| r.pos)
+                    .collect()
+            };
+            let batch = schedule(&seqs, budget, &kv);
+            assert_eq!(hidden(&batch), first_chunk, "{pooling:?}");
+            seqs[0].n_computed = 30;
+            let batch = schedule(&seqs, budget, &kv);
+            assert_eq!(hidden(&batch), second_chunk, "{pooling:?}");
+        }
     }
 }

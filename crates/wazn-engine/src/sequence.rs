@@ -1,9 +1,10 @@
 //! One generation request and its state as the engine runs it.
 
-use wazn_models::SeqId;
+use wazn_models::{Pooling, SeqId};
 use wazn_text::{Detokenizer, Tokenizer};
 
 use crate::constraint::Constraint;
+use crate::embedding::Pooler;
 use crate::prompt_scoring::PromptScoring;
 use crate::sampler::{Sampler, SamplerParams};
 use crate::stop::StopMatcher;
@@ -25,6 +26,9 @@ pub struct Request {
     pub constraint: Option<Constraint>,
     /// Log-probabilities of the prompt's own tokens (perplexity, scoring, echo).
     pub prompt_scoring: Option<PromptScoring>,
+    /// Embed the prompt instead of continuing it: its final hidden states pooled this
+    /// way come back as [`crate::Event::embedding`], and nothing is generated.
+    pub embedding: Option<Pooling>,
 }
 
 impl Request {
@@ -38,7 +42,15 @@ impl Request {
             ignore_eos: false,
             constraint: None,
             prompt_scoring: None,
+            embedding: None,
         }
+    }
+
+    /// A request for the embedding of `prompt_ids`, pooled as `pooling` says.
+    pub fn embedding(prompt_ids: Vec<u32>, pooling: Pooling) -> Self {
+        let mut request = Request::new(prompt_ids, SamplerParams::greedy(), 0);
+        request.embedding = Some(pooling);
+        request
     }
 }
 
@@ -90,10 +102,15 @@ pub(crate) struct Sequence {
     pub prompt_scoring: Option<PromptScoring>,
     /// The next prompt position whose score is still owed (past the prompt: none).
     pub next_scored_pos: usize,
+    /// An embedding request's vector, gathered as its rows are computed.
+    pub pooler: Option<Pooler>,
 }
 
 impl Sequence {
     pub fn new(id: SeqId, request: Request, sampler: Sampler) -> Self {
+        let pooler = request
+            .embedding
+            .map(|pooling| Pooler::new(pooling, request.prompt_ids.len()));
         Sequence {
             id,
             n_prompt: request.prompt_ids.len(),
@@ -115,12 +132,23 @@ impl Sequence {
                 .as_ref()
                 .map_or(usize::MAX, PromptScoring::first_position),
             prompt_scoring: request.prompt_scoring,
+            pooler,
         }
     }
 
     /// The first prompt row whose logits are still owed as scores, if any.
     pub fn first_scoring_row(&self) -> Option<usize> {
         (self.next_scored_pos < self.n_prompt).then(|| self.next_scored_pos - 1)
+    }
+
+    /// The first prompt row that must be computed rather than taken from the prefix
+    /// cache: one whose logits are owed as a score or whose hidden state is pooled.
+    pub fn first_owed_row(&self) -> Option<usize> {
+        let pooled = self.pooler.as_ref().map(Pooler::first_row);
+        match (self.first_scoring_row(), pooled) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn n_generated(&self) -> usize {
@@ -153,7 +181,15 @@ impl Sequence {
             finished: Some(reason),
             stop_string: None,
             prompt_scores: Vec::new(),
+            embedding: None,
         }
+    }
+
+    /// Ends an embedding request with its vector.
+    pub fn end_with_embedding(&mut self, vector: Vec<f32>) -> crate::engine::Event {
+        let mut event = self.end_without_token(FinishReason::Stop);
+        event.embedding = Some(vector);
+        event
     }
 
     /// Whatever text was held back, once the sequence has ended without a stop string.

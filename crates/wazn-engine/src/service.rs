@@ -365,5 +365,6 @@ fn cancelled_event(seq_id: SeqId) -> Event {
         finished: Some(FinishReason::Cancelled),
         stop_string: None,
         prompt_scores: Vec::new(),
+        embedding: None,
     }
 }

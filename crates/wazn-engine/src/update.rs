@@ -223,6 +223,7 @@ fn push_token(
         finished,
         stop_string: seq.stop.matched().filter(|_| stopped).map(str::to_string),
         prompt_scores: Vec::new(),
+        embedding: None,
     }
 }
 

@@ -64,6 +64,9 @@ pub struct HfFolder {
     shards: Vec<SafetensorsFile>,
     /// Tensor name → index into `shards`.
     tensors: HashMap<String, usize>,
+    /// A name the model class uses → the name the file stores it under (see
+    /// [`base_model_aliases`]).
+    aliases: HashMap<String, String>,
 }
 
 fn read_json(path: &Path) -> Result<Value, FormatError> {
@@ -117,12 +120,14 @@ impl HfFolder {
                 what: format!("no {SINGLE_FILE} and no {INDEX_FILE} in the folder"),
             });
         };
+        let aliases = base_model_aliases(&tensors);
         Ok(HfFolder {
             dir: dir.to_path_buf(),
             config,
             generation_config,
             shards,
             tensors,
+            aliases,
         })
     }
 
@@ -145,14 +150,24 @@ impl HfFolder {
         self.config.get("model_type")?.as_str()
     }
 
+    /// The name the file stores tensor `name` under.
+    fn stored_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.aliases.get(name).map_or(name, String::as_str)
+    }
+
     /// The tensor called `name`, from whichever shard holds it.
     pub fn tensor(&self, name: &str) -> Option<SafeTensorView<'_>> {
+        let name = self.stored_name(name);
         self.shards.get(*self.tensors.get(name)?)?.tensor(name)
     }
 
     /// The file that holds tensor `name`.
     pub fn tensor_file(&self, name: &str) -> Option<&Path> {
-        Some(self.shards.get(*self.tensors.get(name)?)?.path())
+        Some(
+            self.shards
+                .get(*self.tensors.get(self.stored_name(name))?)?
+                .path(),
+        )
     }
 
     /// All tensor names, sorted.
@@ -165,6 +180,7 @@ impl HfFolder {
     /// Drops the pages of tensor `name` from memory, in whichever shard holds it (see
     /// [`SafetensorsFile::release_tensor`]).
     pub fn release_tensor(&self, name: &str) {
+        let name = self.stored_name(name);
         if let Some(shard) = self.tensors.get(name).and_then(|&i| self.shards.get(i)) {
             shard.release_tensor(name);
         }
@@ -220,6 +236,22 @@ impl HfFolder {
             reason: format!("MXFP4 tensor {tensor:?}: {reason}"),
         }
     }
+}
+
+/// A folder saved from a base model (transformers' `AutoModel`, as the Qwen3-Embedding files
+/// are) names its tensors `embed_tokens.weight`, `layers.0...`, `norm.weight`, where the
+/// `...ForCausalLM` class its config names, and every loader here, says `model.embed_tokens.weight`
+/// and so on (transformers loads either into either class). When no tensor is under `model.`,
+/// each is also known by that name.
+fn base_model_aliases(tensors: &HashMap<String, usize>) -> HashMap<String, String> {
+    const PREFIX: &str = "model.";
+    if tensors.keys().any(|name| name.starts_with(PREFIX)) {
+        return HashMap::new();
+    }
+    tensors
+        .keys()
+        .map(|name| (format!("{PREFIX}{name}"), name.clone()))
+        .collect()
 }
 
 type ShardedTensors = (Vec<SafetensorsFile>, HashMap<String, usize>);

@@ -70,6 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 pos: pos[0],
                 token: token(0, pos[0]),
                 wants_logits: true,
+                wants_hidden: false,
             }],
         };
         let (wall, cpu) = timed(|| model.forward(&batch, &mut kv, &pool).map(drop))?;
@@ -83,6 +84,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 pos: pos[s],
                 token: token(s, pos[s]),
                 wants_logits: true,
+                wants_hidden: false,
             })
             .collect();
         let batch = Batch { rows };

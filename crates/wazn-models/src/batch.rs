@@ -15,6 +15,9 @@ pub struct BatchRow {
     /// Whether the caller needs this row's logits (the last row of a prompt chunk, a
     /// decode step); other rows only fill the cache.
     pub wants_logits: bool,
+    /// Whether the caller needs this row's final hidden state (the rows an embedding
+    /// pools); see [`crate::Model::forward_outputs`].
+    pub wants_hidden: bool,
 }
 
 /// The rows of one forward pass.
@@ -47,6 +50,7 @@ impl Batch {
                 pos: start + i,
                 token,
                 wants_logits,
+                wants_hidden: false,
             }));
     }
 
@@ -60,6 +64,10 @@ impl Batch {
 
     pub fn n_logit_rows(&self) -> usize {
         self.rows.iter().filter(|r| r.wants_logits).count()
+    }
+
+    pub fn n_hidden_rows(&self) -> usize {
+        self.rows.iter().filter(|r| r.wants_hidden).count()
     }
 }
 
@@ -79,4 +87,31 @@ impl Logits {
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.n_vocab..(i + 1) * self.n_vocab]
     }
+}
+
+/// Final hidden states of the rows of a batch that asked for them: `[n_rows, n_embd]`,
+/// after the model's final norm and before its output projection (what transformers
+/// calls `last_hidden_state`, and sentence embeddings pool).
+#[derive(Clone, Debug, Default)]
+pub struct HiddenStates {
+    pub n_embd: usize,
+    pub data: Vec<f32>,
+}
+
+impl HiddenStates {
+    pub fn n_rows(&self) -> usize {
+        self.data.len() / self.n_embd.max(1)
+    }
+
+    /// The hidden state of the `i`-th row that asked for one, in batch order.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.n_embd..(i + 1) * self.n_embd]
+    }
+}
+
+/// Everything a forward pass hands back.
+#[derive(Clone, Debug)]
+pub struct Outputs {
+    pub logits: Logits,
+    pub hidden: HiddenStates,
 }

@@ -34,6 +34,8 @@ pub enum ModelError {
     },
     #[error("{path}: {reason}", path = .path.display())]
     Config { path: PathBuf, reason: String },
+    #[error("this model does not hand back its hidden states, so it cannot embed")]
+    NoHiddenStates,
     #[error("token id {token} is outside the vocabulary of {n_vocab} tokens")]
     TokenOutOfRange { token: u32, n_vocab: usize },
     #[error("sequence {seq_id}: position {pos} does not follow the {cached} cached positions")]

@@ -21,7 +21,7 @@ use wazn_kernels::attention::AttentionShape;
 use wazn_kernels::ops::{GatedActivation, Rope, RopeLayout};
 use wazn_kernels::{Activations, ThreadPool};
 
-use crate::batch::{Batch, Logits};
+use crate::batch::{Batch, Logits, Outputs};
 use crate::error::ModelError;
 use crate::gguf_keys::{gguf_n_vocab, ArchKeys};
 use crate::hf_config::HfConfig;
@@ -547,6 +547,19 @@ impl Model for Gemma3 {
         kv: &mut KvCache,
         pool: &ThreadPool,
     ) -> Result<Logits, ModelError> {
+        self.forward_outputs(batch, kv, pool).map(|out| out.logits)
+    }
+
+    fn hidden_width(&self) -> Option<usize> {
+        Some(self.cfg.n_embd)
+    }
+
+    fn forward_outputs(
+        &self,
+        batch: &Batch,
+        kv: &mut KvCache,
+        pool: &ThreadPool,
+    ) -> Result<Outputs, ModelError> {
         self.buffers
             .with(|buffers| self.forward_with(batch, kv, pool, buffers))
     }
@@ -559,7 +572,7 @@ impl Gemma3 {
         kv: &mut KvCache,
         pool: &ThreadPool,
         buffers: &mut PassBuffers,
-    ) -> Result<Logits, ModelError> {
+    ) -> Result<Outputs, ModelError> {
         let cfg = &self.cfg;
         let new_lengths = layers::begin_pass(batch, kv, cfg.n_vocab)?;
         let compute = Compute {
@@ -624,7 +637,7 @@ impl Gemma3 {
             compute.feed_forward_block(&blk.ffn_norm, &blk.ffn, cfg.rms_eps, n, hidden, buf, ffn);
         }
         layers::end_pass(kv, &new_lengths);
-        let mut logits = compute.logits(
+        let mut outputs = compute.outputs(
             batch,
             hidden,
             &self.output_norm,
@@ -633,11 +646,12 @@ impl Gemma3 {
             buf,
         );
         if let Some(cap) = cfg.final_logit_softcap {
-            logits
+            outputs
+                .logits
                 .data
                 .iter_mut()
                 .for_each(|x| *x = cap * (*x / cap).tanh());
         }
-        Ok(logits)
+        Ok(outputs)
     }
 }

@@ -1,8 +1,8 @@
 //! The pieces of a forward pass that the architectures share: checking a batch
 //! against the cache, the token embedding, biased linear layers, self-attention over
 //! the paged cache (grouped-query heads, optional per-head q/k norms, sliding window,
-//! sinks and post-norm), gated feed-forward layers, the output logits, and the buffers
-//! a model keeps between its forward passes.
+//! sinks and post-norm), gated feed-forward layers, the outputs (logits and final
+//! hidden states), and the buffers a model keeps between its forward passes.
 
 use std::sync::{Mutex, TryLockError};
 
@@ -12,7 +12,7 @@ use wazn_kernels::attention::{attend_rows, AttendOptions, AttentionShape, KvBloc
 use wazn_kernels::ops::{add_assign, gated_on, rms_norm, rms_norm_in_place, GatedActivation, Rope};
 use wazn_kernels::{matmul, matmul_shared_input, Activations, ThreadPool, WeightMatrix};
 
-use crate::batch::{Batch, Logits, SeqId};
+use crate::batch::{Batch, HiddenStates, Logits, Outputs, SeqId};
 use crate::error::ModelError;
 use crate::kv_cache::{KvCache, LayerBlocks, LayerKv, KV_BLOCK_SIZE};
 use crate::weights::{MatrixRef, Weights};
@@ -486,9 +486,11 @@ impl Compute<'_> {
         self.matmul(&ffn.down, &buf.gate, n, out, scratch);
     }
 
-    /// Final norm of the rows that want logits, then the output projection:
-    /// `[n_out, n_vocab]`.
-    pub fn logits(
+    /// Final norm of the rows that want logits, then the output projection
+    /// (`[n_out, n_vocab]`); and the final norm alone of the rows that want their hidden
+    /// state (`[n_hidden, d]`). A row that wants only its hidden state costs no product
+    /// with the output matrix.
+    pub fn outputs(
         &self,
         batch: &Batch,
         hidden: &[f32],
@@ -496,30 +498,47 @@ impl Compute<'_> {
         eps: f32,
         output: &MatrixRef,
         buf: &mut LayerBuffers,
-    ) -> Logits {
+    ) -> Outputs {
         let d = norm.len();
-        let wanted = batch
+        let n_out = batch.n_logit_rows();
+        buf.out_normed.resize(n_out * d, 0.0);
+        let logit_rows = batch
             .rows
             .iter()
             .enumerate()
             .filter(|(_, r)| r.wants_logits);
-        let n_out = batch.n_logit_rows();
-        buf.out_normed.resize(n_out * d, 0.0);
-        for ((i, _), out) in wanted.zip(buf.out_normed.chunks_exact_mut(d)) {
+        for ((i, _), out) in logit_rows.zip(buf.out_normed.chunks_exact_mut(d)) {
             rms_norm(&hidden[i * d..(i + 1) * d], norm, eps, out);
         }
-        // The one buffer of a pass that is not kept: the caller owns the logits.
+        // The buffers of a pass that are not kept: the caller owns the outputs.
         let mut logits = vec![0.0f32; n_out * output.n_rows];
-        self.matmul(
-            output,
-            &buf.out_normed,
-            n_out,
-            &mut logits,
-            &mut buf.scratch,
-        );
-        Logits {
-            n_vocab: output.n_rows,
-            data: logits,
+        if n_out > 0 {
+            self.matmul(
+                output,
+                &buf.out_normed,
+                n_out,
+                &mut logits,
+                &mut buf.scratch,
+            );
+        }
+        let mut states = vec![0.0f32; batch.n_hidden_rows() * d];
+        let hidden_rows = batch
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.wants_hidden);
+        for ((i, _), out) in hidden_rows.zip(states.chunks_exact_mut(d)) {
+            rms_norm(&hidden[i * d..(i + 1) * d], norm, eps, out);
+        }
+        Outputs {
+            logits: Logits {
+                n_vocab: output.n_rows,
+                data: logits,
+            },
+            hidden: HiddenStates {
+                n_embd: d,
+                data: states,
+            },
         }
     }
 }

@@ -20,14 +20,16 @@ mod layers;
 pub mod llama;
 mod load;
 mod moe;
+pub mod pooling;
 pub mod qwen3;
 pub mod rope_scaling;
 pub mod weights;
 
-pub use batch::{Batch, BatchRow, Logits, SeqId};
+pub use batch::{Batch, BatchRow, HiddenStates, Logits, Outputs, SeqId};
 pub use error::ModelError;
 pub use kv_cache::{KvCache, KvDtype};
 pub use load::{load_model, load_model_from, ModelSource, SUPPORTED_ARCHITECTURES};
+pub use pooling::{embedding_support, EmbeddingSupport, Pooling};
 
 use wazn_kernels::{Activations, DType, ThreadPool};
 
@@ -90,4 +92,28 @@ pub trait Model: Send + Sync {
         kv: &mut KvCache,
         pool: &ThreadPool,
     ) -> Result<Logits, ModelError>;
+
+    /// The width (`n_embd`) of the final hidden states [`Model::forward_outputs`] hands
+    /// back; `None` for a model that hands back none.
+    fn hidden_width(&self) -> Option<usize> {
+        None
+    }
+
+    /// As [`Model::forward`], and also the final hidden states of the rows that asked
+    /// for them (`wants_hidden`), in batch order. A model that has none to give (the
+    /// default) refuses a batch that asks for them before it computes anything.
+    fn forward_outputs(
+        &self,
+        batch: &Batch,
+        kv: &mut KvCache,
+        pool: &ThreadPool,
+    ) -> Result<Outputs, ModelError> {
+        if batch.n_hidden_rows() > 0 {
+            return Err(ModelError::NoHiddenStates);
+        }
+        Ok(Outputs {
+            logits: self.forward(batch, kv, pool)?,
+            hidden: HiddenStates::default(),
+        })
+    }
 }

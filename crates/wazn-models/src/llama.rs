@@ -16,7 +16,7 @@ use wazn_kernels::attention::AttentionShape;
 use wazn_kernels::ops::{GatedActivation, Rope, RopeLayout};
 use wazn_kernels::{Activations, ThreadPool};
 
-use crate::batch::{Batch, Logits};
+use crate::batch::{Batch, Logits, Outputs};
 use crate::error::ModelError;
 use crate::gguf_keys::gguf_n_vocab;
 use crate::hf_config::HfConfig;
@@ -398,6 +398,19 @@ impl Model for Llama {
         kv: &mut KvCache,
         pool: &ThreadPool,
     ) -> Result<Logits, ModelError> {
+        self.forward_outputs(batch, kv, pool).map(|out| out.logits)
+    }
+
+    fn hidden_width(&self) -> Option<usize> {
+        Some(self.cfg.n_embd)
+    }
+
+    fn forward_outputs(
+        &self,
+        batch: &Batch,
+        kv: &mut KvCache,
+        pool: &ThreadPool,
+    ) -> Result<Outputs, ModelError> {
         self.buffers
             .with(|buffers| self.forward_with(batch, kv, pool, buffers))
     }
@@ -410,7 +423,7 @@ impl Llama {
         kv: &mut KvCache,
         pool: &ThreadPool,
         buffers: &mut PassBuffers,
-    ) -> Result<Logits, ModelError> {
+    ) -> Result<Outputs, ModelError> {
         let cfg = &self.cfg;
         let new_lengths = layers::begin_pass(batch, kv, cfg.n_vocab)?;
         let compute = Compute {
@@ -458,7 +471,7 @@ impl Llama {
             compute.feed_forward_block(&blk.ffn_norm, &blk.ffn, cfg.rms_eps, n, hidden, buf, ffn);
         }
         layers::end_pass(kv, &new_lengths);
-        Ok(compute.logits(
+        Ok(compute.outputs(
             batch,
             hidden,
             &self.output_norm,

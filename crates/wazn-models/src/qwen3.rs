@@ -16,7 +16,7 @@ use wazn_kernels::attention::AttentionShape;
 use wazn_kernels::ops::{add_assign, GatedActivation, Rope, RopeLayout};
 use wazn_kernels::{Activations, ThreadPool};
 
-use crate::batch::{Batch, Logits};
+use crate::batch::{Batch, Logits, Outputs};
 use crate::error::ModelError;
 use crate::gguf_keys::{gguf_n_vocab, ArchKeys};
 use crate::hf_config::HfConfig;
@@ -457,6 +457,19 @@ impl Model for Qwen3 {
         kv: &mut KvCache,
         pool: &ThreadPool,
     ) -> Result<Logits, ModelError> {
+        self.forward_outputs(batch, kv, pool).map(|out| out.logits)
+    }
+
+    fn hidden_width(&self) -> Option<usize> {
+        Some(self.cfg.n_embd)
+    }
+
+    fn forward_outputs(
+        &self,
+        batch: &Batch,
+        kv: &mut KvCache,
+        pool: &ThreadPool,
+    ) -> Result<Outputs, ModelError> {
         self.buffers
             .with(|buffers| self.forward_with(batch, kv, pool, buffers))
     }
@@ -469,7 +482,7 @@ impl Qwen3 {
         kv: &mut KvCache,
         pool: &ThreadPool,
         buffers: &mut PassBuffers,
-    ) -> Result<Logits, ModelError> {
+    ) -> Result<Outputs, ModelError> {
         let cfg = &self.cfg;
         let new_lengths = layers::begin_pass(batch, kv, cfg.n_vocab)?;
         let compute = Compute {
@@ -532,7 +545,7 @@ impl Qwen3 {
             }
         }
         layers::end_pass(kv, &new_lengths);
-        Ok(compute.logits(
+        Ok(compute.outputs(
             batch,
             hidden,
             &self.output_norm,

@@ -107,6 +107,7 @@ pub(crate) fn submit(state: &AppState, job: &Job) -> Result<Events, ApiError> {
                 prompt_scoring: scoring
                     .filter(|_| choice == 0)
                     .map(completion_echo::scoring),
+                embedding: None,
             };
             submissions.push(Submission {
                 request,

@@ -9,6 +9,8 @@ mod chat_run;
 mod completion_echo;
 mod completion_prompt;
 mod completions_logprobs;
+pub mod embeddings;
+mod embeddings_route;
 pub mod error;
 mod generate;
 mod harmony_answer;
@@ -17,6 +19,7 @@ mod listener;
 pub mod metrics;
 pub mod model_facts;
 mod ollama;
+mod ollama_embed;
 mod ollama_info;
 mod ollama_request;
 pub mod response_store;
@@ -42,7 +45,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tracing::Instrument;
-use wazn_engine::{Engine, EngineHandle, GrammarCompiler, GrammarError, ServiceOptions};
+use wazn_engine::{
+    EmbeddingSupport, Engine, EngineHandle, GrammarCompiler, GrammarError, ServiceOptions,
+};
 use wazn_text::harmony::ReasoningEffort;
 use wazn_text::think;
 use wazn_text::tool_calls::ToolFormat;
@@ -106,6 +111,10 @@ pub struct AppState {
     pub responses: ResponseStore,
     /// What the routes that describe the model tell of it.
     pub model_facts: ModelFacts,
+    /// Whether the model embeds (its file declares a pooling), and how.
+    pub embedding: EmbeddingSupport,
+    /// The width of the model's final hidden states, the vectors it embeds into.
+    pub embedding_width: Option<usize>,
     next_id: AtomicU64,
 }
 
@@ -122,6 +131,8 @@ impl AppState {
         let n_ctx = engine.options().n_ctx;
         let n_vocab = engine.model().info().n_vocab;
         let model_facts = ModelFacts::of_engine(&engine);
+        let embedding = engine.embedding_support().clone();
+        let embedding_width = engine.model().hidden_width();
         let handle = EngineHandle::spawn(
             engine,
             ServiceOptions {
@@ -149,6 +160,8 @@ impl AppState {
             grammars: OnceLock::new(),
             responses: ResponseStore::default(),
             model_facts,
+            embedding,
+            embedding_width,
             next_id: AtomicU64::new(1),
         }))
     }
@@ -174,12 +187,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/responses", post(responses::create_response))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1/embeddings", post(embeddings_route::create_embeddings))
         .route("/v1/models", get(routes::models))
         .route("/tokenize", post(tokenize_routes::tokenize))
         .route("/detokenize", post(tokenize_routes::detokenize))
         .route("/tokenizer_info", get(tokenize_routes::tokenizer_info))
         .route("/api/chat", post(ollama::chat))
         .route("/api/generate", post(ollama::generate))
+        .route("/api/embed", post(ollama_embed::embed))
+        .route("/api/embeddings", post(ollama_embed::embeddings))
         .route("/api/tags", get(ollama_info::tags))
         .route("/api/ps", get(ollama_info::ps))
         .route("/api/show", post(ollama_info::show))
@@ -218,6 +234,7 @@ async fn auth_and_count(
         | "/v1/responses"
         | "/v1/messages"
         | "/v1/messages/count_tokens"
+        | "/v1/embeddings"
         | "/v1/models"
         | "/health"
         | "/metrics"
@@ -226,6 +243,8 @@ async fn auth_and_count(
         | "/tokenizer_info"
         | "/api/chat"
         | "/api/generate"
+        | "/api/embed"
+        | "/api/embeddings"
         | "/api/tags"
         | "/api/ps"
         | "/api/show"

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::Json;
 use serde_json::{json, Value};
+use wazn_engine::EmbeddingSupport;
 use wazn_text::tool_calls::ToolFormat;
 use wazn_text::ChatFormat;
 
@@ -113,7 +114,7 @@ fn details(state: &AppState) -> Value {
 /// What the model can do, in Ollama's words: `completion` always; `tools` when its chat
 /// template shows it tools or its vocabulary has a call format's opening token; `thinking`
 /// when it reasons (harmony, or `<think>` blocks); `insert` when it has fill-in-the-middle
-/// tokens.
+/// tokens; `embedding` when its file declares a pooling (`/api/embed` answers).
 fn capabilities(state: &AppState) -> Vec<&'static str> {
     let mut capabilities = vec!["completion"];
     let tools = match &state.chat_format {
@@ -134,6 +135,9 @@ fn capabilities(state: &AppState) -> Vec<&'static str> {
     }
     if state.tokenizer.fim_tokens().is_some() {
         capabilities.push("insert");
+    }
+    if matches!(state.embedding, EmbeddingSupport::Pooled { .. }) {
+        capabilities.push("embedding");
     }
     capabilities
 }

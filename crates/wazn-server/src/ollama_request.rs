@@ -40,7 +40,7 @@ pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> 
 }
 
 /// A field that must be a string when present (`null` reads as absent).
-fn string_field<'a>(
+pub(crate) fn string_field<'a>(
     object: &'a Map<String, Value>,
     name: &str,
 ) -> Result<Option<&'a str>, ApiError> {
@@ -54,7 +54,10 @@ fn string_field<'a>(
     }
 }
 
-fn bool_field(object: &Map<String, Value>, name: &str) -> Result<Option<bool>, ApiError> {
+pub(crate) fn bool_field(
+    object: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<bool>, ApiError> {
     match object.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -65,7 +68,7 @@ fn bool_field(object: &Map<String, Value>, name: &str) -> Result<Option<bool>, A
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -24,7 +24,7 @@ use wazn_kernels::{Activations, ThreadPool};
 
 pub use config::DeepSeek2Config;
 
-use crate::batch::{Batch, Logits};
+use crate::batch::{Batch, Logits, Outputs};
 use crate::error::ModelError;
 use crate::gguf_keys::gguf_n_vocab;
 use crate::hf_config::HfConfig;
@@ -316,6 +316,19 @@ impl Model for DeepSeek2 {
         kv: &mut KvCache,
         pool: &ThreadPool,
     ) -> Result<Logits, ModelError> {
+        self.forward_outputs(batch, kv, pool).map(|out| out.logits)
+    }
+
+    fn hidden_width(&self) -> Option<usize> {
+        Some(self.cfg.n_embd)
+    }
+
+    fn forward_outputs(
+        &self,
+        batch: &Batch,
+        kv: &mut KvCache,
+        pool: &ThreadPool,
+    ) -> Result<Outputs, ModelError> {
         self.buffers
             .with(|buffers| self.forward_with(batch, kv, pool, buffers))
     }
@@ -328,7 +341,7 @@ impl DeepSeek2 {
         kv: &mut KvCache,
         pool: &ThreadPool,
         buffers: &mut PassBuffers,
-    ) -> Result<Logits, ModelError> {
+    ) -> Result<Outputs, ModelError> {
         let cfg = &self.cfg;
         let new_lengths = layers::begin_pass(batch, kv, cfg.n_vocab)?;
         let compute = Compute {
@@ -405,7 +418,7 @@ impl DeepSeek2 {
             }
         }
         layers::end_pass(kv, &new_lengths);
-        Ok(compute.logits(
+        Ok(compute.outputs(
             batch,
             hidden,
             &self.output_norm,

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod embedding;
 pub mod scripted;
 
 use std::io::{Read, Write};

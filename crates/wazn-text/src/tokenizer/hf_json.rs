@@ -93,7 +93,16 @@ impl Tokenizer {
             }
         };
         let bos_id = id_of("bos_token", &special.bos_token)?;
-        let eos_id = id_of("eos_token", &special.eos_token)?;
+        let config_eos_id = id_of("eos_token", &special.eos_token)?;
+        // Without add_eos_token, EOS is added when the file's post-processor ends every
+        // encoding with a special token (Qwen3-Embedding's `<|endoftext|>`, which its
+        // last-token pooling reads). That token is then the EOS, as llama.cpp's converter
+        // makes it, and the configured EOS still ends a generation.
+        let post_eos = match special.add_eos {
+            Some(_) => None,
+            None => appended_special(&hf, |id| added.get(&id).is_some_and(|t| t.special)),
+        };
+        let eos_id = post_eos.or(config_eos_id);
         if let Some(&bad) = special.eog_ids.iter().find(|&&id| id as usize >= n_tokens) {
             return Err(TextError::SpecialIdOutOfRange {
                 key: "generation_config.json eos_token_id",
@@ -106,7 +115,13 @@ impl Tokenizer {
             hf.encode_fast("a", true)
                 .is_ok_and(|e| e.get_ids().first() == Some(&bos))
         });
-        let mut eog_ids: Vec<u32> = special.eog_ids.iter().copied().chain(eos_id).collect();
+        let mut eog_ids: Vec<u32> = special
+            .eog_ids
+            .iter()
+            .copied()
+            .chain(eos_id)
+            .chain(config_eos_id)
+            .collect();
         eog_ids.sort_unstable();
         eog_ids.dedup();
 
@@ -135,7 +150,7 @@ impl Tokenizer {
             bos_id,
             eos_id,
             add_bos: special.add_bos.unwrap_or(post_adds_bos),
-            add_eos: special.add_eos.unwrap_or(false),
+            add_eos: special.add_eos.unwrap_or(post_eos.is_some()),
             eog_ids,
             strip_leading_space,
             fim,
@@ -154,6 +169,16 @@ impl Tokenizer {
             Encoder::Tiktoken(_) => None,
         }
     }
+}
+
+/// The special token the pipeline's post-processor appends to an encoding, if any.
+fn appended_special(hf: &HfTokenizer, is_special: impl Fn(u32) -> bool) -> Option<u32> {
+    let with = hf.encode_fast("a", true).ok()?;
+    let without = hf.encode_fast("a", false).ok()?;
+    let last = *with.get_ids().last()?;
+    let appended =
+        with.get_ids().len() > without.get_ids().len() && without.get_ids().last() != Some(&last);
+    (appended && is_special(last)).then_some(last)
 }
 
 /// Whether `value` or anything inside it is an object with `"type": ty` (a pipeline step, or

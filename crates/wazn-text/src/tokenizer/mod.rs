@@ -295,6 +295,12 @@ impl Tokenizer {
         self.add_bos && self.bos_id.is_some()
     }
 
+    /// Whether `encode(.., add_special = true, ..)` puts EOS at the end (the token an
+    /// embedding model's last-token pooling reads).
+    pub fn adds_eos(&self) -> bool {
+        self.add_eos && self.eos_id.is_some()
+    }
+
     /// The ids that end a generation, sorted: EOS, EOT and EOM from the file, and every token
     /// spelled like a known end-of-turn marker.
     pub fn eog_ids(&self) -> &[u32] {
