@@ -122,6 +122,18 @@ pub fn start(source: &str, reply: &str) -> (TestServer, Seen) {
 
 /// [`start`] under the given limits on clients.
 pub fn start_limited(source: &str, reply: &str, limits: HttpLimits) -> (TestServer, Seen) {
+    start_configured(
+        source,
+        reply,
+        Config {
+            limits,
+            ..Config::default()
+        },
+    )
+}
+
+/// [`start`] with the given server configuration (its KV blocks are the scripted model's).
+pub fn start_configured(source: &str, reply: &str, config: Config) -> (TestServer, Seen) {
     let tokenizer = tokenizer();
     let script = tokenizer.encode(reply, false, true).unwrap();
     let template = ChatTemplate::new(source, "", "<|im_end|>").unwrap();
@@ -151,8 +163,7 @@ pub fn start_limited(source: &str, reply: &str, limits: HttpLimits) -> (TestServ
     let engine = Engine::with_model(Box::new(model), text, options).expect("engine");
     let config = Config {
         kv_blocks: 4 * 2048 / wazn_engine::KV_BLOCK_SIZE,
-        limits,
-        ..Config::default()
+        ..config
     };
     (TestServer::start_with(engine, "scripted", config), seen)
 }
