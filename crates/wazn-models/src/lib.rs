@@ -19,6 +19,7 @@ pub mod kv_cache;
 mod layers;
 pub mod llama;
 mod load;
+pub mod load_progress;
 mod moe;
 pub mod qwen3;
 pub mod rope_scaling;
@@ -28,6 +29,7 @@ pub use batch::{Batch, BatchRow, Logits, SeqId};
 pub use error::ModelError;
 pub use kv_cache::{KvCache, KvDtype};
 pub use load::{load_model, load_model_from, ModelSource, SUPPORTED_ARCHITECTURES};
+pub use load_progress::{observe_load, LoadProgress};
 
 use wazn_kernels::{Activations, DType, ThreadPool};
 
