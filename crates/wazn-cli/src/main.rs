@@ -4,6 +4,7 @@ mod bench;
 mod chat;
 mod eval;
 mod inspect;
+mod load_bar;
 mod model_path;
 mod options;
 mod perplexity;

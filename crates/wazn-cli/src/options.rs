@@ -51,7 +51,7 @@ impl ModelArgs {
                 },
             },
         };
-        Engine::load(&path, options).with_context(|| format!("cannot load {}", path.display()))
+        crate::load_bar::load_engine(&path, options)
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use wazn_engine::{Engine, EngineOptions};
+use wazn_engine::EngineOptions;
 use wazn_eval::logits_file::BaseReader;
 use wazn_eval::statistics::ComparisonReport;
 use wazn_eval::{perplexity, BaseMode, PerplexityOptions, PerplexityReport};
@@ -109,8 +109,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
             },
         },
     };
-    let mut engine =
-        Engine::load(&path, options).with_context(|| format!("cannot load {}", path.display()))?;
+    let mut engine = crate::load_bar::load_engine(&path, options)?;
 
     let tokens = match (&text, &mode) {
         (_, BaseMode::Compare(base)) => base.header().tokens.clone(),

@@ -2,12 +2,15 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use wazn_server::model_facts::FileFacts;
-use wazn_server::{AppState, HttpLimits, ServerOptions, DEFAULT_BODY_LIMIT_BYTES};
+use wazn_server::{
+    AppState, CorsOrigins, HttpLimits, ServerOptions, TlsConfig, DEFAULT_BODY_LIMIT_BYTES,
+};
 use wazn_text::tool_calls::ToolFormat;
 
 use crate::model_path;
@@ -56,6 +59,18 @@ pub struct ServeArgs {
     /// the open-file limit is lower].
     #[arg(long = "max-connections")]
     pub max_connections: Option<usize>,
+    /// Serve HTTPS with this PEM private key (PKCS#8, PKCS#1 or SEC1); needs
+    /// --ssl-cert-file.
+    #[arg(long = "ssl-key-file", value_name = "KEY", requires = "ssl_cert_file")]
+    pub ssl_key_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain, the server's own certificate first;
+    /// needs --ssl-key-file.
+    #[arg(long = "ssl-cert-file", value_name = "CERT", requires = "ssl_key_file")]
+    pub ssl_cert_file: Option<PathBuf>,
+    /// Let web pages from this origin (scheme://host[:port]) call the server from a
+    /// browser; repeatable, `*` for any. Without it no CORS headers are sent.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origin: Vec<String>,
     /// How the log on stderr is written: text lines, or one JSON object per line.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -80,6 +95,13 @@ pub fn tool_format(name: &str) -> Result<ToolFormat> {
 
 pub fn serve(args: ServeArgs) -> Result<()> {
     init_logging(args.log_format);
+    // Read before the model, so a wrong path is told at once, not after a long load.
+    let tls = match (&args.ssl_cert_file, &args.ssl_key_file) {
+        (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let cors_origins = CorsOrigins::parse(&args.cors_origin)?;
     let path = model_path::resolve(args.model.model.clone())?;
     let model_id = model_id(&path);
     let mut engine = args.model.load()?;
@@ -99,6 +121,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         body_limit_bytes: args.max_body,
         reasoning_effort: effort,
         tool_format: args.tool_format.as_deref().map(tool_format).transpose()?,
+        cors_origins,
     };
     if args.timeout == 0 {
         anyhow::bail!("--timeout must be at least 1 second");
@@ -125,9 +148,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             // Only the routes that describe the model (Ollama's show and tags) lose detail.
             Err(e) => tracing::warn!("cannot read the model's metadata for /api/show: {e}"),
         }
-        println!("wazn serving {model_id} on http://{addr}");
+        println!("wazn serving {model_id} on {scheme}://{addr}");
         std::io::stdout().flush()?;
-        wazn_server::serve_with_limits(listener, state, limits, shutdown_signal()).await?;
+        wazn_server::serve_with_limits(listener, state, limits, tls, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())
     })

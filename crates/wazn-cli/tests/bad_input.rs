@@ -294,3 +294,44 @@ fn bad_grammars() {
         "cannot read",
     );
 }
+
+#[test]
+fn serve_with_tls_files_it_cannot_use() {
+    let not_pem = write("not-a-certificate.pem", b"hello\n");
+    let not_pem = not_pem.to_str().unwrap();
+    let missing = scratch_dir().join("no-such-key.pem");
+    let missing = missing.to_str().unwrap();
+    // Told before the model is looked for: there is none in this test's cache.
+    assert_fails_with(
+        &[
+            "serve",
+            "--ssl-cert-file",
+            not_pem,
+            "--ssl-key-file",
+            not_pem,
+        ],
+        "not-a-certificate.pem",
+    );
+    let cert = write(
+        "cert.pem",
+        b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    assert_fails_with(
+        &[
+            "serve",
+            "--ssl-cert-file",
+            cert.to_str().unwrap(),
+            "--ssl-key-file",
+            missing,
+        ],
+        "no-such-key.pem",
+    );
+}
+
+#[test]
+fn serve_with_an_origin_that_never_matches() {
+    assert_fails_with(
+        &["serve", "--cors-origin", "https://example.com/"],
+        "https://example.com/",
+    );
+}

@@ -19,6 +19,7 @@ pub mod kv_cache;
 mod layers;
 pub mod llama;
 mod load;
+pub mod load_progress;
 mod moe;
 pub mod pooling;
 pub mod qwen3;
@@ -29,6 +30,7 @@ pub use batch::{Batch, BatchRow, HiddenStates, Logits, Outputs, SeqId};
 pub use error::ModelError;
 pub use kv_cache::{KvCache, KvDtype};
 pub use load::{load_model, load_model_from, ModelSource, SUPPORTED_ARCHITECTURES};
+pub use load_progress::{observe_load, LoadProgress};
 pub use pooling::{embedding_support, EmbeddingSupport, Pooling};
 
 use wazn_kernels::{Activations, DType, ThreadPool};

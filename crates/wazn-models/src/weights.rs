@@ -25,6 +25,7 @@ use wazn_kernels::{packed, DType, Layout, WeightMatrix};
 
 use crate::error::ModelError;
 use crate::load::ModelSource;
+use crate::load_progress;
 
 /// Where the bytes of a matrix are.
 #[derive(Clone, Copy, Debug)]
@@ -74,7 +75,10 @@ fn safe_dtype(dtype: SafeDtype) -> Option<DType> {
 }
 
 impl Weights {
+    /// The weights of `source`; a [`crate::load_progress`] observer is told of the bytes of
+    /// its tensors, which the load then reads.
     pub fn new(source: ModelSource) -> Self {
+        load_progress::begin(source_bytes(&source));
         Weights {
             source,
             hf_names: Vec::new(),
@@ -203,6 +207,7 @@ impl Weights {
         }
         folder.release_tensor(&blocks_name);
         folder.release_tensor(&wazn_formats::mxfp4_scales_name(name));
+        load_progress::advance((pair.blocks.data.len() + pair.scales.data.len()) as u64);
         let n_bytes = converted.len();
         self.owned.push(converted);
         Ok(MatrixRef {
@@ -356,6 +361,7 @@ impl Weights {
                 let dtype = gguf_dtype(info)?;
                 let offset = to_usize(info.offset, name)?;
                 let n_bytes = to_usize(info.n_bytes, name)?;
+                load_progress::advance(info.n_bytes);
                 Ok(MatrixRef {
                     dtype,
                     n_rows,
@@ -378,6 +384,7 @@ impl Weights {
                     )
                 })?;
                 let n_bytes = view.data.len();
+                load_progress::advance(n_bytes as u64);
                 self.hf_names.push(name.to_string());
                 Ok(MatrixRef {
                     dtype,
@@ -406,6 +413,7 @@ impl Weights {
                 check_gguf_dims(info, shape)?;
                 let dtype = gguf_dtype(info)?;
                 (dtype.traits().to_f32)(file.tensor_data(info), &mut out);
+                load_progress::advance(info.n_bytes);
             }
             ModelSource::HfFolder(folder) => {
                 let view = hf_tensor(folder, name, shape)?;
@@ -417,6 +425,7 @@ impl Weights {
                     return Err(hf_error(folder, name, err));
                 };
                 (dtype.traits().to_f32)(view.data, &mut out);
+                load_progress::advance(view.data.len() as u64);
             }
         }
         Ok(out)
@@ -472,6 +481,19 @@ impl Weights {
             n_cols: m.n_cols,
             layout: m.layout,
         }
+    }
+}
+
+/// The bytes of every tensor of `source`.
+fn source_bytes(source: &ModelSource) -> u64 {
+    match source {
+        ModelSource::Gguf(file) => file.tensors().iter().map(|t| t.n_bytes).sum(),
+        ModelSource::HfFolder(folder) => folder
+            .tensor_names()
+            .iter()
+            .filter_map(|name| folder.tensor(name))
+            .map(|view| view.data.len() as u64)
+            .sum(),
     }
 }
 

@@ -9,6 +9,7 @@ mod chat_run;
 mod completion_echo;
 mod completion_prompt;
 mod completions_logprobs;
+mod cors;
 pub mod embeddings;
 mod embeddings_route;
 pub mod error;
@@ -28,6 +29,7 @@ mod responses_output;
 mod routes;
 mod structured;
 mod text_reply;
+mod tls;
 mod tokenize_routes;
 mod tool_request;
 pub mod wire;
@@ -53,7 +55,9 @@ use wazn_text::think;
 use wazn_text::tool_calls::ToolFormat;
 use wazn_text::{ChatFormat, Tokenizer};
 
+pub use crate::cors::{CorsOriginError, CorsOrigins};
 pub use crate::listener::HttpLimits;
+pub use crate::tls::{TlsConfig, TlsError};
 
 use crate::error::{AnthropicError, ApiError, OllamaError};
 use crate::metrics::Metrics;
@@ -81,6 +85,8 @@ pub struct ServerOptions {
     /// How the model writes function calls; `None`: told from its chat template and
     /// vocabulary.
     pub tool_format: Option<ToolFormat>,
+    /// Web origins whose pages may call the server (CORS); none by default.
+    pub cors_origins: CorsOrigins,
 }
 
 /// What every handler shares.
@@ -115,6 +121,8 @@ pub struct AppState {
     pub embedding: EmbeddingSupport,
     /// The width of the model's final hidden states, the vectors it embeds into.
     pub embedding_width: Option<usize>,
+    /// Web origins whose pages may call the server.
+    pub cors_origins: CorsOrigins,
     next_id: AtomicU64,
 }
 
@@ -162,6 +170,7 @@ impl AppState {
             model_facts,
             embedding,
             embedding_width,
+            cors_origins: options.cors_origins,
             next_id: AtomicU64::new(1),
         }))
     }
@@ -181,7 +190,10 @@ fn writes_think_blocks(tokenizer: &Tokenizer) -> bool {
 
 /// Every route of the server.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    // Outermost, so that a browser's preflight (which carries no API key) is answered
+    // before the key is checked.
+    let cors = state.cors_origins.layer();
+    let routes = Router::new()
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/v1/completions", post(routes::completions))
         .route("/v1/responses", post(responses::create_response))
@@ -217,7 +229,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             auth_and_count,
         ))
         .layer(DefaultBodyLimit::max(state.body_limit_bytes))
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    }
 }
 
 /// Checks the API key (every route but `/health`) and counts the answer by route
@@ -364,18 +380,20 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with_limits(listener, state, HttpLimits::default(), shutdown).await
+    serve_with_limits(listener, state, HttpLimits::default(), None, shutdown).await
 }
 
-/// [`serve`] with the given limits on what each client may cost.
+/// [`serve`] with the given limits on what each client may cost, over TLS when `tls` is
+/// given (plain HTTP otherwise).
 pub async fn serve_with_limits(
     listener: TcpListener,
     state: Arc<AppState>,
     limits: HttpLimits,
+    tls: Option<TlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(Arc::clone(&state));
-    listener::serve_connections(listener, app, limits, shutdown, move || {
+    listener::serve_connections(listener, app, limits, tls, shutdown, move || {
         state.engine.shutdown()
     })
     .await

@@ -18,9 +18,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+use crate::tls::TlsConfig;
 
 /// What one client may cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,10 +53,15 @@ impl Default for HttpLimits {
 /// Serves `app` on `listener` until `shutdown` resolves, then waits at most
 /// `limits.shutdown_grace` for open connections. `on_shutdown` runs as soon as the signal
 /// comes, before that wait (the engine is stopped there, which ends running streams).
+///
+/// With `tls`, each connection first completes a TLS handshake, within
+/// `limits.header_timeout` (a client that opens a connection and says nothing costs no more
+/// than one that sends no headers), holding its connection slot meanwhile.
 pub async fn serve_connections(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    tls: Option<TlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_shutdown: impl FnOnce(),
 ) -> std::io::Result<()> {
@@ -63,8 +71,11 @@ pub async fn serve_connections(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
+    let acceptor = tls.map(|tls| TlsAcceptor::from(tls.server));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
+    // Handshakes under way are no connections of hyper's yet: they stop on this instead.
+    let (stopping, _) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -94,17 +105,44 @@ pub async fn serve_connections(
             let request = request.map(|body| Body::new(DeadlineBody::new(body, body_timeout)));
             app.clone().oneshot(request)
         });
-        let connection = builder.serve_connection(TokioIo::new(socket), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            // A connection's end (a client gone, a timeout) is no error of the server's.
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended");
+        let builder = builder.clone();
+        // Taken before the task starts, so a shutdown signalled during a handshake still
+        // reaches the connection that follows it.
+        let watcher = graceful.watcher();
+        match &acceptor {
+            None => {
+                let connection = builder.serve_connection(TokioIo::new(socket), service);
+                tokio::spawn(run_connection(watcher.watch(connection), slot));
             }
-            drop(slot);
-        });
+            Some(acceptor) => {
+                let handshake = acceptor.accept(socket);
+                let mut stopping = stopping.subscribe();
+                let deadline = limits.header_timeout;
+                tokio::spawn(async move {
+                    let stream = tokio::select! {
+                        done = tokio::time::timeout(deadline, handshake) => match done {
+                            Ok(Ok(stream)) => stream,
+                            // A client that speaks no TLS (plain HTTP, a port scan) or
+                            // gives up: its connection closes, no one else notices.
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake not done within the header timeout");
+                                return;
+                            }
+                        },
+                        _ = stopping.changed() => return,
+                    };
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    run_connection(watcher.watch(connection), slot).await;
+                });
+            }
+        }
     }
     drop(listener);
+    let _ = stopping.send(true);
     on_shutdown();
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
@@ -116,6 +154,18 @@ pub async fn serve_connections(
         );
     }
     Ok(())
+}
+
+/// Runs one connection to its end, then frees its slot.
+async fn run_connection<E: std::fmt::Display>(
+    connection: impl Future<Output = Result<(), E>>,
+    slot: OwnedSemaphorePermit,
+) {
+    // A connection's end (a client gone, a timeout) is no error of the server's.
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "connection ended");
+    }
+    drop(slot);
 }
 
 /// A request body that fails once its deadline passes, however the bytes trickle in.

@@ -3,11 +3,11 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::scripted;
+use common::{closed_by_server, connect, scripted};
 use wazn_server::HttpLimits;
 
 const TEMPLATE: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n";
@@ -18,28 +18,6 @@ fn limits(header_seconds: u64, max_connections: usize) -> HttpLimits {
         body_timeout: Duration::from_secs(1),
         max_connections,
         shutdown_grace: Duration::from_secs(1),
-    }
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("read timeout");
-    stream
-}
-
-/// Whether the server has closed `stream` (EOF or a reset), reading what it sent meanwhile.
-fn closed_by_server(stream: &mut TcpStream, answer: &mut Vec<u8>) -> bool {
-    let mut buf = [0u8; 4096];
-    match stream.read(&mut buf) {
-        Ok(0) => true,
-        Ok(n) => {
-            answer.extend_from_slice(&buf[..n]);
-            false
-        }
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
-        Err(_) => true,
     }
 }
 

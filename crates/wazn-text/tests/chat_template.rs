@@ -135,7 +135,20 @@ fn render_error(source: &str) -> String {
 fn hostile_templates_end_in_errors() {
     let endless =
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
-    assert!(render_error(endless).contains("instructions"));
+    assert!(render_error(endless).contains("budget"));
+    // Strings doubled thirty times (1 GiB) by each operator that joins strings: stopped by
+    // the budget's bytes before they grow past it.
+    for doubling in [
+        "{% set ns = namespace(s='x') %}{% for i in range(30) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        "{% set ns = namespace(s='x') %}{% for i in range(30) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+        "{% set ns = namespace(s='x') %}{% for i in range(30) %}{% set ns.s = [ns.s, ns.s] | join %}{% endfor %}",
+        "{% set ns = namespace(s='x') %}{% for i in range(30) %}{% set ns.s = ns.s * 2 %}{% endfor %}",
+        "{% set ns = namespace(s='x') %}{% for i in range(30) %}{% set ns.s = '%s%s' | format(ns.s, ns.s) %}{% endfor %}",
+        "{% macro d(s, n) %}{% if n > 0 %}{{ d(s ~ s, n - 1) }}{% endif %}{% endmacro %}{{ d('x', 30) }}",
+    ] {
+        let message = render_error(doubling);
+        assert!(message.contains("budget"), "{doubling}: {message}");
+    }
     let huge = "{% for i in range(300) %}{{ 'x' * 100000 }}{% endfor %}";
     assert!(render_error(huge).contains("exceeds"));
     let indented = "{{ messages | tojson(indent=1000000000000) }}";

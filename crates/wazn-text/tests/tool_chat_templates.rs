@@ -104,3 +104,74 @@ fn tool_templates_read_tools() {
         assert!(template.reads_tools(), "{}", t.name);
     }
 }
+
+/// The render budget grows with the conversation, so an honest request as large as the
+/// server's default body limit (1 MiB) renders with every real template: one long message,
+/// tens of thousands of short ones (where the instructions per message cost the most),
+/// 1 MiB of tool schemas, and thousands of tool-call turns.
+#[test]
+fn conversations_as_large_as_a_request_body_render() {
+    const SIZE: usize = 1 << 20;
+    let fixture: Fixture = read_fixture("tool_chat_templates.json");
+    for t in &fixture.templates {
+        let template = ChatTemplate::new(&t.template, &t.bos_token, &t.eos_token).unwrap();
+        let tools = t.cases.iter().find_map(|c| c.tools.clone()).expect("tools");
+
+        let long = vec![ChatMessage::new("user", "lorem ipsum ".repeat(SIZE / 12))];
+        // An odd count, so that the last turn is the user's.
+        let n_short = (SIZE / json_len(&ChatMessage::new("user", "hi"))) | 1;
+        let short: Vec<ChatMessage> = (0..n_short)
+            .map(|i| ChatMessage::new(["user", "assistant"][i % 2], "hi"))
+            .collect();
+        let many_tools: Vec<serde_json::Value> = tools
+            .as_array()
+            .expect("a tools list")
+            .iter()
+            .cycle()
+            .take(SIZE / json_len(&tools) * 2)
+            .cloned()
+            .collect();
+        let mut turns = vec![ChatMessage::new("user", "The weather in Paris?")];
+        let mut turns_len = 0;
+        while turns_len < SIZE {
+            // Mistral's template wants ids of nine letters and digits.
+            let id = format!("call{:05}", turns.len() % 100_000);
+            let mut call = ChatMessage::new("assistant", "");
+            call.tool_calls = Some(vec![serde_json::json!({
+                "id": id,
+                "type": "function",
+                "function": {"name": "get_current_weather", "arguments": {"location": "Paris"}},
+            })]);
+            let mut result = ChatMessage::new("tool", "{\"temperature\": 20}");
+            result.tool_call_id = Some(id);
+            result.name = Some("get_current_weather".into());
+            turns_len += json_len(&call) + json_len(&result);
+            turns.extend([call, result]);
+        }
+
+        let user = [ChatMessage::new("user", "hi")];
+        let conversations: [(&str, &[ChatMessage], Option<serde_json::Value>); 4] = [
+            ("one long message", &long, None),
+            ("short messages", &short, None),
+            (
+                "tool schemas",
+                &user,
+                Some(serde_json::Value::Array(many_tools)),
+            ),
+            ("tool-call turns", &turns, Some(tools.clone())),
+        ];
+        for (what, messages, tools) in conversations {
+            let rendered = template.render_with_tools(messages, tools.as_ref(), true);
+            assert!(
+                rendered.is_ok(),
+                "{} with {what}: {:?}",
+                t.name,
+                rendered.err()
+            );
+        }
+    }
+}
+
+fn json_len<T: serde::Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).expect("JSON").len()
+}

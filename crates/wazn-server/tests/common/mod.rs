@@ -5,7 +5,7 @@
 pub mod embedding;
 pub mod scripted;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -15,7 +15,9 @@ use serde_json::Value;
 use wazn_engine::{Engine, EngineOptions};
 use wazn_kernels::Activations;
 use wazn_models::ModelOptions;
-use wazn_server::{AppState, HttpLimits, ServerOptions, DEFAULT_BODY_LIMIT_BYTES};
+use wazn_server::{
+    AppState, CorsOrigins, HttpLimits, ServerOptions, TlsConfig, DEFAULT_BODY_LIMIT_BYTES,
+};
 
 pub const N_CTX: usize = 512;
 
@@ -36,6 +38,9 @@ pub struct Config {
     pub kv_blocks: usize,
     pub activations: Activations,
     pub limits: HttpLimits,
+    /// Serve HTTPS with this configuration.
+    pub tls: Option<TlsConfig>,
+    pub cors_origins: CorsOrigins,
 }
 
 impl Default for Config {
@@ -47,6 +52,8 @@ impl Default for Config {
             kv_blocks: 4 * N_CTX / wazn_engine::KV_BLOCK_SIZE,
             activations: Activations::Quantized,
             limits: HttpLimits::default(),
+            tls: None,
+            cors_origins: CorsOrigins::None,
         }
     }
 }
@@ -97,6 +104,7 @@ impl TestServer {
                 body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
                 reasoning_effort: Default::default(),
                 tool_format: None,
+                cors_origins: config.cors_origins,
             },
         )
         .expect("engine thread");
@@ -112,11 +120,13 @@ impl TestServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = Arc::clone(&state);
         let limits = config.limits;
+        let tls = config.tls;
         let thread = std::thread::spawn(move || {
             runtime.block_on(wazn_server::serve_with_limits(
                 listener,
                 served,
                 limits,
+                tls,
                 async move {
                     let _ = stopped.await;
                 },
@@ -265,7 +275,30 @@ pub fn request(
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> Response {
+/// A connection that reads with a short timeout, for clients that watch the server close it.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    stream
+}
+
+/// Whether the server has closed `stream` (EOF or a reset), reading what it sent meanwhile.
+pub fn closed_by_server(stream: &mut TcpStream, answer: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 4096];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => {
+            answer.extend_from_slice(&buf[..n]);
+            false
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
+        Err(_) => true,
+    }
+}
+
+pub fn parse_response(raw: &[u8]) -> Response {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

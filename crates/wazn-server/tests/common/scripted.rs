@@ -149,18 +149,30 @@ pub fn start(source: &str, reply: &str) -> (TestServer, Seen) {
 
 /// [`start`] under the given limits on clients.
 pub fn start_limited(source: &str, reply: &str, limits: HttpLimits) -> (TestServer, Seen) {
-    start_scripted(source, reply, limits, None)
+    start_configured(
+        source,
+        reply,
+        Config {
+            limits,
+            ..Config::default()
+        },
+    )
+}
+
+/// [`start`] with the given server configuration (its KV blocks are the scripted model's).
+pub fn start_configured(source: &str, reply: &str, config: Config) -> (TestServer, Seen) {
+    start_scripted(source, reply, config, None)
 }
 
 /// [`start`] with a model that computes nothing until `gate` is opened.
 pub fn start_gated(source: &str, reply: &str, gate: Gate) -> (TestServer, Seen) {
-    start_scripted(source, reply, HttpLimits::default(), Some(gate))
+    start_scripted(source, reply, Config::default(), Some(gate))
 }
 
 fn start_scripted(
     source: &str,
     reply: &str,
-    limits: HttpLimits,
+    config: Config,
     gate: Option<Gate>,
 ) -> (TestServer, Seen) {
     let tokenizer = tokenizer();
@@ -193,8 +205,7 @@ fn start_scripted(
     let engine = Engine::with_model(Box::new(model), text, options).expect("engine");
     let config = Config {
         kv_blocks: 4 * 2048 / wazn_engine::KV_BLOCK_SIZE,
-        limits,
-        ..Config::default()
+        ..config
     };
     (TestServer::start_with(engine, "scripted", config), seen)
 }

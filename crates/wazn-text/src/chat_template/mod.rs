@@ -3,9 +3,11 @@
 //! (`apply_chat_template`): trim_blocks and lstrip_blocks on, a trailing newline of the template
 //! dropped, lenient undefined values, Python's string and dict methods, and the helpers
 //! `raise_exception`, `strftime_now` and a `tojson` that writes what Python's `json.dumps` does.
-//! A template is code from a model file, so a render runs on a budget: [`TEMPLATE_FUEL`]
-//! instructions and [`MAX_RENDERED_BYTES`] of output, past which it ends in an error.
+//! A template is code from a model file, so a render runs on a budget: fuel for the
+//! instructions it runs and the strings it makes, in proportion to the conversation (see
+//! [`budget`]), and [`MAX_RENDERED_BYTES`] of output, past which it ends in an error.
 
+pub mod budget;
 mod pyjson;
 mod strftime;
 
@@ -18,11 +20,6 @@ use wazn_formats::Metadata;
 use crate::{TextError, Tokenizer};
 
 const TEMPLATE_NAME: &str = "chat_template";
-
-/// Instructions one render may run. A real chat template takes tens per message, so this is
-/// far beyond any conversation, and it ends a hostile template (nested loops) in about a
-/// second instead of never.
-const TEMPLATE_FUEL: u64 = 50_000_000;
 
 /// The most bytes a rendered prompt may have: about four times the text of a million-token
 /// context. A template that writes more is hostile or broken.
@@ -123,7 +120,6 @@ impl ChatTemplate {
             .build()
             .map_err(|e| TextError::TemplateSyntax(e.to_string()))?;
         env.set_syntax(syntax);
-        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(python_method);
         env.set_formatter(python_formatter);
         env.add_filter("tojson", pyjson::tojson);
@@ -158,8 +154,12 @@ impl ChatTemplate {
         tools: Option<&serde_json::Value>,
         add_generation_prompt: bool,
     ) -> Result<String, TextError> {
-        let template = self
-            .env
+        // Each render gets the fuel its conversation warrants; the environment is cloned for
+        // it (its templates, filters and functions are shared, not copied).
+        let fuel = budget::render_fuel(messages, tools);
+        let mut env = self.env.clone();
+        env.set_fuel(Some(fuel));
+        let template = env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| TextError::TemplateRender(e.to_string()))?;
         let ctx = context! {
@@ -177,7 +177,7 @@ impl ChatTemplate {
                 "the rendered prompt exceeds {MAX_RENDERED_BYTES} bytes"
             )));
         }
-        rendered.map_err(render_error)?;
+        rendered.map_err(|e| render_error(e, fuel))?;
         String::from_utf8(out.bytes).map_err(|e| TextError::TemplateRender(e.to_string()))
     }
 }
@@ -272,10 +272,12 @@ fn raise_exception(message: String) -> Result<Value, Error> {
         .with_source(RaisedByTemplate(message)))
 }
 
-fn render_error(err: Error) -> TextError {
+fn render_error(err: Error, fuel: u64) -> TextError {
     if err.kind() == ErrorKind::OutOfFuel {
         return TextError::TemplateRender(format!(
-            "the chat template ran more than {TEMPLATE_FUEL} instructions"
+            "the chat template went past its budget for this conversation: {fuel} instructions, \
+             or {} MiB of strings made",
+            fuel.saturating_mul(budget::BYTES_PER_FUEL) >> 20
         ));
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&err);
