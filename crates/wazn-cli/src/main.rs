@@ -3,6 +3,7 @@
 mod bench;
 mod chat;
 mod eval;
+mod fingerprint;
 mod inspect;
 mod model_path;
 mod options;
@@ -49,6 +50,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Quantize a GGUF model, as llama.cpp's llama-quantize does (same types, same bytes).
     Quantize(quantize::QuantizeArgs),
+    /// Which base model a model came from, from its weights: extract a fingerprint,
+    /// compare two models, or identify a model among saved fingerprints.
+    Fingerprint(fingerprint::FingerprintArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Perplexity(args) => perplexity::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Quantize(args) => quantize::quantize(args),
+        Command::Fingerprint(args) => fingerprint::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
