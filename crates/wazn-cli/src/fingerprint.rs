@@ -9,9 +9,8 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 use wazn_fingerprint::{
-    null_distribution, open_source, score_pair, verdict, write_wfp, ModelFacts,
-    NullDistribution, PairOutcome, PairScore, Progress, Verdict, WeightSource,
-    DEFAULT_NULL_MODELS,
+    null_distribution, open_source, score_pair, verdict, write_wfp, ModelFacts, NullDistribution,
+    PairOutcome, PairScore, Progress, Verdict, WeightSource, DEFAULT_NULL_MODELS,
 };
 
 #[derive(Args, Debug)]
@@ -183,13 +182,25 @@ fn declared_json(f: &ModelFacts) -> Value {
     )
 }
 
-fn compare(a: &Path, b: &Path, null_paths: &[PathBuf], as_json: bool, common: &CommonArgs) -> Result<()> {
+fn compare(
+    a: &Path,
+    b: &Path,
+    null_paths: &[PathBuf],
+    as_json: bool,
+    common: &CommonArgs,
+) -> Result<()> {
     let n_threads = common.n_threads();
     let (source_a, source_b) = (open(a)?, open(b)?);
     let unrelated: Vec<Box<dyn WeightSource>> =
         null_paths.iter().map(|p| open(p)).collect::<Result<_>>()?;
     let progress = BarProgress::new();
-    let outcome = score_pair(source_a.as_ref(), source_b.as_ref(), None, n_threads, &progress)?;
+    let outcome = score_pair(
+        source_a.as_ref(),
+        source_b.as_ref(),
+        None,
+        n_threads,
+        &progress,
+    )?;
     let scored = match outcome {
         PairOutcome::Scored(s) => Some(s),
         PairOutcome::NoSharedVocabulary { shared_tokens } => {
@@ -240,7 +251,16 @@ fn compare(a: &Path, b: &Path, null_paths: &[PathBuf], as_json: bool, common: &C
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    print_table(a, b, source_a.facts(), source_b.facts(), &scored, &null_dist, z, v);
+    print_table(
+        a,
+        b,
+        source_a.facts(),
+        source_b.facts(),
+        &scored,
+        &null_dist,
+        z,
+        v,
+    );
     Ok(())
 }
 
@@ -313,7 +333,8 @@ fn print_table(
             l.wq,
             l.wk,
             l.wq_wk,
-            l.parameter_cosine.map_or("-".into(), |c| format!("{c:>8.4}"))
+            l.parameter_cosine
+                .map_or("-".into(), |c| format!("{c:>8.4}"))
         );
     }
     println!();
@@ -327,7 +348,8 @@ fn print_table(
     );
     println!(
         "parameter cosine baseline        {}   (plain cosine of Wq, no alignment)",
-        s.cosine_baseline.map_or("n/a (shapes differ)".into(), |c| format!("{c:.4}"))
+        s.cosine_baseline
+            .map_or("n/a (shapes differ)".into(), |c| format!("{c:.4}"))
     );
     println!("verdict                          {v}");
 }
@@ -342,15 +364,30 @@ fn identify(model: &Path, db: &Path, as_json: bool, common: &CommonArgs) -> Resu
         .collect();
     entries.sort();
     if entries.is_empty() {
-        return Err(anyhow!("{}: no .wfp fingerprints in the folder", db.display()));
+        return Err(anyhow!(
+            "{}: no .wfp fingerprints in the folder",
+            db.display()
+        ));
     }
     let progress = BarProgress::new();
-    let null_dist = null_distribution(&[source.as_ref()], common.null_models, &[], n_threads, &progress)?;
+    let null_dist = null_distribution(
+        &[source.as_ref()],
+        common.null_models,
+        &[],
+        n_threads,
+        &progress,
+    )?;
     let mut rows = Vec::new();
     for (i, path) in entries.iter().enumerate() {
         progress.stage(&format!("{}", path.display()), i, entries.len());
         let candidate = open(path)?;
-        let (score, z, v) = match score_pair(source.as_ref(), candidate.as_ref(), None, n_threads, &progress)? {
+        let (score, z, v) = match score_pair(
+            source.as_ref(),
+            candidate.as_ref(),
+            None,
+            n_threads,
+            &progress,
+        )? {
             PairOutcome::Scored(s) => {
                 let z = null_dist.z(s.score);
                 (Some(s.score), Some(z), verdict(s.score, z))
@@ -360,7 +397,10 @@ fn identify(model: &Path, db: &Path, as_json: bool, common: &CommonArgs) -> Resu
         rows.push((path.clone(), candidate.facts().clone(), score, z, v));
     }
     drop(progress);
-    rows.sort_by(|x, y| y.2.unwrap_or(f64::NEG_INFINITY).total_cmp(&x.2.unwrap_or(f64::NEG_INFINITY)));
+    rows.sort_by(|x, y| {
+        y.2.unwrap_or(f64::NEG_INFINITY)
+            .total_cmp(&x.2.unwrap_or(f64::NEG_INFINITY))
+    });
     if as_json {
         let list: Vec<Value> = rows
             .iter()
@@ -375,7 +415,10 @@ fn identify(model: &Path, db: &Path, as_json: bool, common: &CommonArgs) -> Resu
         return Ok(());
     }
     println!("{}: {}", model.display(), describe(source.facts()));
-    println!("null ({} random models): mean {:.4}, sd {:.4}", null_dist.n, null_dist.mean, null_dist.sd);
+    println!(
+        "null ({} random models): mean {:.4}, sd {:.4}",
+        null_dist.n, null_dist.mean, null_dist.sd
+    );
     println!();
     println!("rank    score        z  verdict       fingerprint");
     for (rank, (p, f, s, z, v)) in rows.iter().enumerate() {

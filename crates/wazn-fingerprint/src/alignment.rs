@@ -35,7 +35,11 @@ impl Alignment {
 
 /// Aligns B's hidden dimensions to A's from the embedding rows of the same tokens (`[tokens,
 /// n_a]` and `[tokens, n_b]`). Models of different widths keep the narrower one's count.
-pub fn align_hidden(a: &Matrix, b: &Matrix, n_threads: usize) -> Result<Alignment, FingerprintError> {
+pub fn align_hidden(
+    a: &Matrix,
+    b: &Matrix,
+    n_threads: usize,
+) -> Result<Alignment, FingerprintError> {
     if a.rows != b.rows || a.rows == 0 {
         return Err(FingerprintError::Incomparable(
             "the two models share no embedding rows to align".into(),
@@ -94,7 +98,9 @@ mod tests {
         let a = Matrix::from_vec(tokens, n, data).unwrap();
         // B's dimension j is A's dimension perm[j], times sign[j].
         let perm: Vec<usize> = (0..n).map(|j| (j * 7 + 3) % n).collect();
-        let sign: Vec<f32> = (0..n).map(|j| if j % 3 == 0 { -1.0 } else { 1.0 }).collect();
+        let sign: Vec<f32> = (0..n)
+            .map(|j| if j % 3 == 0 { -1.0 } else { 1.0 })
+            .collect();
         let b = a.gather_columns(&perm, &sign);
         let al = align_hidden(&a, &b, 2).unwrap();
         assert_eq!(al.a_dims, (0..n).collect::<Vec<_>>());

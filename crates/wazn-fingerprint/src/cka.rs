@@ -18,9 +18,9 @@
 //!   the same product as repeating the key heads). K = Pᵀ G P with G = W Wᵀ, and
 //!   tr(K_a K_b) = tr(Cᵀ G_a C G_b) with C = P_a P_bᵀ.
 
-use crate::matrix::{multiply, rows_by_rows, Matrix};
 #[cfg(test)]
 use crate::matrix::columns_by_columns;
+use crate::matrix::{multiply, rows_by_rows, self_gram, Matrix};
 
 /// One side of a comparison, prepared once: what its Gram matrix contributes to HSIC.
 pub struct Prepared {
@@ -62,11 +62,11 @@ impl Prepared {
                     .map(|r| r.iter().map(|&v| f64::from(v)).sum())
                     .collect();
                 let k_ones = w.transposed_times_vector(&row_sums);
-                let trace_kk = rows_by_rows(&w, &w, n_threads).frobenius2();
+                let trace_kk = self_gram(&w, n_threads).frobenius2();
                 Prepared::from_parts(Kind::Columns { w }, diagonal, k_ones, trace_kk)
             }
             Representation::Bilinear { p, w } => {
-                let g = rows_by_rows(&w, &w, n_threads);
+                let g = self_gram(&w, n_threads);
                 // Kᵢᵢ = pᵢᵀ G pᵢ for the columns pᵢ of P.
                 let gp = multiply(&g, &p, n_threads);
                 let mut diagonal = vec![0f64; p.cols];
@@ -87,7 +87,7 @@ impl Prepared {
                     .collect();
                 let g_p_ones = g.times_vector(&p_ones);
                 let k_ones = p.transposed_times_vector(&g_p_ones);
-                let h = rows_by_rows(&p, &p, n_threads);
+                let h = self_gram(&p, n_threads);
                 let trace_kk = bilinear_trace(&g, &h, &g, n_threads);
                 Prepared::from_parts(Kind::Bilinear { p, g }, diagonal, k_ones, trace_kk)
             }
@@ -194,8 +194,7 @@ pub(crate) fn dense_unbiased_cka(k: &[Vec<f64>], l: &[Vec<f64>]) -> f64 {
             }
             cross += rk * rl;
         }
-        (trace + sk * sl / ((nf - 1.0) * (nf - 2.0)) - 2.0 / (nf - 2.0) * cross)
-            / (nf * (nf - 3.0))
+        (trace + sk * sl / ((nf - 1.0) * (nf - 2.0)) - 2.0 / (nf - 2.0) * cross) / (nf * (nf - 3.0))
     };
     hsic(k, l) / (hsic(k, k) * hsic(l, l)).sqrt()
 }
@@ -217,7 +216,9 @@ mod tests {
         let mut state = seed;
         let data = (0..rows * cols)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
             })
             .collect();
@@ -230,7 +231,11 @@ mod tests {
         let b = Matrix::from_vec(
             5,
             12,
-            b.data.iter().zip(&a.data).map(|(x, y)| x + 0.5 * y).collect(),
+            b.data
+                .iter()
+                .zip(&a.data)
+                .map(|(x, y)| x + 0.5 * y)
+                .collect(),
         )
         .unwrap();
         let want = dense_unbiased_cka(&gram_of_columns(&a), &gram_of_columns(&b));

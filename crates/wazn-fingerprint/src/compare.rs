@@ -60,7 +60,9 @@ pub struct PairScore {
 pub enum PairOutcome {
     Scored(PairScore),
     /// Too few tokens in common to align the hidden dimensions.
-    NoSharedVocabulary { shared_tokens: usize },
+    NoSharedVocabulary {
+        shared_tokens: usize,
+    },
 }
 
 /// Compares A and B. `layers` restricts a same-depth comparison to those layers of A (the
@@ -83,29 +85,57 @@ pub fn score_pair(
     let rows_b = pick_rows(&sketch_b.rows, shared.iter().map(|p| p.1));
     progress.stage("aligning hidden dimensions", 0, 1);
     let alignment = align_hidden(&rows_a, &rows_b, n_threads)?;
-    let pairs = layer_pairs(a, b, &alignment, layers, n_threads, progress)?;
+    let mut score = score_aligned(a, b, &alignment, layers, Detail::Full, n_threads, progress)?;
+    score.shared_tokens = shared.len();
+    Ok(PairOutcome::Scored(score))
+}
+
+/// How much of a comparison to compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// Wq, Wk and WqWkᵀ per layer, and the parameter cosine.
+    Full,
+    /// WqWkᵀ only (the score); the other fields are NaN. The null's random pairs need no more.
+    ScoreOnly,
+}
+
+/// Compares A and B with B's hidden dimensions already aligned to A's (`shared_tokens` is
+/// left 0 for the caller to fill in).
+pub fn score_aligned(
+    a: &dyn WeightSource,
+    b: &dyn WeightSource,
+    alignment: &Alignment,
+    layers: Option<&[usize]>,
+    detail: Detail,
+    n_threads: usize,
+    progress: &dyn Progress,
+) -> Result<PairScore, FingerprintError> {
+    let pairs = layer_pairs(a, b, alignment, layers, n_threads, progress)?;
     let mut per_layer = Vec::with_capacity(pairs.len());
     for (done, &(i, j)) in pairs.iter().enumerate() {
         progress.stage("comparing layers", done, pairs.len());
         let (la, lb) = (a.layer(i)?, b.layer(j)?);
-        let parameter_cosine = (la.wq.rows == lb.wq.rows && la.wq.cols == lb.wq.cols)
-            .then(|| cosine(&la.wq.data, &lb.wq.data));
-        let (la, lb) = aligned_pair(&la, &lb, &alignment);
-        let sim = |x: Matrix, y: Matrix| {
-            let (x, y) = (
-                Prepared::new(Representation::Columns(x), n_threads),
-                Prepared::new(Representation::Columns(y), n_threads),
-            );
-            unbiased_cka(&x, &y, n_threads)
-        };
+        let parameter_cosine =
+            (detail == Detail::Full && la.wq.rows == lb.wq.rows && la.wq.cols == lb.wq.cols)
+                .then(|| cosine(&la.wq.data, &lb.wq.data));
+        let (la, lb) = aligned_pair(&la, &lb, alignment);
         let qk_a = Prepared::new(attention_form(&la, a.facts()), n_threads);
         let qk_b = Prepared::new(attention_form(&lb, b.facts()), n_threads);
+        let wq_wk = unbiased_cka(&qk_a, &qk_b, n_threads);
+        drop((qk_a, qk_b));
+        let (wq, wk) = match detail {
+            Detail::Full => (
+                columns_cka(la.wq, lb.wq, n_threads),
+                columns_cka(la.wk, lb.wk, n_threads),
+            ),
+            Detail::ScoreOnly => (f64::NAN, f64::NAN),
+        };
         per_layer.push(LayerSimilarity {
             a: i,
             b: j,
-            wq_wk: unbiased_cka(&qk_a, &qk_b, n_threads),
-            wq: sim(la.wq, lb.wq),
-            wk: sim(la.wk, lb.wk),
+            wq,
+            wk,
+            wq_wk,
             parameter_cosine,
         });
     }
@@ -114,15 +144,22 @@ pub fn score_pair(
         per_layer.iter().map(f).sum::<f64>() / per_layer.len().max(1) as f64
     };
     let cosines: Option<Vec<f64>> = per_layer.iter().map(|l| l.parameter_cosine).collect();
-    Ok(PairOutcome::Scored(PairScore {
+    Ok(PairScore {
         score: mean(|l| l.wq_wk),
         mean_wq: mean(|l| l.wq),
         mean_wk: mean(|l| l.wk),
         cosine_baseline: cosines.map(|c| c.iter().sum::<f64>() / c.len().max(1) as f64),
         per_layer,
-        shared_tokens: shared.len(),
-        alignment,
-    }))
+        shared_tokens: 0,
+        alignment: alignment.clone(),
+    })
+}
+
+/// Unbiased CKA of two projections with the hidden dimensions as samples.
+fn columns_cka(x: Matrix, y: Matrix, n_threads: usize) -> f64 {
+    let x = Prepared::new(Representation::Columns(x), n_threads);
+    let y = Prepared::new(Representation::Columns(y), n_threads);
+    unbiased_cka(&x, &y, n_threads)
 }
 
 /// The rows `indices` of `m`.
@@ -190,7 +227,11 @@ fn layer_pairs(
     let (n_a, n_b) = (a.facts().n_layer, b.facts().n_layer);
     if n_a == n_b {
         return Ok(match layers {
-            Some(chosen) => chosen.iter().filter(|&&l| l < n_a).map(|&l| (l, l)).collect(),
+            Some(chosen) => chosen
+                .iter()
+                .filter(|&&l| l < n_a)
+                .map(|&l| (l, l))
+                .collect(),
             None => (0..n_a).map(|l| (l, l)).collect(),
         });
     }
@@ -210,7 +251,12 @@ fn layer_pairs(
     }
     let similarity: Vec<Vec<f64>> = forms_a
         .iter()
-        .map(|fa| forms_b.iter().map(|fb| unbiased_cka(fa, fb, n_threads)).collect())
+        .map(|fa| {
+            forms_b
+                .iter()
+                .map(|fb| unbiased_cka(fa, fb, n_threads))
+                .collect()
+        })
         .collect();
     Ok(monotone_matching(&similarity))
 }
@@ -290,7 +336,11 @@ mod tests {
         let n_a = 6;
         let kept = [0usize, 1, 3, 4, 5];
         let similarity: Vec<Vec<f64>> = (0..n_a)
-            .map(|i| kept.iter().map(|&k| if k == i { 0.9 } else { 0.1 }).collect())
+            .map(|i| {
+                kept.iter()
+                    .map(|&k| if k == i { 0.9 } else { 0.1 })
+                    .collect()
+            })
             .collect();
         let pairs = monotone_matching(&similarity);
         assert_eq!(pairs, vec![(0, 0), (1, 1), (3, 2), (4, 3), (5, 4)]);

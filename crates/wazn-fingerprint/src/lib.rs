@@ -35,8 +35,8 @@ use std::path::Path;
 pub use alignment::{align_hidden, Alignment};
 pub use cka::{unbiased_cka, Prepared, Representation};
 pub use compare::{
-    attention_form, cosine, monotone_matching, score_pair, LayerSimilarity, NoProgress,
-    PairOutcome, PairScore, Progress, MIN_SHARED_TOKENS,
+    attention_form, cosine, monotone_matching, score_aligned, score_pair, Detail, LayerSimilarity,
+    NoProgress, PairOutcome, PairScore, Progress, MIN_SHARED_TOKENS,
 };
 pub use error::FingerprintError;
 pub use matrix::Matrix;

@@ -172,7 +172,10 @@ impl ModelWeights {
             .checked_mul(n_rows)
             .ok_or_else(|| bad("size overflows".into()))?;
         if data.len() < needed {
-            return Err(bad(format!("{} bytes where {needed} are needed", data.len())));
+            return Err(bad(format!(
+                "{} bytes where {needed} are needed",
+                data.len()
+            )));
         }
         Ok(RawTensor {
             name: name.to_string(),
@@ -217,14 +220,18 @@ impl ModelWeights {
         let rows = n_heads * self.facts.head_dim;
         let mut m = match &self.holder {
             Holder::Gguf(_) => {
-                let m = self.tensor(&gguf_name, Some(rows), self.facts.n_embd)?.to_matrix()?;
+                let m = self
+                    .tensor(&gguf_name, Some(rows), self.facts.n_embd)?
+                    .to_matrix()?;
                 if self.facts.architecture == "llama" {
                     undo_rope_permutation(&m, n_heads, self.facts.head_dim)
                 } else {
                     m
                 }
             }
-            Holder::Hf(_) => self.tensor(&hf_name, Some(rows), self.facts.n_embd)?.to_matrix()?,
+            Holder::Hf(_) => self
+                .tensor(&hf_name, Some(rows), self.facts.n_embd)?
+                .to_matrix()?,
         };
         for row in m.data.chunks_exact_mut(m.cols) {
             for (v, &g) in row.iter_mut().zip(gains) {
@@ -268,7 +275,10 @@ impl WeightSource for ModelWeights {
                 .filter_map(|(id, t)| t.as_deref().map(|t| (id, t))),
         );
         let mut rows = Matrix::zeros(kept.len(), self.facts.n_embd);
-        for ((_, id), out) in kept.iter().zip(rows.data.chunks_exact_mut(self.facts.n_embd)) {
+        for ((_, id), out) in kept
+            .iter()
+            .zip(rows.data.chunks_exact_mut(self.facts.n_embd))
+        {
             embedding.row_into(*id, out)?;
         }
         Ok(TokenSketch {
@@ -293,7 +303,9 @@ fn gguf_facts(file: &GgufFile, tokens: &[Option<String>]) -> Result<ModelFacts, 
         return Err(FingerprintError::UnsupportedArchitecture(arch));
     }
     let get = |name: &str| -> Result<Option<usize>, FingerprintError> {
-        Ok(md.get_u64(&format!("{arch}.{name}"))?.and_then(|v| usize::try_from(v).ok()))
+        Ok(md
+            .get_u64(&format!("{arch}.{name}"))?
+            .and_then(|v| usize::try_from(v).ok()))
     };
     let need = |name: &str| -> Result<usize, FingerprintError> {
         get(name)?.ok_or_else(|| FingerprintError::BadModel(format!("no {arch}.{name}")))
@@ -346,7 +358,11 @@ fn hf_facts(folder: &HfFolder, tokens: &[Option<String>]) -> Result<ModelFacts, 
             )))
         }
     };
-    let get = |key: &str| cfg.get(key).and_then(Value::as_u64).and_then(|v| usize::try_from(v).ok());
+    let get = |key: &str| {
+        cfg.get(key)
+            .and_then(Value::as_u64)
+            .and_then(|v| usize::try_from(v).ok())
+    };
     let need = |key: &str| {
         get(key).ok_or_else(|| FingerprintError::BadModel(format!("config.json has no {key}")))
     };
@@ -425,7 +441,12 @@ fn hf_tokens(dir: &Path) -> Result<Vec<Option<String>>, FingerprintError> {
     }
     // Ids past the file's size cannot be real; this also bounds the table below.
     let limit = usize::try_from(size).unwrap_or(usize::MAX);
-    let n = by_id.iter().map(|(id, _)| id + 1).filter(|&n| n <= limit).max().unwrap_or(0);
+    let n = by_id
+        .iter()
+        .map(|(id, _)| id + 1)
+        .filter(|&n| n <= limit)
+        .max()
+        .unwrap_or(0);
     let mut tokens = vec![None; n];
     for (id, token) in by_id {
         if let Some(slot) = tokens.get_mut(id) {

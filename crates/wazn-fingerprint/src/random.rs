@@ -35,7 +35,9 @@ impl RandomModel {
 
     fn matrix(&self, rows: usize, cols: usize, stream: u64) -> Matrix {
         let mut generator = Normal::new(mix(self.seed ^ mix(stream)));
-        let data = (0..rows * cols).map(|_| generator.next() * INIT_STD).collect();
+        let data = (0..rows * cols)
+            .map(|_| generator.next() * INIT_STD)
+            .collect();
         Matrix { rows, cols, data }
     }
 }
@@ -103,7 +105,10 @@ mod tests {
         let values: Vec<f64> = (0..100_000).map(|_| f64::from(g.next())).collect();
         let mean = values.iter().sum::<f64>() / values.len() as f64;
         let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
-        assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.02, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.02 && (var - 1.0).abs() < 0.02,
+            "{mean} {var}"
+        );
         let mut again = Normal::new(1);
         assert_eq!(again.next() as f64, values[0]);
     }

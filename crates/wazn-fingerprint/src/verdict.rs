@@ -1,8 +1,8 @@
 //! From a score to a verdict: a null distribution of scores between models known to be
 //! unrelated, a z-score against it, and fixed rules.
 //!
-//! The null is made here: random models with the shapes (and sketched tokens) of the compared
-//! models, initialised independently from seeds, each scored against one of the two. To keep
+//! The null is made here: random models with the shapes of the compared models, initialised
+//! independently from seeds, each scored against one of the two. To keep
 //! its cost near one comparison's, a random pair is scored on [`NULL_LAYERS`] layers spread
 //! over the depth rather than all of them: a mean over fewer layers spreads wider, so the null
 //! is if anything too wide and the z-score too small, never too large. Models given by the
@@ -18,7 +18,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::compare::{score_pair, PairOutcome, Progress};
+use crate::alignment::Alignment;
+use crate::compare::{score_aligned, score_pair, Detail, PairOutcome, Progress};
 use crate::error::FingerprintError;
 use crate::random::RandomModel;
 use crate::source::WeightSource;
@@ -105,7 +106,9 @@ pub fn verdict(score: f64, z: f64) -> Verdict {
 /// shifted by `index` so the random pairs together cover the depth.
 pub fn null_layers(n_layer: usize, index: usize) -> Vec<usize> {
     let m = NULL_LAYERS.min(n_layer);
-    let mut layers: Vec<usize> = (0..m).map(|k| (index + k * n_layer / m) % n_layer).collect();
+    let mut layers: Vec<usize> = (0..m)
+        .map(|k| (index + k * n_layer / m) % n_layer)
+        .collect();
     layers.sort_unstable();
     layers.dedup();
     layers
@@ -121,23 +124,34 @@ pub fn null_distribution(
     progress: &dyn Progress,
 ) -> Result<NullDistribution, FingerprintError> {
     let mut scores = Vec::new();
-    let mut hashes = Vec::new();
-    for anchor in anchors {
-        hashes.push(anchor.sketch()?.hashes);
-    }
     for i in 0..n_models {
         progress.stage("null: random models", i, n_models);
-        let k = i % anchors.len().max(1);
-        let (Some(anchor), Some(tokens)) = (anchors.get(k), hashes.get(k)) else {
+        let Some(anchor) = anchors.get(i % anchors.len().max(1)) else {
             break;
         };
-        let random = RandomModel::new(anchor.facts(), tokens.clone(), i as u64 + 1);
+        // A random model's attention weights are independent of its embedding and its hidden
+        // dimensions exchangeable, so every alignment (the assignment's included) leaves them
+        // i.i.d. and the score has the same distribution: the identity is used, and the
+        // assignment's cost saved.
+        let random = RandomModel::new(anchor.facts(), Vec::new(), i as u64 + 1);
+        let n = anchor.facts().n_embd;
+        let identity = Alignment {
+            a_dims: (0..n).collect(),
+            b_dims: (0..n).collect(),
+            b_signs: vec![1.0; n],
+            mean_abs_cosine: 0.0,
+        };
         let layers = null_layers(anchor.facts().n_layer, i);
-        if let PairOutcome::Scored(s) =
-            score_pair(*anchor, &random, Some(&layers), n_threads, &NullQuiet)?
-        {
-            scores.push(s.score);
-        }
+        let s = score_aligned(
+            *anchor,
+            &random,
+            &identity,
+            Some(&layers),
+            Detail::ScoreOnly,
+            n_threads,
+            &NullQuiet,
+        )?;
+        scores.push(s.score);
     }
     for (i, model) in unrelated.iter().enumerate() {
         progress.stage("null: given models", i, unrelated.len());

@@ -166,7 +166,9 @@ impl WfpFile {
         if bytes.len() < 16 || &bytes[..8] != WFP_MAGIC {
             return Err(bad("it does not start with the WAZN-WFP magic".into()));
         }
-        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let u32_at = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let version = u32_at(8);
         if version != WFP_VERSION {
             return Err(bad(format!(
@@ -178,9 +180,12 @@ impl WfpFile {
             return Err(bad(format!("a header of {header_len} bytes is too large")));
         }
         let body = 16 + header_len as usize;
-        let header_bytes = bytes
-            .get(16..body)
-            .ok_or_else(|| bad(format!("truncated: {} bytes, the header alone needs {body}", bytes.len())))?;
+        let header_bytes = bytes.get(16..body).ok_or_else(|| {
+            bad(format!(
+                "truncated: {} bytes, the header alone needs {body}",
+                bytes.len()
+            ))
+        })?;
         let header: Header = serde_json::from_slice(header_bytes)
             .map_err(|e| bad(format!("the header is not valid: {e}")))?;
         header.facts.check().map_err(|e| bad(e.to_string()))?;
@@ -202,7 +207,9 @@ impl WfpFile {
         checksum.update(content);
         let stored = u64::from_le_bytes(stored.try_into().unwrap_or([0; 8]));
         if checksum.0 != stored {
-            return Err(bad("corrupt: its checksum does not match its contents".into()));
+            return Err(bad(
+                "corrupt: its checksum does not match its contents".into()
+            ));
         }
         Ok(WfpFile {
             path: path.to_path_buf(),
@@ -242,7 +249,10 @@ fn expected_size(facts: &ModelFacts, sketch_tokens: usize, body: usize) -> Optio
     let sketch = (sketch_tokens as u64).checked_mul(8 + 2 * n)?;
     let per_layer = ((facts.q_rows() + facts.k_rows()) as u64).checked_mul(2 * n)?;
     let layers = per_layer.checked_mul(facts.n_layer as u64)?;
-    (body as u64).checked_add(sketch)?.checked_add(layers)?.checked_add(8)
+    (body as u64)
+        .checked_add(sketch)?
+        .checked_add(layers)?
+        .checked_add(8)
 }
 
 impl WeightSource for WfpFile {

@@ -35,7 +35,9 @@ fn reference() -> Vec<Value> {
 }
 
 fn close(what: &str, got: f64, want: &Value) {
-    let want = want.as_f64().unwrap_or_else(|| panic!("{what}: no reference value"));
+    let want = want
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: no reference value"));
     assert!(
         (got - want).abs() <= TOLERANCE,
         "{what}: wazn {got}, reference {want}"
@@ -48,15 +50,32 @@ fn statistics_match_the_reference() {
         let (a, b) = (pair["a"].as_str().unwrap(), pair["b"].as_str().unwrap());
         let s = scored(&model(a), &model(b));
         let label = format!("{a} vs {b}");
-        assert_eq!(s.shared_tokens as u64, pair["shared_tokens"].as_u64().unwrap(), "{label}");
+        assert_eq!(
+            s.shared_tokens as u64,
+            pair["shared_tokens"].as_u64().unwrap(),
+            "{label}"
+        );
         let dims = |key: &str| -> Vec<usize> {
-            pair[key].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
+            pair[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect()
         };
-        assert_eq!(s.alignment.a_dims, dims("a_dims"), "{label}: A's dimensions");
+        assert_eq!(
+            s.alignment.a_dims,
+            dims("a_dims"),
+            "{label}: A's dimensions"
+        );
         // Independent pairs have no true alignment: near-ties may be broken differently by two
         // exact solvers on float32 vs float64 cosines; derived pairs must agree exactly.
         if !b.starts_with("independent") {
-            assert_eq!(s.alignment.b_dims, dims("b_dims"), "{label}: B's dimensions");
+            assert_eq!(
+                s.alignment.b_dims,
+                dims("b_dims"),
+                "{label}: B's dimensions"
+            );
             let signs: Vec<f32> = pair["b_signs"]
                 .as_array()
                 .unwrap()
@@ -106,7 +125,12 @@ fn every_pair_gets_the_right_verdict() {
         let s = scored(ma, &mb);
         let null = null_distribution(&[ma, &mb], DEFAULT_NULL_MODELS, &[], 2, &NoProgress).unwrap();
         let z = null.z(s.score);
-        assert_eq!(verdict(s.score, z), want, "{a} vs {b}: score {}, z {z}", s.score);
+        assert_eq!(
+            verdict(s.score, z),
+            want,
+            "{a} vs {b}: score {}, z {z}",
+            s.score
+        );
     }
 }
 
@@ -122,7 +146,11 @@ fn hidden_permutations_and_sign_flips_change_nothing() {
     }
     assert_eq!(itself.score, moved.score);
     // The plain cosine does not see it: that is what the alignment is for.
-    assert!(moved.cosine_baseline.unwrap().abs() < 0.2, "{:?}", moved.cosine_baseline);
+    assert!(
+        moved.cosine_baseline.unwrap().abs() < 0.2,
+        "{:?}",
+        moved.cosine_baseline
+    );
 
     // Permuted heads reorder the rows of Wq and Wk: the same sums in another order.
     let heads = scored(&base, &model("permuted"));
@@ -134,7 +162,9 @@ fn hidden_permutations_and_sign_flips_change_nothing() {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fingerprint").join(name);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("fingerprint")
+        .join(name);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -184,10 +214,19 @@ fn no_shared_vocabulary_is_said_not_guessed() {
         let text = std::fs::read_to_string(dir.join("tokenizer.json")).unwrap();
         std::fs::write(dir.join("tokenizer.json"), text.replace("\"tok", "\"other")).unwrap();
     });
-    let outcome = score_pair(&model("base"), &ModelWeights::open(&other).unwrap(), None, 1, &NoProgress)
-        .unwrap();
+    let outcome = score_pair(
+        &model("base"),
+        &ModelWeights::open(&other).unwrap(),
+        None,
+        1,
+        &NoProgress,
+    )
+    .unwrap();
     assert!(
-        matches!(outcome, PairOutcome::NoSharedVocabulary { shared_tokens: 0 }),
+        matches!(
+            outcome,
+            PairOutcome::NoSharedVocabulary { shared_tokens: 0 }
+        ),
         "{outcome:?}"
     );
 }
@@ -196,7 +235,11 @@ fn no_shared_vocabulary_is_said_not_guessed() {
 fn an_unsupported_architecture_is_named() {
     let other = altered_copy("gpt2", |dir| {
         let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
-        std::fs::write(dir.join("config.json"), text.replace("\"llama\"", "\"gpt2\"")).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            text.replace("\"llama\"", "\"gpt2\""),
+        )
+        .unwrap();
     });
     let err = ModelWeights::open(&other).err().unwrap().to_string();
     assert!(err.contains("gpt2") && err.contains("supported"), "{err}");
