@@ -407,7 +407,7 @@ def fine_tune(hf_dir: Path, out: Path, steps: int):
     tok = AutoTokenizer.from_pretrained(hf_dir)
     model = AutoModelForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32)
     ids = tok(text_for_training(), return_tensors="pt").input_ids[0]
-    seq, batch = 64, 2
+    seq, batch = 48, 1
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
     model.train()
     for step in range(steps):
@@ -417,7 +417,7 @@ def fine_tune(hf_dir: Path, out: Path, steps: int):
         loss.backward()
         opt.step()
         opt.zero_grad()
-        if step % 50 == 0 or step == steps - 1:
+        if step % 20 == 0 or step == steps - 1:
             print(f"fine-tune step {step}: loss {loss.item():.3f}", flush=True)
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)

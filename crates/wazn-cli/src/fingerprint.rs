@@ -202,18 +202,15 @@ fn compare(
         &progress,
     )?;
     let scored = match outcome {
-        PairOutcome::Scored(s) => Some(s),
+        PairOutcome::Scored(s) => s,
         PairOutcome::NoSharedVocabulary { shared_tokens } => {
             drop(progress);
             let reason = format!(
-                "the models share {shared_tokens} of their sketched tokens: with no shared vocabulary \
-                 the hidden dimensions cannot be aligned, so nothing was measured"
+                "the models share {shared_tokens} of their sketched tokens: with no shared \
+                 vocabulary the hidden dimensions cannot be aligned, so nothing was measured"
             );
             return print_unscored(a, b, source_a.facts(), source_b.facts(), &reason, as_json);
         }
-    };
-    let Some(scored) = scored else {
-        return Ok(());
     };
     let unrelated_refs: Vec<&dyn WeightSource> = unrelated.iter().map(|m| m.as_ref()).collect();
     let null_dist = null_distribution(
