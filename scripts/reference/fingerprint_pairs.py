@@ -477,13 +477,15 @@ def default(out: Path, wazn: str, steps: int):
     if not (out / "dropped" / "model.safetensors").exists():
         d_sd, d_cfg = drop_layers(sd, cfg, [5, 11, 17, 23, 29])
         save_folder(out / "dropped", d_sd, d_cfg, tok_json, torch.bfloat16)
-    if not (out / "finetuned" / "model.safetensors").exists():
+    if steps > 0 and not (out / "finetuned" / "model.safetensors").exists():
         fine_tune(hf, out / "finetuned", steps)
     for seed in (1, 2):
         folder = out / f"independent_{seed}"
         if not (folder / "model.safetensors").exists():
             save_folder(folder, random_llama(cfg, 100 + seed), cfg, tok_json, torch.bfloat16)
-    others = ["q8_0.gguf", "q4_k_m.gguf", "hf", "permuted", "finetuned", "dropped", "independent_1", "independent_2"]
+    others = ["q8_0.gguf", "q4_k_m.gguf", "hf", "permuted", "dropped", "independent_1", "independent_2"]
+    if (out / "finetuned" / "model.safetensors").exists():
+        others.insert(4, "finetuned")
     write_reference(out, [("base.gguf", o) for o in others] + [("independent_1", "independent_2")])
 
 
@@ -492,7 +494,7 @@ def main():
     parser.add_argument("mode", choices=["tiny", "default"])
     parser.add_argument("--out", type=Path)
     parser.add_argument("--wazn", default="target/release/wazn")
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=200, help="fine-tuning steps (0: no fine-tuned pair)")
     args = parser.parse_args()
     if args.mode == "tiny":
         tiny(args.out or Path("crates/wazn-fingerprint/tests/data/fingerprint"))
