@@ -51,9 +51,9 @@ impl ModelFacts {
         }
         if self.n_head == 0
             || self.n_kv_head == 0
-            || self.n_head % self.n_kv_head != 0
+            || !self.n_head.is_multiple_of(self.n_kv_head)
             || self.head_dim == 0
-            || self.head_dim % 2 != 0
+            || !self.head_dim.is_multiple_of(2)
             || self.q_rows() > MAX_DIM
         {
             return bad(format!(
