@@ -3,6 +3,7 @@
 mod bench;
 mod chat;
 mod eval;
+mod fingerprint;
 mod inspect;
 mod load_bar;
 mod model_path;
@@ -55,6 +56,9 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Quantize a GGUF model, as llama.cpp's llama-quantize does (same types, same bytes).
     Quantize(quantize::QuantizeArgs),
+    /// Which base model a model came from, from its weights: extract a fingerprint,
+    /// compare two models, or identify a model among saved fingerprints.
+    Fingerprint(fingerprint::FingerprintArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Quantize(args) => quantize::quantize(args),
         Command::Probe(args) => probe::run(args),
+        Command::Fingerprint(args) => fingerprint::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

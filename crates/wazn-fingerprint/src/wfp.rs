@@ -1,0 +1,303 @@
+//! The `.wfp` fingerprint file: what a comparison reads from a model, without the model.
+//!
+//! Layout (little-endian):
+//!
+//! ```text
+//! "WAZN-WFP"            8 bytes of magic
+//! version               u32 (1)
+//! header length         u32, then that many bytes of JSON: ModelFacts and the sketch size
+//! sketch hashes         k × u64
+//! sketch rows           k × n_embd × f16
+//! per layer             Wq (n_head·head_dim × n_embd) then Wk (n_kv_head·head_dim × n_embd), f16
+//! checksum              u64: FNV-1a of every byte before it
+//! ```
+//!
+//! Matrices are kept in f16, half of f32's size: its 11-bit mantissa moves a CKA by far less
+//! than quantization to 8 bits does. The file is mapped, checked whole (its size against the
+//! header, then its checksum) when opened, and its layers are converted when asked for, so a
+//! comparison holds one layer of it at a time.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use half::f16;
+use memmap2::Mmap;
+use serde::{Deserialize, Serialize};
+
+use crate::compare::Progress;
+use crate::error::FingerprintError;
+use crate::matrix::Matrix;
+use crate::sketch::TokenSketch;
+use crate::source::{AttentionLayer, ModelFacts, WeightSource};
+
+pub const WFP_MAGIC: &[u8; 8] = b"WAZN-WFP";
+pub const WFP_VERSION: u32 = 1;
+/// Larger headers are refused before parsing.
+const MAX_HEADER_BYTES: u32 = 1 << 20;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    facts: ModelFacts,
+    sketch_tokens: usize,
+}
+
+/// Whether the file at `path` starts as a fingerprint does.
+pub fn looks_like_wfp(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| &magic == WFP_MAGIC)
+}
+
+/// FNV-1a, 64 bits, fed in pieces.
+struct Checksum(u64);
+
+impl Checksum {
+    fn new() -> Checksum {
+        Checksum(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// Writes bytes and keeps their checksum.
+struct Out<W: Write> {
+    inner: W,
+    checksum: Checksum,
+}
+
+impl<W: Write> Out<W> {
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.checksum.update(bytes);
+        self.inner.write_all(bytes)
+    }
+
+    fn put_f16(&mut self, values: &[f32]) -> std::io::Result<()> {
+        let bytes: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+            .collect();
+        self.put(&bytes)
+    }
+}
+
+/// Writes the fingerprint of `source` to `path`, a layer at a time.
+pub fn write_wfp(
+    source: &dyn WeightSource,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<u64, FingerprintError> {
+    let io = |source| FingerprintError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let facts = source.facts();
+    let sketch = source.sketch()?;
+    let header = serde_json::to_vec(&Header {
+        facts: facts.clone(),
+        sketch_tokens: sketch.hashes.len(),
+    })
+    .map_err(|e| FingerprintError::BadModel(format!("the header does not serialize: {e}")))?;
+    let header_len = u32::try_from(header.len())
+        .ok()
+        .filter(|&n| n <= MAX_HEADER_BYTES)
+        .ok_or_else(|| FingerprintError::BadModel("the model's header is too large".into()))?;
+    let file = File::create(path).map_err(io)?;
+    let mut out = Out {
+        inner: BufWriter::new(file),
+        checksum: Checksum::new(),
+    };
+    out.put(WFP_MAGIC).map_err(io)?;
+    out.put(&WFP_VERSION.to_le_bytes()).map_err(io)?;
+    out.put(&header_len.to_le_bytes()).map_err(io)?;
+    out.put(&header).map_err(io)?;
+    let hashes: Vec<u8> = sketch.hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
+    out.put(&hashes).map_err(io)?;
+    out.put_f16(&sketch.rows.data).map_err(io)?;
+    for index in 0..facts.n_layer {
+        progress.stage("extracting layers", index, facts.n_layer);
+        let layer = source.layer(index)?;
+        out.put_f16(&layer.wq.data).map_err(io)?;
+        out.put_f16(&layer.wk.data).map_err(io)?;
+    }
+    progress.stage("extracting layers", facts.n_layer, facts.n_layer);
+    let checksum = out.checksum.0;
+    out.inner.write_all(&checksum.to_le_bytes()).map_err(io)?;
+    out.inner.flush().map_err(io)?;
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    Ok(size)
+}
+
+/// A `.wfp` file, mapped and checked.
+pub struct WfpFile {
+    path: PathBuf,
+    map: Mmap,
+    facts: ModelFacts,
+    sketch_tokens: usize,
+    /// Byte offset of the sketch hashes.
+    body: usize,
+}
+
+impl WfpFile {
+    pub fn open(path: &Path) -> Result<WfpFile, FingerprintError> {
+        let bad = |reason: String| FingerprintError::BadFingerprintFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = File::open(path).map_err(|source| FingerprintError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // SAFETY: the map is read-only; a file changed under it by another process gives
+        // wrong numbers (caught by the checksum when opened), not undefined behaviour in safe
+        // code that only reads bytes.
+        let map = unsafe { Mmap::map(&file) }.map_err(|source| FingerprintError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bytes: &[u8] = &map;
+        if bytes.len() < 16 || &bytes[..8] != WFP_MAGIC {
+            return Err(bad("it does not start with the WAZN-WFP magic".into()));
+        }
+        let u32_at = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        let version = u32_at(8);
+        if version != WFP_VERSION {
+            return Err(bad(format!(
+                "version {version}; this wazn reads version {WFP_VERSION}"
+            )));
+        }
+        let header_len = u32_at(12);
+        if header_len > MAX_HEADER_BYTES {
+            return Err(bad(format!("a header of {header_len} bytes is too large")));
+        }
+        let body = 16 + header_len as usize;
+        let header_bytes = bytes.get(16..body).ok_or_else(|| {
+            bad(format!(
+                "truncated: {} bytes, the header alone needs {body}",
+                bytes.len()
+            ))
+        })?;
+        let header: Header = serde_json::from_slice(header_bytes)
+            .map_err(|e| bad(format!("the header is not valid: {e}")))?;
+        header.facts.check().map_err(|e| bad(e.to_string()))?;
+        let expected = expected_size(&header.facts, header.sketch_tokens, body)
+            .ok_or_else(|| bad("the header's shapes overflow".into()))?;
+        if bytes.len() as u64 != expected {
+            return Err(bad(format!(
+                "{}: the header describes {expected} bytes, the file has {}",
+                if (bytes.len() as u64) < expected {
+                    "truncated"
+                } else {
+                    "wrong size"
+                },
+                bytes.len()
+            )));
+        }
+        let (content, stored) = bytes.split_at(bytes.len() - 8);
+        let mut checksum = Checksum::new();
+        checksum.update(content);
+        let stored = u64::from_le_bytes(stored.try_into().unwrap_or([0; 8]));
+        if checksum.0 != stored {
+            return Err(bad(
+                "corrupt: its checksum does not match its contents".into()
+            ));
+        }
+        Ok(WfpFile {
+            path: path.to_path_buf(),
+            facts: header.facts,
+            sketch_tokens: header.sketch_tokens,
+            body,
+            map,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `count` f16 values from byte `at`, as f32.
+    fn values(&self, at: usize, count: usize) -> Vec<f32> {
+        self.map
+            .get(at..at + 2 * count)
+            .unwrap_or(&[])
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect()
+    }
+
+    fn sketch_rows_at(&self) -> usize {
+        self.body + 8 * self.sketch_tokens
+    }
+
+    fn layer_bytes(&self) -> usize {
+        2 * (self.facts.q_rows() + self.facts.k_rows()) * self.facts.n_embd
+    }
+}
+
+/// Bytes of a file with these shapes, its header ending at `body`.
+fn expected_size(facts: &ModelFacts, sketch_tokens: usize, body: usize) -> Option<u64> {
+    let n = facts.n_embd as u64;
+    let sketch = (sketch_tokens as u64).checked_mul(8 + 2 * n)?;
+    let per_layer = ((facts.q_rows() + facts.k_rows()) as u64).checked_mul(2 * n)?;
+    let layers = per_layer.checked_mul(facts.n_layer as u64)?;
+    (body as u64)
+        .checked_add(sketch)?
+        .checked_add(layers)?
+        .checked_add(8)
+}
+
+impl WeightSource for WfpFile {
+    fn facts(&self) -> &ModelFacts {
+        &self.facts
+    }
+
+    fn sketch(&self) -> Result<TokenSketch, FingerprintError> {
+        let hashes = self
+            .map
+            .get(self.body..self.sketch_rows_at())
+            .unwrap_or(&[])
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .collect();
+        let n = self.facts.n_embd;
+        let rows = Matrix {
+            rows: self.sketch_tokens,
+            cols: n,
+            data: self.values(self.sketch_rows_at(), self.sketch_tokens * n),
+        };
+        Ok(TokenSketch { hashes, rows })
+    }
+
+    fn layer(&self, index: usize) -> Result<AttentionLayer, FingerprintError> {
+        if index >= self.facts.n_layer {
+            return Err(FingerprintError::BadModel(format!(
+                "{}: no layer {index}",
+                self.path.display()
+            )));
+        }
+        let n = self.facts.n_embd;
+        let start = self.sketch_rows_at() + 2 * self.sketch_tokens * n + index * self.layer_bytes();
+        let (q, k) = (self.facts.q_rows(), self.facts.k_rows());
+        Ok(AttentionLayer {
+            wq: Matrix {
+                rows: q,
+                cols: n,
+                data: self.values(start, q * n),
+            },
+            wk: Matrix {
+                rows: k,
+                cols: n,
+                data: self.values(start + 2 * q * n, k * n),
+            },
+        })
+    }
+}

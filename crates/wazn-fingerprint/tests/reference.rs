@@ -1,0 +1,246 @@
+//! wazn's fingerprint statistics against scripts/reference/fingerprint_pairs.py (numpy,
+//! float64, dense Gram matrices, scipy's linear assignment) on tiny random Llama folders:
+//! the same alignment, every per-layer CKA within 1e-4, the right verdict for each pair, and
+//! the invariances exactly.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use wazn_fingerprint::{
+    null_distribution, score_pair, verdict, write_wfp, ModelWeights, NoProgress, PairOutcome,
+    PairScore, Verdict, WeightSource, WfpFile, DEFAULT_NULL_MODELS,
+};
+
+const TOLERANCE: f64 = 1e-4;
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fingerprint")
+}
+
+fn model(name: &str) -> ModelWeights {
+    ModelWeights::open(&data().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn scored(a: &dyn WeightSource, b: &dyn WeightSource) -> PairScore {
+    match score_pair(a, b, None, 2, &NoProgress).unwrap() {
+        PairOutcome::Scored(s) => s,
+        other => panic!("not scored: {other:?}"),
+    }
+}
+
+fn reference() -> Vec<Value> {
+    let text = std::fs::read_to_string(data().join("reference.json")).unwrap();
+    let json: Value = serde_json::from_str(&text).unwrap();
+    json["pairs"].as_array().unwrap().clone()
+}
+
+fn close(what: &str, got: f64, want: &Value) {
+    let want = want
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: no reference value"));
+    assert!(
+        (got - want).abs() <= TOLERANCE,
+        "{what}: wazn {got}, reference {want}"
+    );
+}
+
+#[test]
+fn statistics_match_the_reference() {
+    for pair in reference() {
+        let (a, b) = (pair["a"].as_str().unwrap(), pair["b"].as_str().unwrap());
+        let s = scored(&model(a), &model(b));
+        let label = format!("{a} vs {b}");
+        assert_eq!(
+            s.shared_tokens as u64,
+            pair["shared_tokens"].as_u64().unwrap(),
+            "{label}"
+        );
+        let dims = |key: &str| -> Vec<usize> {
+            pair[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect()
+        };
+        assert_eq!(
+            s.alignment.a_dims,
+            dims("a_dims"),
+            "{label}: A's dimensions"
+        );
+        // Independent pairs have no true alignment: near-ties may be broken differently by two
+        // exact solvers on float32 vs float64 cosines; derived pairs must agree exactly.
+        if !b.starts_with("independent") {
+            assert_eq!(
+                s.alignment.b_dims,
+                dims("b_dims"),
+                "{label}: B's dimensions"
+            );
+            let signs: Vec<f32> = pair["b_signs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            assert_eq!(s.alignment.b_signs, signs, "{label}: signs");
+        }
+        let layers = pair["per_layer"].as_array().unwrap();
+        assert_eq!(s.per_layer.len(), layers.len(), "{label}");
+        for (got, want) in s.per_layer.iter().zip(layers) {
+            let at = format!("{label}, layers {}→{}", got.a, got.b);
+            assert_eq!(got.a as u64, want["a"].as_u64().unwrap(), "{at}");
+            assert_eq!(got.b as u64, want["b"].as_u64().unwrap(), "{at}");
+            if b.starts_with("independent") && s.alignment.b_dims != dims("b_dims") {
+                continue;
+            }
+            close(&format!("{at} Wq"), got.wq, &want["wq"]);
+            close(&format!("{at} Wk"), got.wk, &want["wk"]);
+            close(&format!("{at} WqWkᵀ"), got.wq_wk, &want["wq_wk"]);
+            match (got.parameter_cosine, &want["parameter_cosine"]) {
+                (Some(c), w) => close(&format!("{at} cosine"), c, w),
+                (None, w) => assert!(w.is_null(), "{at}: cosine"),
+            }
+        }
+        if !b.starts_with("independent") || s.alignment.b_dims == dims("b_dims") {
+            close(&format!("{label} score"), s.score, &pair["score"]);
+        }
+    }
+}
+
+#[test]
+fn every_pair_gets_the_right_verdict() {
+    let base = model("base");
+    let cases = [
+        ("base", "hidden_permuted", Verdict::Derived),
+        ("base", "permuted", Verdict::Derived),
+        ("base", "noisy", Verdict::Derived),
+        ("base", "dropped", Verdict::Derived),
+        ("base", "independent_1", Verdict::Independent),
+        ("base", "independent_2", Verdict::Independent),
+        ("independent_1", "independent_2", Verdict::Independent),
+    ];
+    for (a, b, want) in cases {
+        let (ma, mb) = (if a == "base" { None } else { Some(model(a)) }, model(b));
+        let ma: &dyn WeightSource = ma.as_ref().map_or(&base, |m| m);
+        let s = scored(ma, &mb);
+        let null = null_distribution(&[ma, &mb], DEFAULT_NULL_MODELS, &[], 2, &NoProgress).unwrap();
+        let z = null.z(s.score);
+        assert_eq!(
+            verdict(s.score, z),
+            want,
+            "{a} vs {b}: score {}, z {z}",
+            s.score
+        );
+    }
+}
+
+#[test]
+fn hidden_permutations_and_sign_flips_change_nothing() {
+    let base = model("base");
+    let itself = scored(&base, &base);
+    let moved = scored(&base, &model("hidden_permuted"));
+    assert!(moved.alignment.sign_flips() > 0);
+    for (x, y) in itself.per_layer.iter().zip(&moved.per_layer) {
+        // Once aligned, B's matrices are A's to the bit: every number is the same.
+        assert_eq!((x.wq, x.wk, x.wq_wk), (y.wq, y.wk, y.wq_wk));
+    }
+    assert_eq!(itself.score, moved.score);
+    // The plain cosine does not see it: that is what the alignment is for.
+    assert!(
+        moved.cosine_baseline.unwrap().abs() < 0.2,
+        "{:?}",
+        moved.cosine_baseline
+    );
+
+    // Permuted heads reorder the rows of Wq and Wk: the same sums in another order.
+    let heads = scored(&base, &model("permuted"));
+    for (x, y) in itself.per_layer.iter().zip(&heads.per_layer) {
+        for (p, q) in [(x.wq, y.wq), (x.wk, y.wk), (x.wq_wk, y.wq_wk)] {
+            assert!((p - q).abs() < 1e-6, "{p} vs {q}");
+        }
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("fingerprint")
+        .join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn a_wfp_file_reads_back_and_refuses_damage() {
+    let base = model("base");
+    let path = scratch("wfp").join("base.wfp");
+    write_wfp(&base, &path, &NoProgress).unwrap();
+    let saved = WfpFile::open(&path).unwrap();
+    assert_eq!(saved.facts(), base.facts());
+    let s = scored(&base, &saved);
+    // f16 storage rounds each value by at most 2⁻¹¹ of itself.
+    assert!((s.score - 1.0).abs() < 1e-3, "{}", s.score);
+
+    let bytes = std::fs::read(&path).unwrap();
+    let truncated = path.with_file_name("truncated.wfp");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 100]).unwrap();
+    let err = WfpFile::open(&truncated).err().unwrap().to_string();
+    assert!(err.contains("truncated"), "{err}");
+    std::fs::write(&truncated, &bytes[..10]).unwrap();
+    let err = WfpFile::open(&truncated).err().unwrap().to_string();
+    assert!(err.contains("not a wazn fingerprint"), "{err}");
+
+    let mut corrupt = bytes.clone();
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 0x40;
+    let corrupt_path = path.with_file_name("corrupt.wfp");
+    std::fs::write(&corrupt_path, &corrupt).unwrap();
+    let err = WfpFile::open(&corrupt_path).err().unwrap().to_string();
+    assert!(err.contains("corrupt"), "{err}");
+}
+
+/// A copy of the base folder with its config or tokenizer rewritten.
+fn altered_copy(name: &str, edit: impl Fn(&Path)) -> PathBuf {
+    let dir = scratch(name);
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(data().join("base").join(file), dir.join(file)).unwrap();
+    }
+    edit(&dir);
+    dir
+}
+
+#[test]
+fn no_shared_vocabulary_is_said_not_guessed() {
+    let other = altered_copy("renamed_vocabulary", |dir| {
+        let text = std::fs::read_to_string(dir.join("tokenizer.json")).unwrap();
+        std::fs::write(dir.join("tokenizer.json"), text.replace("\"tok", "\"other")).unwrap();
+    });
+    let outcome = score_pair(
+        &model("base"),
+        &ModelWeights::open(&other).unwrap(),
+        None,
+        1,
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            PairOutcome::NoSharedVocabulary { shared_tokens: 0 }
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn an_unsupported_architecture_is_named() {
+    let other = altered_copy("gpt2", |dir| {
+        let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            text.replace("\"llama\"", "\"gpt2\""),
+        )
+        .unwrap();
+    });
+    let err = ModelWeights::open(&other).err().unwrap().to_string();
+    assert!(err.contains("gpt2") && err.contains("supported"), "{err}");
+}
