@@ -7,6 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,12 +36,16 @@ fn self_signed() -> SelfSigned {
     }
 }
 
-/// A directory of this test's own, removed when dropped.
+/// A directory of this test's own, removed when dropped. Tests run in parallel in one process,
+/// so each directory also carries a counter: two servers never share (and race on) a key file.
 struct TempDir(PathBuf);
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("wazn-tls-{}-{name}", std::process::id()));
+        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("wazn-tls-{}-{n}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         TempDir(dir)
     }
