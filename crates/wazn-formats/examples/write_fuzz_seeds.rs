@@ -1,6 +1,6 @@
 //! Writes small valid GGUF files to seed the `gguf_parse` fuzz target.
 //!
-//! cargo run -p wazn-formats --example write_fuzz_seeds -- fuzz/seeds
+//! cargo run -p wazn-formats --example write_fuzz_seeds -- fuzz/seeds/gguf_parse
 
 use std::path::PathBuf;
 
@@ -10,7 +10,7 @@ fn main() -> Result<(), FormatError> {
     let dir = PathBuf::from(
         std::env::args()
             .nth(1)
-            .unwrap_or_else(|| "fuzz/seeds".into()),
+            .unwrap_or_else(|| "fuzz/seeds/gguf_parse".into()),
     );
     std::fs::create_dir_all(&dir).map_err(|source| FormatError::Io {
         path: dir.clone(),

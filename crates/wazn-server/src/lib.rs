@@ -23,6 +23,7 @@ mod ollama;
 mod ollama_embed;
 mod ollama_info;
 mod ollama_request;
+mod preparing;
 pub mod response_store;
 mod responses;
 mod responses_output;
@@ -57,6 +58,7 @@ use wazn_text::{ChatFormat, Tokenizer};
 
 pub use crate::cors::{CorsOriginError, CorsOrigins};
 pub use crate::listener::HttpLimits;
+use crate::preparing::PrepareSlots;
 pub use crate::tls::{TlsConfig, TlsError};
 
 use crate::error::{AnthropicError, ApiError, OllamaError};
@@ -123,6 +125,8 @@ pub struct AppState {
     pub embedding_width: Option<usize>,
     /// Web origins whose pages may call the server.
     pub cors_origins: CorsOrigins,
+    /// Renders and tokenizings running at once, bounded.
+    pub(crate) preparing: PrepareSlots,
     next_id: AtomicU64,
 }
 
@@ -171,6 +175,7 @@ impl AppState {
             embedding,
             embedding_width,
             cors_origins: options.cors_origins,
+            preparing: PrepareSlots::for_this_machine(),
             next_id: AtomicU64::new(1),
         }))
     }

@@ -500,7 +500,7 @@ async fn completion_job(state: &Arc<AppState>, value: &Value) -> Result<Job, Api
         request.prompt.clone(),
         suffix.map(str::to_string),
     );
-    let prompts = routes::off_async(move || {
+    let prompts = routes::off_async(state, move || {
         completion_prompt::completion_prompts(&prepared, &prompt, suffix.as_deref())
     })
     .await?;

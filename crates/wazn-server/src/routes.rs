@@ -44,14 +44,12 @@ pub(crate) fn body_bytes(
 }
 
 /// Runs the CPU work of preparing a request (rendering a template, tokenizing) on the blocking
-/// pool: a large prompt there holds up no async worker, so `/health` and every other client
-/// keep being answered meanwhile.
+/// pool, a bounded number at once (see [`crate::preparing::PrepareSlots`]).
 pub(crate) async fn off_async<T: Send + 'static>(
+    state: &AppState,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::internal(format!("preparing the request failed: {e}")))?
+    state.preparing.run(work).await
 }
 
 /// Checks the requested model name against the one served.
@@ -136,7 +134,7 @@ pub(crate) async fn chat_job(
                 state.reasoning_effort,
                 body.to_vec(),
             );
-            let prompt_ids = off_async(move || {
+            let prompt_ids = off_async(state, move || {
                 let request: ChatRequest = wire::parse_body(&body)?;
                 harmony_request::prompt_ids(&tokenizer, &body, &request, effort)
             })
@@ -176,7 +174,7 @@ pub(crate) async fn chat_job(
     let tools_render = tools
         .as_ref()
         .map(|plan| (plan.tools_json.clone(), plan.format));
-    let (prompt_ids, think) = off_async(move || {
+    let (prompt_ids, think) = off_async(state, move || {
         let text = match &tools_render {
             Some((tools_json, format)) => {
                 tool_calls::render_with_tools(&template, &messages, tools_json, *format)
@@ -260,7 +258,7 @@ pub async fn completions(
         request.prompt.clone(),
         suffix.map(str::to_string),
     );
-    let prompts = off_async(move || {
+    let prompts = off_async(&state, move || {
         completion_prompt::completion_prompts(&prepared, &prompt, suffix.as_deref())
     })
     .await?;

@@ -14,7 +14,7 @@ mod tokenizer;
 pub mod tool_calls;
 
 pub use chat_format::{harmony_chat, tokenize_rendered, ChatFormat};
-pub use chat_template::{budget as template_budget, ChatMessage, ChatTemplate};
+pub use chat_template::{budget as template_budget, ChatMessage, ChatTemplate, MAX_RENDERED_BYTES};
 pub use detokenizer::Detokenizer;
 pub use error::TextError;
 pub use model_text::ModelText;

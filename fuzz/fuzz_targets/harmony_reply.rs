@@ -1,0 +1,4 @@
+//! `wazn_fuzz::harmony_reply`: see its documentation for the input and what is checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wazn_fuzz::harmony_reply(data));
