@@ -18,6 +18,10 @@ use crate::TextError;
 
 const SPACE_MARK: char = '\u{2581}';
 
+/// The most tokens a `tokenizer.json` may have: 16 times the largest vocabularies in use
+/// (Gemma 3's 262,144), so that a file claiming a huge id sizes no huge table.
+const MAX_TOKENS: u32 = 1 << 22;
+
 /// The special-token settings of a folder, by token text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HfSpecialTokens {
@@ -40,10 +44,18 @@ impl Tokenizer {
             .map_err(|e| TextError::Build(format!("tokenizer.json is not valid JSON: {e}")))?;
         let hf = HfTokenizer::from_str(json)
             .map_err(|e| TextError::Build(format!("tokenizer.json: {e}")))?;
-        let n_tokens = hf.get_vocab_size(true);
-        if n_tokens == 0 {
+        // The ids may have holes, so the vocabulary is as long as its highest id, not as
+        // its count of tokens (what `get_vocab_size` gives): every id encoding can produce
+        // must have a row.
+        let Some(highest_id) = hf.get_vocab(true).into_values().max() else {
             return Err(TextError::EmptyVocabulary);
+        };
+        if highest_id >= MAX_TOKENS {
+            return Err(TextError::Build(format!(
+                "tokenizer.json has token id {highest_id}; at most {MAX_TOKENS} tokens are supported"
+            )));
         }
+        let n_tokens = highest_id as usize + 1;
         let added = hf.get_added_tokens_decoder();
         let byte_level = mentions_type(&pipeline["pre_tokenizer"], "ByteLevel")
             || mentions_type(&pipeline["decoder"], "ByteLevel");
@@ -201,4 +213,45 @@ fn parse_byte_token(text: &str) -> Option<u8> {
         return None;
     }
     u8::from_str_radix(hex, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A byte-level BPE whose ids have holes: 3 tokens and one merge, the highest id 9.
+    fn with_holes(highest: u32) -> String {
+        serde_json::json!({
+            "version": "1.0",
+            "added_tokens": [],
+            "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false,
+                              "trim_offsets": true, "use_regex": false},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": false,
+                        "trim_offsets": true, "use_regex": false},
+            "model": {"type": "BPE", "vocab": {"a": 0, "b": 5, "ab": highest},
+                      "merges": ["a b"]},
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn ids_with_holes_all_have_a_row() {
+        let tokenizer = Tokenizer::from_tokenizer_json(&with_holes(9), &HfSpecialTokens::default())
+            .expect("a tokenizer with holes in its ids builds");
+        assert_eq!(tokenizer.vocab_size(), 10);
+        let ids = tokenizer.encode("ab b", false, false).expect("encodes");
+        assert_eq!(ids[0], 9);
+        assert!(ids.iter().all(|&id| (id as usize) < tokenizer.vocab_size()));
+        assert_eq!(tokenizer.decode(&[9, 5], false).expect("decodes"), "abb");
+        assert_eq!(tokenizer.token_type(3), Some(TokenType::Unused));
+    }
+
+    #[test]
+    fn a_huge_id_is_refused_before_anything_is_sized() {
+        let err =
+            Tokenizer::from_tokenizer_json(&with_holes(u32::MAX - 1), &HfSpecialTokens::default())
+                .err()
+                .expect("refused");
+        assert!(err.to_string().contains("at most 4194304 tokens"), "{err}");
+    }
 }
