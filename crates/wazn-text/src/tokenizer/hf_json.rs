@@ -110,6 +110,7 @@ impl Tokenizer {
         // encoding with a special token (Qwen3-Embedding's `<|endoftext|>`, which its
         // last-token pooling reads). That token is then the EOS, as llama.cpp's converter
         // makes it, and the configured EOS still ends a generation.
+        check_post_processor(&pipeline["post_processor"], n_tokens)?;
         let post_eos = match special.add_eos {
             Some(_) => None,
             None => appended_special(&hf, |id| added.get(&id).is_some_and(|t| t.special)),
@@ -183,6 +184,61 @@ impl Tokenizer {
     }
 }
 
+/// Checks what the `tokenizers` crate takes on trust from a file's post-processor: every
+/// special token a template names is defined, with as many token texts as ids, each id in the
+/// vocabulary. The crate checks this only when a template is built in code; read from a file,
+/// a template naming an undefined token panics on the first encoding with special tokens
+/// (`appended_special` makes one), and its ids go into encodings unchecked.
+fn check_post_processor(step: &Value, n_tokens: usize) -> Result<(), TextError> {
+    let bad =
+        |reason: String| TextError::Build(format!("tokenizer.json's post_processor: {reason}"));
+    match step["type"].as_str() {
+        Some("Sequence") => {
+            for inner in step["processors"].as_array().into_iter().flatten() {
+                check_post_processor(inner, n_tokens)?;
+            }
+        }
+        Some("TemplateProcessing") => {
+            let defined = step["special_tokens"].as_object();
+            let pieces = ["single", "pair"]
+                .into_iter()
+                .flat_map(|key| step[key].as_array().into_iter().flatten());
+            for piece in pieces {
+                let Some(name) = piece["SpecialToken"]["id"].as_str() else {
+                    continue;
+                };
+                if !defined.is_some_and(|tokens| tokens.contains_key(name)) {
+                    return Err(bad(format!(
+                        "the template names the special token {name:?}, which special_tokens \
+                         does not define"
+                    )));
+                }
+            }
+            for (name, token) in defined.into_iter().flatten() {
+                let ids = token["ids"].as_array().map_or(&[][..], Vec::as_slice);
+                let texts = token["tokens"].as_array().map_or(0, Vec::len);
+                if ids.len() != texts {
+                    return Err(bad(format!(
+                        "the special token {name:?} has {} ids and {texts} token texts",
+                        ids.len()
+                    )));
+                }
+                if let Some(id) = ids
+                    .iter()
+                    .find(|id| id.as_u64().is_none_or(|id| id >= n_tokens as u64))
+                {
+                    return Err(bad(format!(
+                        "the special token {name:?} has id {id}, outside the vocabulary of \
+                         {n_tokens} tokens"
+                    )));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// The special token the pipeline's post-processor appends to an encoding, if any.
 fn appended_special(hf: &HfTokenizer, is_special: impl Fn(u32) -> bool) -> Option<u32> {
     let with = hf.encode_fast("a", true).ok()?;
@@ -244,6 +300,51 @@ mod tests {
         assert!(ids.iter().all(|&id| (id as usize) < tokenizer.vocab_size()));
         assert_eq!(tokenizer.decode(&[9, 5], false).expect("decodes"), "abb");
         assert_eq!(tokenizer.token_type(3), Some(TokenType::Unused));
+    }
+
+    fn with_template(special_tokens: serde_json::Value) -> String {
+        let mut json: serde_json::Value = serde_json::from_str(&with_holes(9)).expect("JSON");
+        json["post_processor"] = serde_json::json!({
+            "type": "Sequence",
+            "processors": [{
+                "type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": "b", "type_id": 0}},
+                           {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                         {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": special_tokens,
+            }],
+        });
+        json.to_string()
+    }
+
+    #[test]
+    fn a_template_of_the_post_processor_is_checked_before_it_is_used() {
+        let build = |special_tokens| {
+            Tokenizer::from_tokenizer_json(
+                &with_template(special_tokens),
+                &HfSpecialTokens::default(),
+            )
+        };
+        let good = build(serde_json::json!({"b": {"id": "b", "ids": [5], "tokens": ["b"]}}));
+        assert!(good.is_ok(), "{:?}", good.err());
+        for (special_tokens, says) in [
+            (
+                serde_json::json!({"b7": {"id": "b", "ids": [5], "tokens": ["b"]}}),
+                "does not define",
+            ),
+            (
+                serde_json::json!({"b": {"id": "b", "ids": [5, 0], "tokens": ["b"]}}),
+                "2 ids and 1 token texts",
+            ),
+            (
+                serde_json::json!({"b": {"id": "b", "ids": [10], "tokens": ["b"]}}),
+                "outside the vocabulary",
+            ),
+        ] {
+            let err = build(special_tokens).err().expect("refused");
+            assert!(err.to_string().contains(says), "{err}");
+        }
     }
 
     #[test]
