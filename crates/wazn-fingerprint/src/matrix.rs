@@ -17,7 +17,7 @@ impl Matrix {
         Matrix {
             rows,
             cols,
-            data: vec![0.0; rows * cols],
+            data: crate::pages::zeroed(rows * cols),
         }
     }
 
