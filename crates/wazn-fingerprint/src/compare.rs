@@ -114,7 +114,7 @@ pub fn score_aligned(
     let mut per_layer = Vec::with_capacity(pairs.len());
     for (done, &(i, j)) in pairs.iter().enumerate() {
         progress.stage("comparing layers", done, pairs.len());
-        let (la, lb) = (a.layer(i)?, b.layer(j)?);
+        let (la, lb) = both_layers(a, i, b, j, n_threads)?;
         let parameter_cosine =
             (detail == Detail::Full && la.wq.rows == lb.wq.rows && la.wq.cols == lb.wq.cols)
                 .then(|| cosine(&la.wq.data, &lb.wq.data));
@@ -153,6 +153,26 @@ pub fn score_aligned(
         shared_tokens: 0,
         alignment: alignment.clone(),
     })
+}
+
+/// Layer `i` of A and layer `j` of B, read (dequantized) side by side where there are threads.
+fn both_layers(
+    a: &dyn WeightSource,
+    i: usize,
+    b: &dyn WeightSource,
+    j: usize,
+    n_threads: usize,
+) -> Result<(AttentionLayer, AttentionLayer), FingerprintError> {
+    if n_threads < 2 {
+        return Ok((a.layer(i)?, b.layer(j)?));
+    }
+    let (la, lb) = std::thread::scope(|scope| {
+        let la = scope.spawn(|| a.layer(i));
+        let lb = b.layer(j);
+        (la.join(), lb)
+    });
+    let la = la.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    Ok((la?, lb?))
 }
 
 /// Unbiased CKA of two projections with the hidden dimensions as samples.

@@ -2,6 +2,8 @@
 //! cache-blocked SIMD kernels (AVX-512, AVX2 or SSE, chosen at run time), split over threads by
 //! rows of the output. Symmetric products (Gram matrices) compute their upper half only.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::thread;
 
 /// `rows × cols` values, row after row.
@@ -155,8 +157,12 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// `a · b` (`a`: m×k, `b`: k×n) into a new m×n matrix, rows of the output split over
-/// `n_threads` threads.
+/// Rows of the output per band of a product: each band packs all of B again, so a band
+/// should be many micro-kernel rows tall.
+const MIN_BAND_ROWS: usize = 512;
+
+/// `a · b` (`a`: m×k, `b`: k×n) into a new m×n matrix, bands of output rows taken by
+/// `n_threads` threads as each finishes its last (so a thread the OS holds back takes fewer).
 fn product(a: Operand<'_>, b: Operand<'_>, n_threads: usize) -> Matrix {
     assert_eq!(a.cols, b.rows, "inner dimensions of a product");
     let (m, n) = (a.rows, b.cols);
@@ -164,18 +170,39 @@ fn product(a: Operand<'_>, b: Operand<'_>, n_threads: usize) -> Matrix {
     if m == 0 || n == 0 {
         return out;
     }
-    // Each thread takes a band of rows; a band under 64 rows is not worth a thread.
-    let n_bands = n_threads.clamp(1, m.div_ceil(64).max(1));
-    let band_rows = m.div_ceil(n_bands);
-    thread::scope(|scope| {
-        for (band, c) in out.data.chunks_mut(band_rows * n).enumerate() {
-            let start = band * band_rows;
-            let rows = c.len() / n;
-            let a_band = a.rows_range(start, start + rows);
-            scope.spawn(move || gemm_into(a_band, b, c, n));
-        }
+    let band_rows = m.div_ceil(2 * n_threads.max(1)).max(MIN_BAND_ROWS).min(m);
+    let bands: Vec<Mutex<&mut [f32]>> =
+        out.data.chunks_mut(band_rows * n).map(Mutex::new).collect();
+    for_each_block(bands.len(), n_threads, |band| {
+        let Ok(mut c) = bands[band].lock() else {
+            return;
+        };
+        let start = band * band_rows;
+        let rows = c.len() / n;
+        gemm_into(a.rows_range(start, start + rows), b, &mut c, n);
     });
+    drop(bands);
     out
+}
+
+/// Calls `f(block)` for every block `0..n_blocks`, over `n_threads` threads that each take
+/// the next block not yet taken.
+fn for_each_block(n_blocks: usize, n_threads: usize, f: impl Fn(usize) + Sync) {
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let block = next.fetch_add(1, Ordering::Relaxed);
+        if block >= n_blocks {
+            break;
+        }
+        f(block);
+    };
+    let n_threads = n_threads.clamp(1, n_blocks.max(1));
+    thread::scope(|scope| {
+        for _ in 1..n_threads {
+            scope.spawn(work);
+        }
+        work();
+    });
 }
 
 /// `c = a · b` for one band, `c` row-major with `n` columns.
@@ -193,7 +220,7 @@ const GRAM_BLOCK: usize = 256;
 /// `x · xᵀ` for the operand `x` (`n × k`): each block of rows computes only the columns from
 /// its own first row on (the diagonal block and what lies to its right), writing straight
 /// into the output, and the lower triangle is then mirrored from the upper. Half the work of
-/// a full product; the blocks are dealt to the threads from both ends so their shares match.
+/// a full product.
 fn gram(x: Operand<'_>, n_threads: usize) -> Matrix {
     let n = x.rows;
     let mut out = Matrix::zeros(n, n);
@@ -208,35 +235,22 @@ fn gram(x: Operand<'_>, n_threads: usize) -> Matrix {
         ..x
     };
     let n_blocks = n.div_ceil(GRAM_BLOCK);
-    // Block b costs about n − b·GRAM_BLOCK columns: pairing the first with the last, the
-    // second with the second-to-last, ... gives every pair the same cost.
-    let order: Vec<usize> = (0..n_blocks.div_ceil(2))
-        .flat_map(|i| [i, n_blocks - 1 - i])
-        .take(n_blocks)
-        .collect();
-    let n_threads = n_threads.clamp(1, n_blocks);
     let shared = SharedRows(out.data.as_mut_ptr());
-    let shared = &shared;
-    thread::scope(|scope| {
-        for t in 0..n_threads {
-            let mine: Vec<usize> = order.iter().copied().skip(t).step_by(n_threads).collect();
-            scope.spawn(move || {
-                for block in mine {
-                    let start = block * GRAM_BLOCK;
-                    let end = (start + GRAM_BLOCK).min(n);
-                    let rows = x.rows_range(start, end);
-                    let columns = Operand {
-                        data: xt.data.get(start * xt.col_stride..).unwrap_or(&[]),
-                        cols: n - start,
-                        ..xt
-                    };
-                    // SAFETY: the rows start..end of the output belong to this block alone
-                    // (each block is given to one thread), and the `(end − start) × (n −
-                    // start)` values from (start, start) with row stride n lie inside it.
-                    unsafe { gemm_strided(rows, columns, shared.0.add(start * n + start), n) };
-                }
-            });
-        }
+    // Blocks in order: the first, with the most columns, go first, so the threads finish
+    // together.
+    for_each_block(n_blocks, n_threads, |block| {
+        let start = block * GRAM_BLOCK;
+        let end = (start + GRAM_BLOCK).min(n);
+        let rows = x.rows_range(start, end);
+        let columns = Operand {
+            data: xt.data.get(start * xt.col_stride..).unwrap_or(&[]),
+            cols: n - start,
+            ..xt
+        };
+        // SAFETY: the rows start..end of the output belong to this block alone (each block
+        // is taken once), and the `(end − start) × (n − start)` values from (start, start)
+        // with row stride n lie inside it.
+        unsafe { gemm_strided(rows, columns, shared.at(start * n + start), n) };
     });
     mirror_upper(&mut out);
     out
@@ -244,8 +258,19 @@ fn gram(x: Operand<'_>, n_threads: usize) -> Matrix {
 
 /// The output of [`gram`], shared by threads that write disjoint rows.
 struct SharedRows(*mut f32);
-// SAFETY: `gram` gives each row block to one thread only.
+// SAFETY: `gram` gives each row block to one call only.
 unsafe impl Sync for SharedRows {}
+
+impl SharedRows {
+    /// The pointer `offset` values in.
+    ///
+    /// # Safety
+    /// `offset` lies inside the output.
+    unsafe fn at(&self, offset: usize) -> *mut f32 {
+        // SAFETY: the caller's promise.
+        unsafe { self.0.add(offset) }
+    }
+}
 
 /// Copies the upper triangle of a square matrix onto the lower, tile by tile so both sides
 /// stay in cache.
