@@ -15,9 +15,10 @@ Qwen3-8B and Qwen3-30B-A3B (qwen3moe: 128 experts, 8 used) come in llama-quantiz
 ffn_down (the expert stacks too) of the use_more_bits layers in Q6_K, the output in Q6_K, the router and the
 q/k norms in F32.
 
-usage: synth_gguf.py TEMPLATE.gguf OUT.gguf KIND
+usage: synth_gguf.py TEMPLATE.gguf OUT.gguf KIND [SEED]
   KIND: llama3-8b-{q4_k_m,q5_k_m,q6_k,q4_0,q8_0,f16}, llama3.2-3b-f16, gptoss-20b-mxfp4, gptoss-20b-mxfp4-fused,
         qwen3-8b-q4_k_m, qwen3-30b-a3b-q4_k_m
+SEED (default 1234) seeds the random weights: two seeds give two independent models of the same shapes.
 Needs the `gguf` (0.19.0) and numpy packages.
 """
 import sys
@@ -176,7 +177,10 @@ def gptoss_20b(fused):
 
 
 def main():
+    global rng
     template, out, kind = sys.argv[1:4]
+    if len(sys.argv) > 4:
+        rng = np.random.default_rng(int(sys.argv[4]))
     if kind in ("llama3-8b-f16", "llama3.2-3b-f16"):
         arch, kv, tensors, vocab, ftype, pre = llama3_f16(kind.split("-")[1])
     elif kind.startswith("llama3-8b-"):

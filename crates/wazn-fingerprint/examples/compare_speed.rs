@@ -5,14 +5,46 @@
 //!
 //!   cargo run --release -p wazn-fingerprint --example compare_speed -- [THREADS] [N_LAYER]
 //!
-//! It measures the statistics' cost; reading and dequantizing real files adds to it.
+//! It measures the statistics' cost; reading and dequantizing real files adds to it. The
+//! seconds spent in each stage (alignment, layers, null) go to stderr.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use wazn_fingerprint::{
-    null_distribution, score_pair, ModelFacts, PairOutcome, RandomModel, WeightSource,
+    null_distribution, score_pair, ModelFacts, PairOutcome, Progress, RandomModel, WeightSource,
     DEFAULT_NULL_MODELS, SKETCH_TOKENS,
 };
+
+/// Prints how long each stage took when the next one begins.
+struct StageTimes {
+    current: Mutex<Option<(String, Instant)>>,
+}
+
+impl StageTimes {
+    fn finish(&self) {
+        if let Ok(mut current) = self.current.lock() {
+            if let Some((what, since)) = current.take() {
+                eprintln!("  {what}: {:.1} s", since.elapsed().as_secs_f64());
+            }
+        }
+    }
+}
+
+impl Progress for StageTimes {
+    fn stage(&self, what: &str, _done: usize, _total: usize) {
+        let Ok(mut current) = self.current.lock() else {
+            return;
+        };
+        if current.as_ref().is_some_and(|(w, _)| w == what) {
+            return;
+        }
+        if let Some((previous, since)) = current.take() {
+            eprintln!("  {previous}: {:.1} s", since.elapsed().as_secs_f64());
+        }
+        *current = Some((what.to_string(), Instant::now()));
+    }
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -33,22 +65,21 @@ fn main() {
     let tokens: Vec<u64> = (0..SKETCH_TOKENS as u64).collect();
     let a = RandomModel::new(&facts, tokens.clone(), 1001);
     let b = RandomModel::new(&facts, tokens, 1002);
+    let times = StageTimes {
+        current: Mutex::new(None),
+    };
     let start = Instant::now();
-    let PairOutcome::Scored(s) =
-        score_pair(&a, &b, None, n_threads, &wazn_fingerprint::NoProgress).expect("scores")
+    times.stage("sketches and shared tokens", 0, 1);
+    let PairOutcome::Scored(s) = score_pair(&a, &b, None, n_threads, &times).expect("scores")
     else {
         panic!("no shared tokens");
     };
+    times.finish();
     let pair_s = start.elapsed().as_secs_f64();
     let anchors: [&dyn WeightSource; 2] = [&a, &b];
-    let null = null_distribution(
-        &anchors,
-        DEFAULT_NULL_MODELS,
-        &[],
-        n_threads,
-        &wazn_fingerprint::NoProgress,
-    )
-    .expect("null");
+    let null =
+        null_distribution(&anchors, DEFAULT_NULL_MODELS, &[], n_threads, &times).expect("null");
+    times.finish();
     let total_s = start.elapsed().as_secs_f64();
     println!(
         "{n_layer} layers, {n_threads} threads: pair {pair_s:.1} s (score {:.4}), null of {} {:.1} s, total {total_s:.1} s",

@@ -31,6 +31,13 @@ impl Alignment {
     pub fn is_all_of_a(&self, n_a: usize) -> bool {
         self.a_dims.len() == n_a
     }
+
+    /// B's `n_b` dimensions in their own order and signs: gathering them changes nothing.
+    pub fn is_identity_for_b(&self, n_b: usize) -> bool {
+        self.b_dims.len() == n_b
+            && self.b_dims.iter().enumerate().all(|(i, &j)| i == j)
+            && self.b_signs.iter().all(|&s| s == 1.0)
+    }
 }
 
 /// Aligns B's hidden dimensions to A's from the embedding rows of the same tokens (`[tokens,

@@ -12,15 +12,21 @@
 //!
 //! Two kinds of representation occur (the samples are always hidden dimensions):
 //! - [`Representation::Columns`]: a projection `W` (`[out, hidden]`) read as X = Wᵀ, one row
-//!   per hidden dimension (AWM's Wq and Wk). K = WᵀW, tr(KL) = ‖W_a W_bᵀ‖².
+//!   per hidden dimension (AWM's Wq and Wk). K = WᵀW, tr(KL) = ‖W_a W_bᵀ‖². Where `out` is
+//!   more than half of `hidden` (Wq), K itself is cheaper: each side forms its symmetric
+//!   `hidden × hidden` K once (half of `hidden² · out`), and tr(KL) = Σ Kᵢⱼ Lᵢⱼ is a sum, where
+//!   W_a W_bᵀ would cost a full `out² · hidden` product on top of the two sides' tr(KK).
 //! - [`Representation::Bilinear`]: the attention form M = Pᵀ W (`[hidden, hidden]`), P and W
 //!   `[r, hidden]` (AWM's WqWkᵀ with the query heads of a key group summed into P, which is
 //!   the same product as repeating the key heads). K = Pᵀ G P with G = W Wᵀ, and
-//!   tr(K_a K_b) = tr(Cᵀ G_a C G_b) with C = P_a P_bᵀ.
+//!   tr(K_a K_b) = tr(Cᵀ G_a C G_b) with C = P_a P_bᵀ; tr(KK) = tr(GHGH) with H = P Pᵀ, one
+//!   product GH as HG = (GH)ᵀ.
 
 #[cfg(test)]
 use crate::matrix::columns_by_columns;
-use crate::matrix::{multiply, rows_by_rows, self_gram, Matrix};
+use crate::matrix::{
+    columns_gram, elementwise_dot, multiply, rows_by_rows, self_gram, trace_of_square, Matrix,
+};
 
 /// One side of a comparison, prepared once: what its Gram matrix contributes to HSIC.
 pub struct Prepared {
@@ -36,8 +42,25 @@ pub struct Prepared {
 }
 
 enum Kind {
-    Columns { w: Matrix },
-    Bilinear { p: Matrix, g: Matrix },
+    /// W (`[out, hidden]`), for tr(KL) = ‖W_a W_bᵀ‖².
+    Columns {
+        w: Matrix,
+    },
+    /// K = WᵀW (`[hidden, hidden]`), for tr(KL) = Σ Kᵢⱼ Lᵢⱼ.
+    ColumnsGram {
+        k: Matrix,
+    },
+    Bilinear {
+        p: Matrix,
+        g: Matrix,
+    },
+}
+
+/// Whether a projection's side is cheaper as its `hidden × hidden` Gram matrix: forming it
+/// costs hidden² · out / 2 per side, against out² · hidden / 2 per side plus out_a · out_b ·
+/// hidden for the cross product; the two agree at out = hidden / 2.
+fn prefers_columns_gram(w: &Matrix) -> bool {
+    2 * w.rows > w.cols
 }
 
 /// A representation of `hidden` samples (the columns of the matrices).
@@ -62,8 +85,15 @@ impl Prepared {
                     .map(|r| r.iter().map(|&v| f64::from(v)).sum())
                     .collect();
                 let k_ones = w.transposed_times_vector(&row_sums);
-                let trace_kk = self_gram(&w, n_threads).frobenius2();
-                Prepared::from_parts(Kind::Columns { w }, diagonal, k_ones, trace_kk)
+                if prefers_columns_gram(&w) {
+                    let k = columns_gram(&w, n_threads);
+                    drop(w);
+                    let trace_kk = elementwise_dot(&k, &k);
+                    Prepared::from_parts(Kind::ColumnsGram { k }, diagonal, k_ones, trace_kk)
+                } else {
+                    let trace_kk = self_gram(&w, n_threads).frobenius2();
+                    Prepared::from_parts(Kind::Columns { w }, diagonal, k_ones, trace_kk)
+                }
             }
             Representation::Bilinear { p, w } => {
                 let g = self_gram(&w, n_threads);
@@ -88,7 +118,7 @@ impl Prepared {
                 let g_p_ones = g.times_vector(&p_ones);
                 let k_ones = p.transposed_times_vector(&g_p_ones);
                 let h = self_gram(&p, n_threads);
-                let trace_kk = bilinear_trace(&g, &h, &g, n_threads);
+                let trace_kk = trace_of_square(&multiply(&g, &h, n_threads));
                 Prepared::from_parts(Kind::Bilinear { p, g }, diagonal, k_ones, trace_kk)
             }
         }
@@ -117,11 +147,7 @@ impl Prepared {
 fn bilinear_trace(g_a: &Matrix, c: &Matrix, g_b: &Matrix, n_threads: usize) -> f64 {
     let left = multiply(g_a, c, n_threads);
     let right = multiply(c, g_b, n_threads);
-    left.data
-        .iter()
-        .zip(&right.data)
-        .map(|(&x, &y)| f64::from(x) * f64::from(y))
-        .sum()
+    elementwise_dot(&left, &right)
 }
 
 /// tr(K_a K_b) of two prepared sides of the same kind and sample count.
@@ -129,6 +155,12 @@ fn cross_trace(a: &Prepared, b: &Prepared, n_threads: usize) -> f64 {
     match (&a.kind, &b.kind) {
         (Kind::Columns { w: wa }, Kind::Columns { w: wb }) => {
             rows_by_rows(wa, wb, n_threads).frobenius2()
+        }
+        (Kind::ColumnsGram { k: ka }, Kind::ColumnsGram { k: kb }) => elementwise_dot(ka, kb),
+        // tr(K WᵀW) = Σ over the rows w of W of wᵀ K w = Σ (W K) ∘ W.
+        (Kind::ColumnsGram { k }, Kind::Columns { w })
+        | (Kind::Columns { w }, Kind::ColumnsGram { k }) => {
+            elementwise_dot(&multiply(w, k, n_threads), w)
         }
         (Kind::Bilinear { p: pa, g: ga }, Kind::Bilinear { p: pb, g: gb }) => {
             let c = rows_by_rows(pa, pb, n_threads);
@@ -227,22 +259,31 @@ mod tests {
 
     #[test]
     fn columns_form_matches_the_dense_definition() {
-        let (a, b) = (noise(7, 12, 1), noise(5, 12, 2));
-        let b = Matrix::from_vec(
-            5,
-            12,
-            b.data
-                .iter()
-                .zip(&a.data)
-                .map(|(x, y)| x + 0.5 * y)
-                .collect(),
-        )
-        .unwrap();
-        let want = dense_unbiased_cka(&gram_of_columns(&a), &gram_of_columns(&b));
-        let pa = Prepared::new(Representation::Columns(a), 1);
-        let pb = Prepared::new(Representation::Columns(b), 2);
-        let got = unbiased_cka(&pa, &pb, 1);
-        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        // Row counts on both sides of hidden / 2 = 6: each side as W or as its Gram matrix,
+        // and every mix of the two.
+        for (rows_a, rows_b) in [(7, 5), (5, 7), (8, 9), (3, 4)] {
+            let a = noise(rows_a, 12, 1);
+            let b = noise(rows_b, 12, 2);
+            let shared = rows_a.min(rows_b) * 12;
+            let mut b_data = b.data.clone();
+            for (x, y) in b_data[..shared].iter_mut().zip(&a.data[..shared]) {
+                *x += 0.5 * y;
+            }
+            let b = Matrix::from_vec(rows_b, 12, b_data).unwrap();
+            let want = dense_unbiased_cka(&gram_of_columns(&a), &gram_of_columns(&b));
+            let pa = Prepared::new(Representation::Columns(a), 1);
+            let pb = Prepared::new(Representation::Columns(b), 2);
+            let got = unbiased_cka(&pa, &pb, 1);
+            assert!(
+                (got - want).abs() < 1e-5,
+                "{rows_a}, {rows_b}: {got} vs {want}"
+            );
+            let back = unbiased_cka(&pb, &pa, 2);
+            assert!(
+                (back - want).abs() < 1e-5,
+                "{rows_b}, {rows_a}: {back} vs {want}"
+            );
+        }
     }
 
     #[test]

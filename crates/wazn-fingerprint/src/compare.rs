@@ -114,11 +114,11 @@ pub fn score_aligned(
     let mut per_layer = Vec::with_capacity(pairs.len());
     for (done, &(i, j)) in pairs.iter().enumerate() {
         progress.stage("comparing layers", done, pairs.len());
-        let (la, lb) = (a.layer(i)?, b.layer(j)?);
+        let (la, lb) = both_layers(a, i, b, j, n_threads)?;
         let parameter_cosine =
             (detail == Detail::Full && la.wq.rows == lb.wq.rows && la.wq.cols == lb.wq.cols)
                 .then(|| cosine(&la.wq.data, &lb.wq.data));
-        let (la, lb) = aligned_pair(&la, &lb, alignment);
+        let (la, lb) = (aligned_a(la, alignment), aligned_b(lb, alignment));
         let qk_a = Prepared::new(attention_form(&la, a.facts()), n_threads);
         let qk_b = Prepared::new(attention_form(&lb, b.facts()), n_threads);
         let wq_wk = unbiased_cka(&qk_a, &qk_b, n_threads);
@@ -155,6 +155,26 @@ pub fn score_aligned(
     })
 }
 
+/// Layer `i` of A and layer `j` of B, read (dequantized) side by side where there are threads.
+fn both_layers(
+    a: &dyn WeightSource,
+    i: usize,
+    b: &dyn WeightSource,
+    j: usize,
+    n_threads: usize,
+) -> Result<(AttentionLayer, AttentionLayer), FingerprintError> {
+    if n_threads < 2 {
+        return Ok((a.layer(i)?, b.layer(j)?));
+    }
+    let (la, lb) = std::thread::scope(|scope| {
+        let la = scope.spawn(|| a.layer(i));
+        let lb = b.layer(j);
+        (la.join(), lb)
+    });
+    let la = la.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    Ok((la?, lb?))
+}
+
 /// Unbiased CKA of two projections with the hidden dimensions as samples.
 fn columns_cka(x: Matrix, y: Matrix, n_threads: usize) -> f64 {
     let x = Prepared::new(Representation::Columns(x), n_threads);
@@ -177,18 +197,23 @@ fn pick_rows(m: &Matrix, indices: impl Iterator<Item = usize>) -> Matrix {
     }
 }
 
-/// Both layers over the aligned hidden dimensions, in A's order and B's signs undone.
-fn aligned_pair(
-    a: &AttentionLayer,
-    b: &AttentionLayer,
-    alignment: &Alignment,
-) -> (AttentionLayer, AttentionLayer) {
-    let a = if alignment.is_all_of_a(a.wq.cols) {
-        a.clone()
+/// A's layer over its aligned hidden dimensions (itself, uncopied, where it keeps all).
+fn aligned_a(a: AttentionLayer, alignment: &Alignment) -> AttentionLayer {
+    if alignment.is_all_of_a(a.wq.cols) {
+        a
     } else {
         a.gathered(&alignment.a_dims, &vec![1.0; alignment.a_dims.len()])
-    };
-    (a, b.gathered(&alignment.b_dims, &alignment.b_signs))
+    }
+}
+
+/// B's layer in A's order with B's signs undone (itself, uncopied, where that changes
+/// nothing, as in the null's pairs).
+fn aligned_b(b: AttentionLayer, alignment: &Alignment) -> AttentionLayer {
+    if alignment.is_identity_for_b(b.wq.cols) {
+        b
+    } else {
+        b.gathered(&alignment.b_dims, &alignment.b_signs)
+    }
 }
 
 /// WqWkᵀ of a layer as factors: the query heads that share a key head summed (the same
@@ -241,11 +266,11 @@ fn layer_pairs(
     for i in 0..n_a.max(n_b) {
         progress.stage("matching layers", i, n_a.max(n_b));
         if i < n_a {
-            let (la, _) = aligned_pair(&a.layer(i)?, &empty_layer(), alignment);
+            let la = aligned_a(a.layer(i)?, alignment);
             forms_a.push(Prepared::new(attention_form(&la, a.facts()), n_threads));
         }
         if i < n_b {
-            let lb = b.layer(i)?.gathered(&alignment.b_dims, &alignment.b_signs);
+            let lb = aligned_b(b.layer(i)?, alignment);
             forms_b.push(Prepared::new(attention_form(&lb, b.facts()), n_threads));
         }
     }
@@ -259,13 +284,6 @@ fn layer_pairs(
         })
         .collect();
     Ok(monotone_matching(&similarity))
-}
-
-fn empty_layer() -> AttentionLayer {
-    AttentionLayer {
-        wq: Matrix::zeros(0, 0),
-        wk: Matrix::zeros(0, 0),
-    }
 }
 
 /// The in-order pairing of all rows (or all columns, whichever are fewer) of `similarity`

@@ -24,6 +24,7 @@ mod compare;
 mod error;
 mod matrix;
 mod model;
+mod pages;
 mod random;
 mod sketch;
 mod source;

@@ -1,6 +1,9 @@
 //! A dense row-major f32 matrix and the few products the statistics need, on matrixmultiply's
-//! SIMD kernels, split over threads by rows of the output.
+//! cache-blocked SIMD kernels (AVX-512, AVX2 or SSE, chosen at run time), split over threads by
+//! rows of the output. Symmetric products (Gram matrices) compute their upper half only.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::thread;
 
 /// `rows × cols` values, row after row.
@@ -16,7 +19,7 @@ impl Matrix {
         Matrix {
             rows,
             cols,
-            data: vec![0.0; rows * cols],
+            data: crate::pages::zeroed(rows * cols),
         }
     }
 
@@ -154,8 +157,12 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// `a · b` (`a`: m×k, `b`: k×n) into a new m×n matrix, rows of the output split over
-/// `n_threads` threads.
+/// Rows of the output per band of a product: each band packs all of B again, so a band
+/// should be many micro-kernel rows tall.
+const MIN_BAND_ROWS: usize = 512;
+
+/// `a · b` (`a`: m×k, `b`: k×n) into a new m×n matrix, bands of output rows taken by
+/// `n_threads` threads as each finishes its last (so a thread the OS holds back takes fewer).
 fn product(a: Operand<'_>, b: Operand<'_>, n_threads: usize) -> Matrix {
     assert_eq!(a.cols, b.rows, "inner dimensions of a product");
     let (m, n) = (a.rows, b.cols);
@@ -163,38 +170,152 @@ fn product(a: Operand<'_>, b: Operand<'_>, n_threads: usize) -> Matrix {
     if m == 0 || n == 0 {
         return out;
     }
-    // Each thread takes a band of rows; a band under 64 rows is not worth a thread.
-    let n_bands = n_threads.clamp(1, m.div_ceil(64).max(1));
-    let band_rows = m.div_ceil(n_bands);
-    thread::scope(|scope| {
-        for (band, c) in out.data.chunks_mut(band_rows * n).enumerate() {
-            let start = band * band_rows;
-            let rows = c.len() / n;
-            let a_band = a.rows_range(start, start + rows);
-            scope.spawn(move || gemm_into(a_band, b, c, n));
-        }
+    let band_rows = m.div_ceil(2 * n_threads.max(1)).max(MIN_BAND_ROWS).min(m);
+    let bands: Vec<Mutex<&mut [f32]>> =
+        out.data.chunks_mut(band_rows * n).map(Mutex::new).collect();
+    for_each_block(bands.len(), n_threads, |band| {
+        let Ok(mut c) = bands[band].lock() else {
+            return;
+        };
+        let start = band * band_rows;
+        let rows = c.len() / n;
+        gemm_into(a.rows_range(start, start + rows), b, &mut c, n);
     });
+    drop(bands);
     out
+}
+
+/// Calls `f(block)` for every block `0..n_blocks`, over `n_threads` threads that each take
+/// the next block not yet taken.
+fn for_each_block(n_blocks: usize, n_threads: usize, f: impl Fn(usize) + Sync) {
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let block = next.fetch_add(1, Ordering::Relaxed);
+        if block >= n_blocks {
+            break;
+        }
+        f(block);
+    };
+    let n_threads = n_threads.clamp(1, n_blocks.max(1));
+    thread::scope(|scope| {
+        for _ in 1..n_threads {
+            scope.spawn(work);
+        }
+        work();
+    });
 }
 
 /// `c = a · b` for one band, `c` row-major with `n` columns.
 fn gemm_into(a: Operand<'_>, b: Operand<'_>, c: &mut [f32], n: usize) {
+    assert_eq!(b.cols, n, "output width");
+    assert_eq!(c.len(), a.rows * n, "output size");
+    // SAFETY: `c` holds exactly the `a.rows × n` values written, and is borrowed mutably.
+    unsafe { gemm_strided(a, b, c.as_mut_ptr(), n) }
+}
+
+/// Rows per block of a Gram matrix: large enough for the SIMD kernels, small enough that the
+/// triangle below the diagonal (skipped) is most of what it could skip.
+const GRAM_BLOCK: usize = 256;
+
+/// `x · xᵀ` for the operand `x` (`n × k`): each block of rows computes only the columns from
+/// its own first row on (the diagonal block and what lies to its right), writing straight
+/// into the output, and the lower triangle is then mirrored from the upper. Half the work of
+/// a full product.
+fn gram(x: Operand<'_>, n_threads: usize) -> Matrix {
+    let n = x.rows;
+    let mut out = Matrix::zeros(n, n);
+    if n == 0 {
+        return out;
+    }
+    let xt = Operand {
+        rows: x.cols,
+        cols: x.rows,
+        row_stride: x.col_stride,
+        col_stride: x.row_stride,
+        ..x
+    };
+    let n_blocks = n.div_ceil(GRAM_BLOCK);
+    let shared = SharedRows(out.data.as_mut_ptr());
+    // Blocks in order: the first, with the most columns, go first, so the threads finish
+    // together.
+    for_each_block(n_blocks, n_threads, |block| {
+        let start = block * GRAM_BLOCK;
+        let end = (start + GRAM_BLOCK).min(n);
+        let rows = x.rows_range(start, end);
+        let columns = Operand {
+            data: xt.data.get(start * xt.col_stride..).unwrap_or(&[]),
+            cols: n - start,
+            ..xt
+        };
+        // SAFETY: the rows start..end of the output belong to this block alone (each block
+        // is taken once), and the `(end − start) × (n − start)` values from (start, start)
+        // with row stride n lie inside it.
+        unsafe { gemm_strided(rows, columns, shared.at(start * n + start), n) };
+    });
+    mirror_upper(&mut out);
+    out
+}
+
+/// The output of [`gram`], shared by threads that write disjoint rows.
+struct SharedRows(*mut f32);
+// SAFETY: `gram` gives each row block to one call only.
+unsafe impl Sync for SharedRows {}
+
+impl SharedRows {
+    /// The pointer `offset` values in.
+    ///
+    /// # Safety
+    /// `offset` lies inside the output.
+    unsafe fn at(&self, offset: usize) -> *mut f32 {
+        // SAFETY: the caller's promise.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// Copies the upper triangle of a square matrix onto the lower, tile by tile so both sides
+/// stay in cache.
+fn mirror_upper(m: &mut Matrix) {
+    const TILE: usize = 64;
+    let n = m.rows;
+    for bi in (0..n).step_by(TILE) {
+        for bj in (0..=bi).step_by(TILE) {
+            for i in bi..(bi + TILE).min(n) {
+                for j in bj..(bj + TILE).min(i) {
+                    m.data[i * n + j] = m.data[j * n + i];
+                }
+            }
+        }
+    }
+}
+
+/// `c = a · b`, `c` row-major with row stride `ldc`.
+///
+/// # Safety
+/// `c` is valid for writes of `a.rows` rows of `b.cols` values at stride `ldc`, and nothing
+/// else reads or writes them meanwhile.
+unsafe fn gemm_strided(a: Operand<'_>, b: Operand<'_>, c: *mut f32, ldc: usize) {
     assert!(
         a.in_bounds() && b.in_bounds(),
         "operand strides past its data"
     );
-    assert_eq!(c.len(), a.rows * n, "output size");
-    if a.cols == 0 {
-        c.fill(0.0);
+    assert_eq!(a.cols, b.rows, "inner dimensions of a product");
+    if a.rows == 0 || b.cols == 0 {
         return;
     }
-    // SAFETY: every element that the dimensions and strides reach lies inside the slices
-    // (checked above), and `c` holds exactly `a.rows × n` contiguous values.
+    if a.cols == 0 {
+        for i in 0..a.rows {
+            // SAFETY: row i of the output, the caller's promise.
+            unsafe { std::ptr::write_bytes(c.add(i * ldc), 0, b.cols) };
+        }
+        return;
+    }
+    // SAFETY: the operands' elements lie inside their slices (checked above); the output's
+    // are the caller's promise.
     unsafe {
         matrixmultiply::sgemm(
             a.rows,
             a.cols,
-            n,
+            b.cols,
             1.0,
             a.data.as_ptr(),
             a.row_stride as isize,
@@ -203,48 +324,53 @@ fn gemm_into(a: Operand<'_>, b: Operand<'_>, c: &mut [f32], n: usize) {
             b.row_stride as isize,
             b.col_stride as isize,
             0.0,
-            c.as_mut_ptr(),
-            n as isize,
+            c,
+            ldc as isize,
             1,
         );
     }
 }
 
-/// Rows per block of [`self_gram`]: large enough for the SIMD kernels, small enough that the
-/// half it skips is most of the work.
-const GRAM_BLOCK: usize = 512;
-
-/// `a · aᵀ`, computing each off-diagonal block once and mirroring it: half the work of
-/// [`rows_by_rows`] on the same matrix.
+/// `a · aᵀ`: the inner products of the rows of `a` with each other.
 pub fn self_gram(a: &Matrix, n_threads: usize) -> Matrix {
+    gram(Operand::plain(a), n_threads)
+}
+
+/// `aᵀ · a`: the inner products of the columns of `a` with each other.
+pub fn columns_gram(a: &Matrix, n_threads: usize) -> Matrix {
+    gram(Operand::transposed(a), n_threads)
+}
+
+/// Σᵢⱼ aᵢⱼ bᵢⱼ in f64 (tr(aᵀb)), for matrices of the same shape.
+pub fn elementwise_dot(a: &Matrix, b: &Matrix) -> f64 {
+    assert_eq!(
+        (a.rows, a.cols),
+        (b.rows, b.cols),
+        "shapes of a dot product"
+    );
+    // f32 products summed in short f32 runs, the runs in f64: the error of an f32 sum of 64
+    // terms is far below the f32 rounding the products already carry.
+    a.data
+        .chunks(64)
+        .zip(b.data.chunks(64))
+        .map(|(x, y)| f64::from(x.iter().zip(y).map(|(&p, &q)| p * q).sum::<f32>()))
+        .sum()
+}
+
+/// Σᵢⱼ aᵢⱼ aⱼᵢ in f64 (tr(a a)), for a square matrix.
+pub fn trace_of_square(a: &Matrix) -> f64 {
+    assert_eq!(a.rows, a.cols, "a square matrix");
     let n = a.rows;
-    let mut out = Matrix::zeros(n, n);
-    let n_blocks = n.div_ceil(GRAM_BLOCK);
-    let block_rows = |b: usize| {
-        let start = b * GRAM_BLOCK;
-        let end = (start + GRAM_BLOCK).min(n);
-        Matrix {
-            rows: end - start,
-            cols: a.cols,
-            data: a.data[start * a.cols..end * a.cols].to_vec(),
+    let mut total = 0f64;
+    for i in 0..n {
+        let row = a.row(i);
+        let mut s = 0f64;
+        for (j, &v) in row.iter().enumerate() {
+            s += f64::from(v) * f64::from(a.data[j * n + i]);
         }
-    };
-    for bi in 0..n_blocks {
-        let rows_i = block_rows(bi);
-        for bj in bi..n_blocks {
-            let rows_j = block_rows(bj);
-            let block = rows_by_rows(&rows_i, &rows_j, n_threads);
-            for r in 0..block.rows {
-                for c in 0..block.cols {
-                    let (i, j) = (bi * GRAM_BLOCK + r, bj * GRAM_BLOCK + c);
-                    let v = block.data[r * block.cols + c];
-                    out.data[i * n + j] = v;
-                    out.data[j * n + i] = v;
-                }
-            }
-        }
+        total += s;
     }
-    out
+    total
 }
 
 /// `a · bᵀ`: the inner products of every row of `a` with every row of `b`.
@@ -324,6 +450,31 @@ mod tests {
         for (g, w) in got.data.iter().zip(&want.data) {
             assert!((g - w).abs() < 1e-3, "{g} vs {w}");
         }
+    }
+
+    #[test]
+    fn gram_matrices_and_their_sums_agree_with_the_definition() {
+        let a = filled(600, 21, 3);
+        let want = naive(&transpose(&a), &a);
+        for threads in [1, 2, 3] {
+            let got = columns_gram(&a, threads);
+            for (g, w) in got.data.iter().zip(&want.data) {
+                assert!((g - w).abs() < 1e-2, "{g} vs {w}");
+            }
+        }
+        let b = filled(21, 21, 5);
+        let dot: f64 = (0..21 * 21)
+            .map(|i| f64::from(b.data[i]) * f64::from(want.data[i]))
+            .sum();
+        let got = elementwise_dot(&b, &want);
+        assert!(
+            (got - dot).abs() < 1e-6 * dot.abs().max(1.0),
+            "{got} vs {dot}"
+        );
+        let square = naive(&b, &b);
+        let trace: f64 = (0..21).map(|i| f64::from(square.at(i, i))).sum();
+        let got = trace_of_square(&b);
+        assert!((got - trace).abs() < 1e-3, "{got} vs {trace}");
     }
 
     #[test]

@@ -35,10 +35,11 @@ impl RandomModel {
 
     fn matrix(&self, rows: usize, cols: usize, stream: u64) -> Matrix {
         let mut generator = Normal::new(mix(self.seed ^ mix(stream)));
-        let data = (0..rows * cols)
-            .map(|_| generator.next() * INIT_STD)
-            .collect();
-        Matrix { rows, cols, data }
+        let mut m = Matrix::zeros(rows, cols);
+        for v in &mut m.data {
+            *v = generator.next() * INIT_STD;
+        }
+        m
     }
 }
 
