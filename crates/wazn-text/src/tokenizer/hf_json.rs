@@ -342,7 +342,7 @@ mod tests {
                 "outside the vocabulary",
             ),
         ] {
-            let err = build(special_tokens).err().expect("refused");
+            let err = build(special_tokens).expect_err("refused");
             assert!(err.to_string().contains(says), "{err}");
         }
     }
@@ -351,8 +351,7 @@ mod tests {
     fn a_huge_id_is_refused_before_anything_is_sized() {
         let err =
             Tokenizer::from_tokenizer_json(&with_holes(u32::MAX - 1), &HfSpecialTokens::default())
-                .err()
-                .expect("refused");
+                .expect_err("refused");
         assert!(err.to_string().contains("at most 4194304 tokens"), "{err}");
     }
 }
