@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod embedding;
+pub mod messages;
 pub mod scripted;
 
 use std::io::{ErrorKind, Read, Write};
