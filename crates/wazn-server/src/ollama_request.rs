@@ -500,10 +500,10 @@ async fn completion_job(state: &Arc<AppState>, value: &Value) -> Result<Job, Api
         request.prompt.clone(),
         suffix.map(str::to_string),
     );
-    let prompts = routes::off_async(state, move || {
-        completion_prompt::completion_prompts(&prepared, &prompt, suffix.as_deref())
-    })
-    .await?;
+    let prompts = state
+        .preparing
+        .run(move || completion_prompt::completion_prompts(&prepared, &prompt, suffix.as_deref()))
+        .await?;
     let constraint = match structured::requested_grammar(&request.common)? {
         Some(g) => Some(structured::compile(state, g.param, g.spec, None).await?),
         None => None,

@@ -43,15 +43,6 @@ pub(crate) fn body_bytes(
     Ok(body)
 }
 
-/// Runs the CPU work of preparing a request (rendering a template, tokenizing) on the blocking
-/// pool, a bounded number at once (see [`crate::preparing::PrepareSlots`]).
-pub(crate) async fn off_async<T: Send + 'static>(
-    state: &AppState,
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    state.preparing.run(work).await
-}
-
 /// Checks the requested model name against the one served.
 fn check_model(state: &AppState, common: &CommonParams) -> Result<(), ApiError> {
     check_model_name(state, common.model.as_deref())
@@ -134,11 +125,13 @@ pub(crate) async fn chat_job(
                 state.reasoning_effort,
                 body.to_vec(),
             );
-            let prompt_ids = off_async(state, move || {
-                let request: ChatRequest = wire::parse_body(&body)?;
-                harmony_request::prompt_ids(&tokenizer, &body, &request, effort)
-            })
-            .await?;
+            let prompt_ids = state
+                .preparing
+                .run(move || {
+                    let request: ChatRequest = wire::parse_body(&body)?;
+                    harmony_request::prompt_ids(&tokenizer, &body, &request, effort)
+                })
+                .await?;
             let constraint = harmony_constraint(state, request, grammar).await?;
             let job = Job {
                 kind: Kind::Chat,
@@ -174,28 +167,30 @@ pub(crate) async fn chat_job(
     let tools_render = tools
         .as_ref()
         .map(|plan| (plan.tools_json.clone(), plan.format));
-    let (prompt_ids, think) = off_async(state, move || {
-        let text = match &tools_render {
-            Some((tools_json, format)) => {
-                tool_calls::render_with_tools(&template, &messages, tools_json, *format)
+    let (prompt_ids, think) = state
+        .preparing
+        .run(move || {
+            let text = match &tools_render {
+                Some((tools_json, format)) => {
+                    tool_calls::render_with_tools(&template, &messages, tools_json, *format)
+                }
+                None => template.render(&messages, true),
             }
-            None => template.render(&messages, true),
-        }
-        .map_err(|e| ApiError::bad_request(format!("cannot render the chat template: {e}")))?;
-        // The template writes its own special tokens, so they are parsed; BOS is added only
-        // where the model wants one and the template did not write it.
-        let mut prompt_ids = tokenizer
-            .encode(&text, false, true)
-            .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e}")))?;
-        if let (true, Some(bos)) = (tokenizer.adds_bos(), tokenizer.bos_id()) {
-            if prompt_ids.first() != Some(&bos) {
-                prompt_ids.insert(0, bos);
+            .map_err(|e| ApiError::bad_request(format!("cannot render the chat template: {e}")))?;
+            // The template writes its own special tokens, so they are parsed; BOS is added only
+            // where the model wants one and the template did not write it.
+            let mut prompt_ids = tokenizer
+                .encode(&text, false, true)
+                .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e}")))?;
+            if let (true, Some(bos)) = (tokenizer.adds_bos(), tokenizer.bos_id()) {
+                if prompt_ids.first() != Some(&bos) {
+                    prompt_ids.insert(0, bos);
+                }
             }
-        }
-        let think = thinks.then(|| think::prompt_opens_thinking(&text));
-        Ok((prompt_ids, think))
-    })
-    .await?;
+            let think = thinks.then(|| think::prompt_opens_thinking(&text));
+            Ok((prompt_ids, think))
+        })
+        .await?;
     // A thinking model reasons freely; the grammar applies to the answer after `</think>`.
     let answer_starts_after = match think {
         Some(true) => state.tokenizer.single_token(think::THINK_CLOSE),
@@ -258,10 +253,10 @@ pub async fn completions(
         request.prompt.clone(),
         suffix.map(str::to_string),
     );
-    let prompts = off_async(&state, move || {
-        completion_prompt::completion_prompts(&prepared, &prompt, suffix.as_deref())
-    })
-    .await?;
+    let prompts = state
+        .preparing
+        .run(move || completion_prompt::completion_prompts(&prepared, &prompt, suffix.as_deref()))
+        .await?;
     let constraint = match structured::requested_grammar(&request.common)? {
         Some(g) => Some(structured::compile(&state, g.param, g.spec, None).await?),
         None => None,
