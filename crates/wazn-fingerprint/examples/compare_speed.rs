@@ -61,6 +61,7 @@ fn main() {
         n_vocab: 128_256,
         vocabulary_hash: String::new(),
         declared: Vec::new(),
+        latent: None,
     };
     let tokens: Vec<u64> = (0..SKETCH_TOKENS as u64).collect();
     let a = RandomModel::new(&facts, tokens.clone(), 1001);

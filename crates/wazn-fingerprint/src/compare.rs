@@ -217,8 +217,15 @@ fn aligned_b(b: AttentionLayer, alignment: &Alignment) -> AttentionLayer {
 }
 
 /// WqWkᵀ of a layer as factors: the query heads that share a key head summed (the same
-/// product as repeating the key heads, as grouped-query attention does), and Wk.
+/// product as repeating the key heads, as grouped-query attention does), and Wk. A latent
+/// attention layer carries its query factor already.
 pub fn attention_form(layer: &AttentionLayer, facts: &ModelFacts) -> Representation {
+    if let Some(p) = &layer.form_query {
+        return Representation::Bilinear {
+            p: p.clone(),
+            w: layer.wk.clone(),
+        };
+    }
     let group = facts.n_head / facts.n_kv_head.max(1);
     let head_rows = facts.head_dim * layer.wq.cols;
     let mut p = Matrix::zeros(layer.wk.rows, layer.wq.cols);

@@ -17,7 +17,8 @@ pub enum FingerprintError {
     },
 
     #[error(
-        "architecture {0:?} has no fingerprint in wazn yet (supported: llama, qwen3, qwen3moe)"
+        "architecture {0:?} has no fingerprint in wazn yet (supported: llama, qwen3, qwen3moe, \
+         gemma3, gpt-oss, deepseek2)"
     )]
     UnsupportedArchitecture(String),
 

@@ -22,6 +22,8 @@ mod alignment;
 mod cka;
 mod compare;
 mod error;
+mod facts;
+mod latent;
 mod matrix;
 mod model;
 mod pages;
@@ -44,7 +46,7 @@ pub use matrix::Matrix;
 pub use model::{undo_rope_permutation, ModelWeights};
 pub use random::RandomModel;
 pub use sketch::{shared_rows, token_hash, TokenSketch, SKETCH_TOKENS};
-pub use source::{AttentionLayer, ModelFacts, WeightSource};
+pub use source::{AttentionLayer, LatentShape, ModelFacts, WeightSource};
 pub use verdict::{
     null_distribution, null_layers, verdict, NullDistribution, Verdict, AWM_INDEPENDENT_MEAN,
     AWM_INDEPENDENT_SD, DEFAULT_NULL_MODELS, NULL_LAYERS,

@@ -4,17 +4,15 @@
 
 use std::path::Path;
 
-use serde_json::Value;
 use wazn_formats::{GgufFile, HfFolder, SafeDtype};
 use wazn_kernels::dtype::{dequantize_row, DType};
 
 use crate::error::FingerprintError;
+use crate::facts::{gguf_facts, hf_facts, hf_tokens, Layout};
+use crate::latent::{latent_layer, LatentWeights};
 use crate::matrix::Matrix;
-use crate::sketch::{sketch_ids, vocabulary_hash, TokenSketch};
-use crate::source::{AttentionLayer, ModelFacts, WeightSource};
-
-/// Larger `tokenizer.json` files are refused before reading them.
-const MAX_TOKENIZER_JSON_BYTES: u64 = 256 << 20;
+use crate::sketch::{sketch_ids, TokenSketch};
+use crate::source::{AttentionLayer, LatentShape, ModelFacts, WeightSource};
 
 enum Holder {
     Gguf(GgufFile),
@@ -25,6 +23,7 @@ enum Holder {
 pub struct ModelWeights {
     holder: Holder,
     facts: ModelFacts,
+    layout: Layout,
     /// The token string of each id (None where the vocabulary has no string for it).
     tokens: Vec<Option<String>>,
 }
@@ -70,10 +69,11 @@ impl ModelWeights {
         if path.is_dir() {
             let folder = HfFolder::open(path)?;
             let tokens = hf_tokens(path)?;
-            let facts = hf_facts(&folder, &tokens)?;
+            let (facts, layout) = hf_facts(&folder, &tokens)?;
             let model = ModelWeights {
                 holder: Holder::Hf(folder),
                 facts,
+                layout,
                 tokens,
             };
             model.finish()
@@ -86,10 +86,11 @@ impl ModelWeights {
                 .into_iter()
                 .map(|t| Some(t.to_string()))
                 .collect();
-            let facts = gguf_facts(&file, &tokens)?;
+            let (facts, layout) = gguf_facts(&file, &tokens)?;
             let model = ModelWeights {
                 holder: Holder::Gguf(file),
                 facts,
+                layout,
                 tokens,
             };
             model.finish()
@@ -99,16 +100,9 @@ impl ModelWeights {
     fn finish(mut self) -> Result<ModelWeights, FingerprintError> {
         self.facts.check()?;
         // The embedding's row count is the vocabulary that has weights.
-        let embedding = self.tensor(self.embedding_name(), None, self.facts.n_embd)?;
+        let embedding = self.tensor(&self.layout.embedding(), None, self.facts.n_embd)?;
         self.facts.n_vocab = embedding.rows;
         Ok(self)
-    }
-
-    fn embedding_name(&self) -> &'static str {
-        match self.holder {
-            Holder::Gguf(_) => "token_embd.weight",
-            Holder::Hf(_) => "model.embed_tokens.weight",
-        }
     }
 
     /// Tensor `name` as `[rows, cols]` (any row count where `rows` is None).
@@ -153,7 +147,13 @@ impl ModelWeights {
             name: name.to_string(),
             reason,
         };
+        // A stack of matrices (GGUF's per-head key up projections) reads as their rows.
         let (n_rows, n_cols) = match shape.as_slice() {
+            [h, r, c] => (
+                h.checked_mul(*r)
+                    .ok_or_else(|| bad("too many rows".into()))?,
+                *c,
+            ),
             [r, c] => (*r, *c),
             [c] => (1, *c),
             _ => return Err(bad(format!("shape {shape:?} is not a matrix"))),
@@ -187,58 +187,192 @@ impl ModelWeights {
         })
     }
 
-    /// The attention norm's gains of layer `index`.
-    fn norm_gains(&self, index: usize) -> Result<Vec<f32>, FingerprintError> {
-        let name = match self.holder {
-            Holder::Gguf(_) => format!("blk.{index}.attn_norm.weight"),
-            Holder::Hf(_) => format!("model.layers.{index}.input_layernorm.weight"),
-        };
-        let raw = self.tensor(&name, Some(1), self.facts.n_embd)?;
-        let mut gains = vec![0f32; self.facts.n_embd];
+    /// Layer `index`'s norm gains of `len` values, the layout's offset added.
+    fn gains(
+        &self,
+        index: usize,
+        gguf: &str,
+        hf: &str,
+        len: usize,
+    ) -> Result<Vec<f32>, FingerprintError> {
+        let name = self.layout.layer_tensor(index, gguf, hf);
+        let raw = self.tensor(&name, Some(1), len)?;
+        let mut gains = vec![0f32; len];
         raw.row_into(0, &mut gains)?;
+        for g in &mut gains {
+            *g += self.layout.norm_offset;
+        }
         Ok(gains)
     }
 
-    /// One projection of layer `index`, in Hugging Face's row order, gains folded in.
+    /// Layer `index`'s matrix `[rows, cols]` (any row count where `rows` is None).
+    fn layer_matrix(
+        &self,
+        index: usize,
+        gguf: &str,
+        hf: &str,
+        rows: Option<usize>,
+        cols: usize,
+    ) -> Result<Matrix, FingerprintError> {
+        let name = self.layout.layer_tensor(index, gguf, hf);
+        self.tensor(&name, rows, cols)?.to_matrix()
+    }
+
+    /// Wq or Wk of an attention layer with one of each, in Hugging Face's row order.
     fn projection(
         &self,
         index: usize,
-        which: char,
+        (gguf, hf): (&str, &str),
         n_heads: usize,
-        gains: &[f32],
     ) -> Result<Matrix, FingerprintError> {
-        let (gguf_name, hf_name) = match which {
-            'q' => (
-                format!("blk.{index}.attn_q.weight"),
-                format!("model.layers.{index}.self_attn.q_proj.weight"),
-            ),
-            _ => (
-                format!("blk.{index}.attn_k.weight"),
-                format!("model.layers.{index}.self_attn.k_proj.weight"),
+        let rows = n_heads * self.facts.head_dim;
+        let m = self.layer_matrix(index, gguf, hf, Some(rows), self.facts.n_embd)?;
+        Ok(if self.layout.rope_rows_permuted {
+            undo_rope_permutation(&m, n_heads, self.facts.head_dim)
+        } else {
+            m
+        })
+    }
+
+    /// A latent attention layer, its norms' gains applied (`attention_gains` on the columns).
+    fn latent_layer(
+        &self,
+        index: usize,
+        shape: &LatentShape,
+        attention_gains: &[f32],
+    ) -> Result<AttentionLayer, FingerprintError> {
+        let n = self.facts.n_embd;
+        let n_head = self.facts.n_head;
+        let head_rows = shape.nope_dim + shape.rope_dim;
+        let (mut query, query_up) = match shape.q_rank {
+            Some(rank) => {
+                let mut down =
+                    self.layer_matrix(index, "attn_q_a", "self_attn.q_a_proj", Some(rank), n)?;
+                let gains = self.gains(index, "attn_q_a_norm", "self_attn.q_a_layernorm", rank)?;
+                scale_rows(&mut down, &gains);
+                let up = self.layer_matrix(
+                    index,
+                    "attn_q_b",
+                    "self_attn.q_b_proj",
+                    Some(n_head * head_rows),
+                    rank,
+                )?;
+                (down, Some(up))
+            }
+            None => (
+                self.layer_matrix(
+                    index,
+                    "attn_q",
+                    "self_attn.q_proj",
+                    Some(n_head * head_rows),
+                    n,
+                )?,
+                None,
             ),
         };
-        let rows = n_heads * self.facts.head_dim;
-        let mut m = match &self.holder {
-            Holder::Gguf(_) => {
-                let m = self
-                    .tensor(&gguf_name, Some(rows), self.facts.n_embd)?
-                    .to_matrix()?;
-                if self.facts.architecture == "llama" {
-                    undo_rope_permutation(&m, n_heads, self.facts.head_dim)
-                } else {
-                    m
+        scale_columns(&mut query, attention_gains);
+        let mut key_value = self.layer_matrix(
+            index,
+            "attn_kv_a_mqa",
+            "self_attn.kv_a_proj_with_mqa",
+            Some(shape.kv_rank + shape.rope_dim),
+            n,
+        )?;
+        let gains = self.gains(
+            index,
+            "attn_kv_a_norm",
+            "self_attn.kv_a_layernorm",
+            shape.kv_rank,
+        )?;
+        let mut row_gains = gains;
+        row_gains.resize(key_value.rows, 1.0);
+        scale_rows(&mut key_value, &row_gains);
+        scale_columns(&mut key_value, attention_gains);
+        let key_up_t = self.key_up_transposed(index, shape)?;
+        Ok(latent_layer(
+            LatentWeights {
+                query,
+                query_up,
+                key_value,
+                key_up_t,
+            },
+            shape,
+            n_head,
+        ))
+    }
+
+    /// Each head's key up projection, transposed and stacked: `[n_head · kv_rank, nope]`.
+    /// GGUF files store it so (`attn_k_b`); older GGUF files and Hugging Face folders keep the
+    /// joint key/value up projection, `[n_head · (nope + v), kv_rank]`, whose first `nope`
+    /// rows per head are the key's.
+    fn key_up_transposed(
+        &self,
+        index: usize,
+        shape: &LatentShape,
+    ) -> Result<Matrix, FingerprintError> {
+        let n_head = self.facts.n_head;
+        let split = self
+            .layout
+            .layer_tensor(index, "attn_k_b", "self_attn.k_b_proj");
+        if self.layout.hf_prefix.is_none() && self.has_tensor(&split) {
+            return self
+                .tensor(&split, Some(n_head * shape.kv_rank), shape.nope_dim)?
+                .to_matrix();
+        }
+        let joint = self.layer_matrix(
+            index,
+            "attn_kv_b",
+            "self_attn.kv_b_proj",
+            None,
+            shape.kv_rank,
+        )?;
+        let per_head = joint.rows / n_head.max(1);
+        if joint.rows % n_head.max(1) != 0 || per_head < shape.nope_dim {
+            return Err(FingerprintError::BadTensor {
+                name: self
+                    .layout
+                    .layer_tensor(index, "attn_kv_b", "self_attn.kv_b_proj"),
+                reason: format!(
+                    "{} rows do not split into {n_head} heads of {} key rows and more",
+                    joint.rows, shape.nope_dim
+                ),
+            });
+        }
+        let mut out = Matrix::zeros(n_head * shape.kv_rank, shape.nope_dim);
+        for h in 0..n_head {
+            for d in 0..shape.nope_dim {
+                let row = joint.row(h * per_head + d);
+                for (r, &v) in row.iter().enumerate() {
+                    out.data[(h * shape.kv_rank + r) * shape.nope_dim + d] = v;
                 }
             }
-            Holder::Hf(_) => self
-                .tensor(&hf_name, Some(rows), self.facts.n_embd)?
-                .to_matrix()?,
-        };
-        for row in m.data.chunks_exact_mut(m.cols) {
-            for (v, &g) in row.iter_mut().zip(gains) {
-                *v *= g;
-            }
         }
-        Ok(m)
+        Ok(out)
+    }
+
+    fn has_tensor(&self, name: &str) -> bool {
+        match &self.holder {
+            Holder::Gguf(file) => file.tensor(name).is_some(),
+            Holder::Hf(folder) => folder.tensor(name).is_some(),
+        }
+    }
+}
+
+/// Multiplies each column `j` of `m` by `gains[j]`.
+fn scale_columns(m: &mut Matrix, gains: &[f32]) {
+    for row in m.data.chunks_exact_mut(m.cols.max(1)) {
+        for (v, &g) in row.iter_mut().zip(gains) {
+            *v *= g;
+        }
+    }
+}
+
+/// Multiplies each row `i` of `m` by `gains[i]`.
+fn scale_rows(m: &mut Matrix, gains: &[f32]) {
+    for (row, &g) in m.data.chunks_exact_mut(m.cols.max(1)).zip(gains) {
+        for v in row {
+            *v *= g;
+        }
     }
 }
 
@@ -266,7 +400,7 @@ impl WeightSource for ModelWeights {
     }
 
     fn sketch(&self) -> Result<TokenSketch, FingerprintError> {
-        let embedding = self.tensor(self.embedding_name(), None, self.facts.n_embd)?;
+        let embedding = self.tensor(&self.layout.embedding(), None, self.facts.n_embd)?;
         let kept = sketch_ids(
             self.tokens
                 .iter()
@@ -288,170 +422,20 @@ impl WeightSource for ModelWeights {
     }
 
     fn layer(&self, index: usize) -> Result<AttentionLayer, FingerprintError> {
-        let gains = self.norm_gains(index)?;
+        let n = self.facts.n_embd;
+        let gains = self.gains(index, "attn_norm", "input_layernorm", n)?;
+        if let Some(shape) = &self.facts.latent {
+            return self.latent_layer(index, shape, &gains);
+        }
+        let mut wq = self.projection(index, ("attn_q", "self_attn.q_proj"), self.facts.n_head)?;
+        let mut wk =
+            self.projection(index, ("attn_k", "self_attn.k_proj"), self.facts.n_kv_head)?;
+        scale_columns(&mut wq, &gains);
+        scale_columns(&mut wk, &gains);
         Ok(AttentionLayer {
-            wq: self.projection(index, 'q', self.facts.n_head, &gains)?,
-            wk: self.projection(index, 'k', self.facts.n_kv_head, &gains)?,
+            wq,
+            wk,
+            form_query: None,
         })
     }
-}
-
-fn gguf_facts(file: &GgufFile, tokens: &[Option<String>]) -> Result<ModelFacts, FingerprintError> {
-    let md = file.metadata();
-    let arch = file.architecture()?.to_string();
-    if !matches!(arch.as_str(), "llama" | "qwen3" | "qwen3moe") {
-        return Err(FingerprintError::UnsupportedArchitecture(arch));
-    }
-    let get = |name: &str| -> Result<Option<usize>, FingerprintError> {
-        Ok(md
-            .get_u64(&format!("{arch}.{name}"))?
-            .and_then(|v| usize::try_from(v).ok()))
-    };
-    let need = |name: &str| -> Result<usize, FingerprintError> {
-        get(name)?.ok_or_else(|| FingerprintError::BadModel(format!("no {arch}.{name}")))
-    };
-    let n_embd = need("embedding_length")?;
-    let n_head = need("attention.head_count")?;
-    let declared = md
-        .iter()
-        .filter(|(k, _)| {
-            *k == "general.name"
-                || *k == "general.organization"
-                || k.starts_with("general.base_model.")
-                || k.starts_with("general.source.")
-        })
-        .map(|(k, v)| {
-            let value = v.as_str().map_or_else(|| format!("{v:?}"), str::to_string);
-            (k.to_string(), value)
-        })
-        .collect();
-    let file_type = file
-        .tensor("blk.0.attn_q.weight")
-        .map_or("?".to_string(), |t| t.ggml_type.name().to_string());
-    Ok(ModelFacts {
-        origin: format!("GGUF ({file_type} attention)"),
-        n_embd,
-        n_layer: need("block_count")?,
-        n_head,
-        n_kv_head: get("attention.head_count_kv")?.unwrap_or(n_head),
-        head_dim: get("attention.key_length")?.unwrap_or(n_embd / n_head.max(1)),
-        n_vocab: 0,
-        vocabulary_hash: format!(
-            "{:016x}",
-            vocabulary_hash(tokens.iter().map(|t| t.as_deref().unwrap_or("")))
-        ),
-        declared,
-        architecture: arch,
-    })
-}
-
-fn hf_facts(folder: &HfFolder, tokens: &[Option<String>]) -> Result<ModelFacts, FingerprintError> {
-    let cfg = folder.config();
-    let model_type = folder.model_type().unwrap_or("");
-    let arch = match model_type {
-        "llama" => "llama",
-        "qwen3" => "qwen3",
-        "qwen3_moe" => "qwen3moe",
-        other => {
-            return Err(FingerprintError::UnsupportedArchitecture(format!(
-                "model_type {other}"
-            )))
-        }
-    };
-    let get = |key: &str| {
-        cfg.get(key)
-            .and_then(Value::as_u64)
-            .and_then(|v| usize::try_from(v).ok())
-    };
-    let need = |key: &str| {
-        get(key).ok_or_else(|| FingerprintError::BadModel(format!("config.json has no {key}")))
-    };
-    let n_embd = need("hidden_size")?;
-    let n_head = need("num_attention_heads")?;
-    let declared = ["_name_or_path", "name_or_path", "base_model", "model_name"]
-        .iter()
-        .filter_map(|k| {
-            let v = cfg.get(*k)?;
-            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-            (!text.is_empty()).then(|| (format!("config.{k}"), text))
-        })
-        .collect();
-    Ok(ModelFacts {
-        architecture: arch.to_string(),
-        origin: "Hugging Face folder".to_string(),
-        n_embd,
-        n_layer: need("num_hidden_layers")?,
-        n_head,
-        n_kv_head: get("num_key_value_heads").unwrap_or(n_head),
-        head_dim: get("head_dim").unwrap_or(n_embd / n_head.max(1)),
-        n_vocab: 0,
-        vocabulary_hash: format!(
-            "{:016x}",
-            vocabulary_hash(tokens.iter().map(|t| t.as_deref().unwrap_or("")))
-        ),
-        declared,
-    })
-}
-
-/// The token strings of a folder's `tokenizer.json`, by id: `model.vocab` (an object of
-/// string → id, or Unigram's list of [string, score]) and `added_tokens`.
-fn hf_tokens(dir: &Path) -> Result<Vec<Option<String>>, FingerprintError> {
-    let path = dir.join("tokenizer.json");
-    let io = |source| FingerprintError::Io {
-        path: path.clone(),
-        source,
-    };
-    let size = std::fs::metadata(&path).map_err(io)?.len();
-    if size > MAX_TOKENIZER_JSON_BYTES {
-        return Err(FingerprintError::BadModel(format!(
-            "{}: {size} bytes is too large for a tokenizer",
-            path.display()
-        )));
-    }
-    let text = std::fs::read_to_string(&path).map_err(io)?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| {
-        FingerprintError::BadModel(format!("{}: invalid JSON: {e}", path.display()))
-    })?;
-    let mut by_id: Vec<(usize, String)> = Vec::new();
-    match json.pointer("/model/vocab") {
-        Some(Value::Object(map)) => {
-            for (token, id) in map {
-                if let Some(id) = id.as_u64().and_then(|v| usize::try_from(v).ok()) {
-                    by_id.push((id, token.clone()));
-                }
-            }
-        }
-        Some(Value::Array(list)) => {
-            for (id, entry) in list.iter().enumerate() {
-                if let Some(token) = entry.get(0).and_then(Value::as_str) {
-                    by_id.push((id, token.to_string()));
-                }
-            }
-        }
-        _ => {}
-    }
-    if let Some(Value::Array(added)) = json.get("added_tokens") {
-        for entry in added {
-            let id = entry.get("id").and_then(Value::as_u64);
-            let content = entry.get("content").and_then(Value::as_str);
-            if let (Some(id), Some(content)) = (id.and_then(|v| usize::try_from(v).ok()), content) {
-                by_id.push((id, content.to_string()));
-            }
-        }
-    }
-    // Ids past the file's size cannot be real; this also bounds the table below.
-    let limit = usize::try_from(size).unwrap_or(usize::MAX);
-    let n = by_id
-        .iter()
-        .map(|(id, _)| id + 1)
-        .filter(|&n| n <= limit)
-        .max()
-        .unwrap_or(0);
-    let mut tokens = vec![None; n];
-    for (id, token) in by_id {
-        if let Some(slot) = tokens.get_mut(id) {
-            *slot = Some(token);
-        }
-    }
-    Ok(tokens)
 }

@@ -5,11 +5,14 @@
 //! random model costs no memory and the same seed always gives the same weights.
 
 use crate::error::FingerprintError;
-use crate::matrix::Matrix;
+use crate::matrix::{multiply, Matrix};
 use crate::sketch::{mix, TokenSketch};
 use crate::source::{AttentionLayer, ModelFacts, WeightSource};
 
 const INIT_STD: f32 = 0.02;
+/// Latent layers' form factors draw from streams of their own, so Wq's and Wk's streams (two
+/// per layer) stay those of every other architecture.
+const FORM_STREAMS: u64 = 1 << 62;
 
 /// A random model with the shapes, and the sketched tokens, of another.
 pub struct RandomModel {
@@ -57,9 +60,18 @@ impl WeightSource for RandomModel {
 
     fn layer(&self, index: usize) -> Result<AttentionLayer, FingerprintError> {
         let stream = 2 * index as u64;
+        let wq = self.matrix(self.facts.q_rows(), self.facts.n_embd, stream);
+        // A latent layer's form factor is a mix of its query projection's rows, as in a real
+        // one (so the form has the same low rank), with weights of unit scale.
+        let form_query = self.facts.form_rows().map(|rows| {
+            let mut weights = self.matrix(rows, wq.rows, FORM_STREAMS + index as u64);
+            weights.data.iter_mut().for_each(|v| *v /= INIT_STD);
+            multiply(&weights, &wq, 1)
+        });
         Ok(AttentionLayer {
-            wq: self.matrix(self.facts.q_rows(), self.facts.n_embd, stream),
             wk: self.matrix(self.facts.k_rows(), self.facts.n_embd, stream + 1),
+            wq,
+            form_query,
         })
     }
 }

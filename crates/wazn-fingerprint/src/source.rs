@@ -26,17 +26,49 @@ pub struct ModelFacts {
     /// The lineage the file declares about itself (GGUF `general.name`,
     /// `general.base_model.*`; `config.json` name fields), key and value.
     pub declared: Vec<(String, String)>,
+    /// The shapes of multi-head latent attention (DeepSeek-V2/V3, Kimi K2); None for
+    /// attention with one Wq and Wk.
+    #[serde(default)]
+    pub latent: Option<LatentShape>,
+}
+
+/// Multi-head latent attention's low-rank projections. A layer's Wq is the query's down
+/// projection (or the full query projection where there is none) and its Wk the joint
+/// key/value down projection, whose first `kv_rank` rows are the latent and the last
+/// `rope_dim` the key's RoPE part shared by every head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatentShape {
+    /// Rows of the query's down projection; None where the query is projected at full rank.
+    pub q_rank: Option<usize>,
+    pub kv_rank: usize,
+    /// Per head: the query and key dimensions without RoPE, and with it.
+    pub nope_dim: usize,
+    pub rope_dim: usize,
 }
 
 impl ModelFacts {
     /// Rows of Wq.
     pub fn q_rows(&self) -> usize {
-        self.n_head * self.head_dim
+        match &self.latent {
+            Some(latent) => latent
+                .q_rank
+                .unwrap_or(self.n_head * (latent.nope_dim + latent.rope_dim)),
+            None => self.n_head * self.head_dim,
+        }
     }
 
     /// Rows of Wk.
     pub fn k_rows(&self) -> usize {
-        self.n_kv_head * self.head_dim
+        match &self.latent {
+            Some(latent) => latent.kv_rank + latent.rope_dim,
+            None => self.n_kv_head * self.head_dim,
+        }
+    }
+
+    /// Rows of the attention form's query factor where a layer carries it
+    /// ([`AttentionLayer::form_query`]): the latent layout's Wk rows.
+    pub fn form_rows(&self) -> Option<usize> {
+        self.latent.as_ref().map(|_| self.k_rows())
     }
 
     /// Checks the shapes a fingerprint relies on, so later arithmetic on them is safe.
@@ -61,6 +93,22 @@ impl ModelFacts {
                 self.n_head, self.head_dim, self.n_kv_head
             ));
         }
+        if let Some(latent) = &self.latent {
+            let dims = [
+                latent.q_rank.unwrap_or(1),
+                latent.kv_rank,
+                latent.nope_dim,
+                latent.rope_dim,
+            ];
+            if dims.iter().any(|&d| d == 0 || d > MAX_DIM)
+                || self.q_rows() > MAX_DIM
+                || self.k_rows() > MAX_DIM
+            {
+                return bad(format!(
+                    "latent attention shapes {latent:?} are out of range"
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -70,10 +118,13 @@ impl ModelFacts {
 /// whose gains were absorbed into the matrices reads the same).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttentionLayer {
-    /// `[n_head · head_dim, n_embd]`.
+    /// `[q_rows, n_embd]` ([`ModelFacts::q_rows`]).
     pub wq: Matrix,
-    /// `[n_kv_head · head_dim, n_embd]`.
+    /// `[k_rows, n_embd]`.
     pub wk: Matrix,
+    /// Latent attention's query factor P (`[k_rows, n_embd]`), with PᵀWk the layer's whole
+    /// attention form summed over heads; None where the form follows from Wq and Wk by heads.
+    pub form_query: Option<Matrix>,
 }
 
 impl AttentionLayer {
@@ -82,6 +133,10 @@ impl AttentionLayer {
         AttentionLayer {
             wq: self.wq.gather_columns(columns, signs),
             wk: self.wk.gather_columns(columns, signs),
+            form_query: self
+                .form_query
+                .as_ref()
+                .map(|p| p.gather_columns(columns, signs)),
         }
     }
 }

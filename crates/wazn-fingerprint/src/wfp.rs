@@ -126,6 +126,9 @@ pub fn write_wfp(
         let layer = source.layer(index)?;
         out.put_f16(&layer.wq.data).map_err(io)?;
         out.put_f16(&layer.wk.data).map_err(io)?;
+        if let Some(p) = &layer.form_query {
+            out.put_f16(&p.data).map_err(io)?;
+        }
     }
     progress.stage("extracting layers", facts.n_layer, facts.n_layer);
     let checksum = out.checksum.0;
@@ -239,15 +242,20 @@ impl WfpFile {
     }
 
     fn layer_bytes(&self) -> usize {
-        2 * (self.facts.q_rows() + self.facts.k_rows()) * self.facts.n_embd
+        2 * layer_rows(&self.facts) * self.facts.n_embd
     }
+}
+
+/// Rows stored per layer: Wq, Wk and a latent layer's form factor.
+fn layer_rows(facts: &ModelFacts) -> usize {
+    facts.q_rows() + facts.k_rows() + facts.form_rows().unwrap_or(0)
 }
 
 /// Bytes of a file with these shapes, its header ending at `body`.
 fn expected_size(facts: &ModelFacts, sketch_tokens: usize, body: usize) -> Option<u64> {
     let n = facts.n_embd as u64;
     let sketch = (sketch_tokens as u64).checked_mul(8 + 2 * n)?;
-    let per_layer = ((facts.q_rows() + facts.k_rows()) as u64).checked_mul(2 * n)?;
+    let per_layer = (layer_rows(facts) as u64).checked_mul(2 * n)?;
     let layers = per_layer.checked_mul(facts.n_layer as u64)?;
     (body as u64)
         .checked_add(sketch)?
@@ -298,6 +306,11 @@ impl WeightSource for WfpFile {
                 cols: n,
                 data: self.values(start + 2 * q * n, k * n),
             },
+            form_query: self.facts.form_rows().map(|rows| Matrix {
+                rows,
+                cols: n,
+                data: self.values(start + 2 * (q + k) * n, rows * n),
+            }),
         })
     }
 }
