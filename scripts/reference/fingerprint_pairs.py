@@ -111,6 +111,8 @@ class Model:
             f"model.layers.{i}.self_attn.q_proj.weight",
             f"model.layers.{i}.self_attn.k_proj.weight",
             f"model.layers.{i}.input_layernorm.weight",
+            f"model.layers.{i}.self_attn.v_proj.weight",
+            f"model.layers.{i}.self_attn.o_proj.weight",
         )
         self.permuted_rows = False
 
@@ -139,16 +141,24 @@ class Model:
             f"blk.{i}.attn_q.weight",
             f"blk.{i}.attn_k.weight",
             f"blk.{i}.attn_norm.weight",
+            f"blk.{i}.attn_v.weight",
+            f"blk.{i}.attn_output.weight",
         )
         self.permuted_rows = arch == "llama"
 
     def layer(self, i: int):
-        q_name, k_name, norm_name = self.names(i)
+        q_name, k_name, norm_name = self.names(i)[:3]
         wq, wk = self.tensors[q_name], self.tensors[k_name]
         if self.permuted_rows:
             wq, wk = unpermute(wq, self.n_head), unpermute(wk, self.n_kv)
         g = self.tensors[norm_name].reshape(-1)
         return wq * g[None, :], wk * g[None, :]
+
+    def value_output(self, i: int):
+        """Wv (norm gains folded) and Wo: [n_kv * d, hidden] and [hidden, n_head * d]."""
+        _, _, norm_name, v_name, o_name = self.names(i)
+        g = self.tensors[norm_name].reshape(-1)
+        return self.tensors[v_name] * g[None, :], self.tensors[o_name]
 
 
 def unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -262,7 +272,55 @@ def awm(a: Model, b: Model) -> dict:
         "per_layer": per_layer,
         "score": float(np.mean([l["wq_wk"] for l in per_layer])),
         "cosine_baseline": None if None in cosines else float(np.mean(cosines)),
+        "invariants": huref(a, b, pairs),
     }
+
+
+# ---------------------------------------------------------------- HuRef's invariant terms
+INVARIANT_TOKENS = 256
+INVARIANT_LAYERS = 2
+
+
+def repeat_heads(w: np.ndarray, n_head: int, n_kv: int) -> np.ndarray:
+    d = w.shape[0] // n_kv
+    return np.repeat(w.reshape(n_kv, d, -1), n_head // n_kv, axis=0).reshape(n_head * d, -1)
+
+
+def invariant_terms(m: Model) -> tuple[list[int], dict]:
+    """HuRef's M_a = X (sum_h Wq_h^T Wk_h) X^T and M_b = X (sum_h Wo_h Wv_h)^T X^T of the last
+    layers, X the unit-length embedding rows of the first tokens of the sketch."""
+    kept = sketch(m.tokens, m.embedding.shape[0])[:INVARIANT_TOKENS]
+    x = m.embedding[[i for _, i in kept]]
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    terms = {}
+    for i in range(max(0, m.n_layer - INVARIANT_LAYERS), m.n_layer):
+        wq, wk = m.layer(i)
+        wv, wo = m.value_output(i)
+        terms[i] = (
+            x @ attention_form(wq, wk, m.n_head, m.n_kv) @ x.T,
+            x @ (wo @ repeat_heads(wv, m.n_head, m.n_kv)).T @ x.T,
+        )
+    return [h for h, _ in kept], terms
+
+
+def huref(a: Model, b: Model, pairs: list[tuple[int, int]]) -> dict:
+    ha, ta = invariant_terms(a)
+    hb, tb = invariant_terms(b)
+    ib = {h: j for j, h in enumerate(hb)}
+    shared = [(i, ib[h]) for i, h in enumerate(ha) if h in ib]
+    sa, sb = [p[0] for p in shared], [p[1] for p in shared]
+    met = [(i, j) for i, j in pairs if i in ta and j in tb]
+    if not met:  # last with last
+        la, lb = sorted(ta), sorted(tb)
+        k = min(len(la), len(lb))
+        met = list(zip(la[-k:], lb[-k:]))
+    per_layer, values = [], []
+    for i, j in met:
+        att = cosine(ta[i][0][np.ix_(sa, sa)], tb[j][0][np.ix_(sb, sb)])
+        vo = cosine(ta[i][1][np.ix_(sa, sa)], tb[j][1][np.ix_(sb, sb)])
+        per_layer.append({"a": i, "b": j, "attention": att, "value_output": vo})
+        values += [att, vo]
+    return {"score": float(np.mean(values)), "shared_tokens": len(shared), "per_layer": per_layer}
 
 
 # ---------------------------------------------------------------- building pairs
@@ -387,7 +445,8 @@ def write_reference(out: Path, pairs: list[tuple[str, str]]):
             cached = {a: Model(out / a)}
         r = awm(cached[a], Model(out / b))
         result.append({"a": a, "b": b, **r})
-        print(f"{a:>14} vs {b:<16} score {r['score']}")
+        inv = r.get("invariants", {}).get("score")
+        print(f"{a:>14} vs {b:<16} score {r['score']}  invariants {inv}")
     (out / "reference.json").write_text(json.dumps({"pairs": result}, indent=1) + "\n")
 
 

@@ -241,6 +241,7 @@ fn compare(
             "mean_wq": scored.mean_wq,
             "mean_wk": scored.mean_wk,
             "cosine_baseline": scored.cosine_baseline,
+            "invariants": scored.invariants,
             "shared_tokens": scored.shared_tokens,
             "aligned_dims": scored.alignment.a_dims.len(),
             "sign_flips": scored.alignment.sign_flips(),
@@ -347,6 +348,22 @@ fn print_table(
         "parameter cosine baseline        {}   (plain cosine of Wq, no alignment)",
         s.cosine_baseline
             .map_or("n/a (shapes differ)".into(), |c| format!("{c:.4}"))
+    );
+    println!(
+        "HuRef invariant terms            {}",
+        s.invariants.as_ref().map_or(
+            "n/a (a side has none, or under 32 shared tokens)".into(),
+            |inv| format!(
+                "{:.4}   (cosine over {} shared tokens, layers {}; no alignment needed)",
+                inv.score,
+                inv.shared_tokens,
+                inv.per_layer
+                    .iter()
+                    .map(|l| format!("{}→{}", l.a, l.b))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        )
     );
     println!("verdict                          {v}");
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::alignment::{align_hidden, Alignment};
 use crate::cka::{unbiased_cka, Prepared, Representation};
 use crate::error::FingerprintError;
+use crate::huref::{compare_invariants, InvariantScore};
 use crate::matrix::Matrix;
 use crate::sketch::shared_rows;
 use crate::source::{AttentionLayer, ModelFacts, WeightSource};
@@ -53,6 +54,8 @@ pub struct PairScore {
     pub cosine_baseline: Option<f64>,
     pub shared_tokens: usize,
     pub alignment: Alignment,
+    /// HuRef's invariant terms compared, where both sides have them.
+    pub invariants: Option<InvariantScore>,
 }
 
 /// A comparison's result, or why there is none.
@@ -87,6 +90,11 @@ pub fn score_pair(
     let alignment = align_hidden(&rows_a, &rows_b, n_threads)?;
     let mut score = score_aligned(a, b, &alignment, layers, Detail::Full, n_threads, progress)?;
     score.shared_tokens = shared.len();
+    progress.stage("invariant terms", 0, 1);
+    if let (Some(ia), Some(ib)) = (a.invariants()?, b.invariants()?) {
+        let pairs: Vec<(usize, usize)> = score.per_layer.iter().map(|l| (l.a, l.b)).collect();
+        score.invariants = compare_invariants(&ia, &ib, &pairs);
+    }
     Ok(PairOutcome::Scored(score))
 }
 
@@ -152,6 +160,7 @@ pub fn score_aligned(
         per_layer,
         shared_tokens: 0,
         alignment: alignment.clone(),
+        invariants: None,
     })
 }
 
@@ -216,15 +225,18 @@ fn aligned_b(b: AttentionLayer, alignment: &Alignment) -> AttentionLayer {
     }
 }
 
-/// WqWkᵀ of a layer as factors: the query heads that share a key head summed (the same
-/// product as repeating the key heads, as grouped-query attention does), and Wk. A latent
-/// attention layer carries its query factor already.
+/// WqWkᵀ of a layer as a representation for CKA.
 pub fn attention_form(layer: &AttentionLayer, facts: &ModelFacts) -> Representation {
+    let (p, w) = attention_factors(layer, facts);
+    Representation::Bilinear { p, w }
+}
+
+/// WqWkᵀ of a layer as factors P and W with PᵀW the form: the query heads that share a key
+/// head summed (the same product as repeating the key heads, as grouped-query attention
+/// does), and Wk. A latent attention layer carries its P already.
+pub fn attention_factors(layer: &AttentionLayer, facts: &ModelFacts) -> (Matrix, Matrix) {
     if let Some(p) = &layer.form_query {
-        return Representation::Bilinear {
-            p: p.clone(),
-            w: layer.wk.clone(),
-        };
+        return (p.clone(), layer.wk.clone());
     }
     let group = facts.n_head / facts.n_kv_head.max(1);
     let head_rows = facts.head_dim * layer.wq.cols;
@@ -241,10 +253,7 @@ pub fn attention_form(layer: &AttentionLayer, facts: &ModelFacts) -> Representat
             }
         }
     }
-    Representation::Bilinear {
-        p,
-        w: layer.wk.clone(),
-    }
+    (p, layer.wk.clone())
 }
 
 /// Which layer of A meets which layer of B.

@@ -23,6 +23,7 @@ mod cka;
 mod compare;
 mod error;
 mod facts;
+mod huref;
 mod latent;
 mod matrix;
 mod model;
@@ -38,10 +39,14 @@ use std::path::Path;
 pub use alignment::{align_hidden, Alignment};
 pub use cka::{unbiased_cka, Prepared, Representation};
 pub use compare::{
-    attention_form, cosine, monotone_matching, score_aligned, score_pair, Detail, LayerSimilarity,
-    NoProgress, PairOutcome, PairScore, Progress, MIN_SHARED_TOKENS,
+    attention_factors, attention_form, cosine, monotone_matching, score_aligned, score_pair,
+    Detail, LayerSimilarity, NoProgress, PairOutcome, PairScore, Progress, MIN_SHARED_TOKENS,
 };
 pub use error::FingerprintError;
+pub use huref::{
+    compare_invariants, compute_invariants, InvariantLayer, InvariantScore, Invariants,
+    LayerInvariants, ValueOutput, INVARIANT_LAYERS, INVARIANT_TOKENS,
+};
 pub use matrix::Matrix;
 pub use model::{undo_rope_permutation, ModelWeights};
 pub use random::RandomModel;

@@ -9,6 +9,7 @@ use wazn_kernels::dtype::{dequantize_row, DType};
 
 use crate::error::FingerprintError;
 use crate::facts::{gguf_facts, hf_facts, hf_tokens, Layout};
+use crate::huref::{compute_invariants, Invariants, ValueOutput};
 use crate::latent::{latent_layer, LatentWeights};
 use crate::matrix::Matrix;
 use crate::sketch::{sketch_ids, TokenSketch};
@@ -350,6 +351,41 @@ impl ModelWeights {
         Ok(out)
     }
 
+    /// Layer `index`'s value projection (gains folded) and output projection with the query
+    /// heads of each key group summed; None for latent attention.
+    fn value_output(&self, index: usize) -> Result<Option<ValueOutput>, FingerprintError> {
+        let f = &self.facts;
+        if f.latent.is_some() {
+            return Ok(None);
+        }
+        let n = f.n_embd;
+        let gains = self.gains(index, "attn_norm", "input_layernorm", n)?;
+        let kv_rows = f.k_rows();
+        let mut value = self.layer_matrix(index, "attn_v", "self_attn.v_proj", Some(kv_rows), n)?;
+        scale_columns(&mut value, &gains);
+        // Wo is `[n_embd, n_head · head_dim]`: column h·d + i belongs to query head h.
+        let output = self.layer_matrix(
+            index,
+            "attn_output",
+            "self_attn.o_proj",
+            Some(n),
+            f.q_rows(),
+        )?;
+        let group = f.n_head / f.n_kv_head.max(1);
+        let mut output_summed = Matrix::zeros(kv_rows, n);
+        for (e, row) in output.data.chunks_exact(output.cols).enumerate() {
+            for (column, &v) in row.iter().enumerate() {
+                let (head, i) = (column / f.head_dim, column % f.head_dim);
+                let kv_row = (head / group.max(1)) * f.head_dim + i;
+                output_summed.data[kv_row * n + e] += v;
+            }
+        }
+        Ok(Some(ValueOutput {
+            value,
+            output_summed,
+        }))
+    }
+
     fn has_tensor(&self, name: &str) -> bool {
         match &self.holder {
             Holder::Gguf(file) => file.tensor(name).is_some(),
@@ -419,6 +455,10 @@ impl WeightSource for ModelWeights {
             hashes: kept.iter().map(|(h, _)| *h).collect(),
             rows,
         })
+    }
+
+    fn invariants(&self) -> Result<Option<Invariants>, FingerprintError> {
+        compute_invariants(self, |index| self.value_output(index)).map(Some)
     }
 
     fn layer(&self, index: usize) -> Result<AttentionLayer, FingerprintError> {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::FingerprintError;
+use crate::huref::Invariants;
 use crate::matrix::Matrix;
 use crate::sketch::TokenSketch;
 
@@ -150,4 +151,10 @@ pub trait WeightSource: Send + Sync {
 
     /// Layer `index` (< `facts().n_layer`).
     fn layer(&self, index: usize) -> Result<AttentionLayer, FingerprintError>;
+
+    /// HuRef's invariant terms of the last layers; None where the source has none (the
+    /// null's random models, `.wfp` files written before they were kept).
+    fn invariants(&self) -> Result<Option<Invariants>, FingerprintError> {
+        Ok(None)
+    }
 }

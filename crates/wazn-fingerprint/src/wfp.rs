@@ -4,11 +4,16 @@
 //!
 //! ```text
 //! "WAZN-WFP"            8 bytes of magic
-//! version               u32 (1)
-//! header length         u32, then that many bytes of JSON: ModelFacts and the sketch size
+//! version               u32 (2; version 1, without the invariant terms, is read too)
+//! header length         u32, then that many bytes of JSON: ModelFacts, the sketch size, and
+//!                       the invariant terms' token count, layers and kinds
 //! sketch hashes         k × u64
 //! sketch rows           k × n_embd × f16
-//! per layer             Wq (n_head·head_dim × n_embd) then Wk (n_kv_head·head_dim × n_embd), f16
+//! per layer             Wq (q_rows × n_embd), Wk (k_rows × n_embd) and, for latent attention,
+//!                       the form's query factor (k_rows × n_embd), f16
+//! invariant tokens      t × u64 (version 2)
+//! per invariant layer   HuRef's attention term, then its value/output term where there is
+//!                       one, t × t × f32 each (version 2)
 //! checksum              u64: FNV-1a of every byte before it
 //! ```
 //!
@@ -27,12 +32,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::compare::Progress;
 use crate::error::FingerprintError;
+use crate::huref::{Invariants, LayerInvariants};
 use crate::matrix::Matrix;
 use crate::sketch::TokenSketch;
 use crate::source::{AttentionLayer, ModelFacts, WeightSource};
 
 pub const WFP_MAGIC: &[u8; 8] = b"WAZN-WFP";
-pub const WFP_VERSION: u32 = 1;
+pub const WFP_VERSION: u32 = 2;
 /// Larger headers are refused before parsing.
 const MAX_HEADER_BYTES: u32 = 1 << 20;
 
@@ -40,6 +46,14 @@ const MAX_HEADER_BYTES: u32 = 1 << 20;
 struct Header {
     facts: ModelFacts,
     sketch_tokens: usize,
+    /// Tokens of the invariant terms (0: none kept).
+    #[serde(default)]
+    invariant_tokens: usize,
+    #[serde(default)]
+    invariant_layers: Vec<usize>,
+    /// Whether each invariant layer has a value/output term after its attention term.
+    #[serde(default)]
+    invariant_value_output: bool,
 }
 
 /// Whether the file at `path` starts as a fingerprint does.
@@ -79,6 +93,11 @@ impl<W: Write> Out<W> {
         self.inner.write_all(bytes)
     }
 
+    fn put_f32(&mut self, values: &[f32]) -> std::io::Result<()> {
+        let bytes: Vec<u8> = values.iter().flat_map(|&v| v.to_le_bytes()).collect();
+        self.put(&bytes)
+    }
+
     fn put_f16(&mut self, values: &[f32]) -> std::io::Result<()> {
         let bytes: Vec<u8> = values
             .iter()
@@ -100,9 +119,19 @@ pub fn write_wfp(
     };
     let facts = source.facts();
     let sketch = source.sketch()?;
+    progress.stage("invariant terms", 0, 1);
+    let invariants = source.invariants()?;
+    let value_output = invariants
+        .as_ref()
+        .is_some_and(|inv| inv.layers.iter().all(|l| l.value_output.is_some()));
     let header = serde_json::to_vec(&Header {
         facts: facts.clone(),
         sketch_tokens: sketch.hashes.len(),
+        invariant_tokens: invariants.as_ref().map_or(0, |inv| inv.hashes.len()),
+        invariant_layers: invariants
+            .as_ref()
+            .map_or_else(Vec::new, |inv| inv.layers.iter().map(|l| l.layer).collect()),
+        invariant_value_output: value_output,
     })
     .map_err(|e| FingerprintError::BadModel(format!("the header does not serialize: {e}")))?;
     let header_len = u32::try_from(header.len())
@@ -131,6 +160,16 @@ pub fn write_wfp(
         }
     }
     progress.stage("extracting layers", facts.n_layer, facts.n_layer);
+    if let Some(inv) = &invariants {
+        let hashes: Vec<u8> = inv.hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
+        out.put(&hashes).map_err(io)?;
+        for layer in &inv.layers {
+            out.put_f32(&layer.attention.data).map_err(io)?;
+            if let (true, Some(vo)) = (value_output, &layer.value_output) {
+                out.put_f32(&vo.data).map_err(io)?;
+            }
+        }
+    }
     let checksum = out.checksum.0;
     out.inner.write_all(&checksum.to_le_bytes()).map_err(io)?;
     out.inner.flush().map_err(io)?;
@@ -144,6 +183,9 @@ pub struct WfpFile {
     map: Mmap,
     facts: ModelFacts,
     sketch_tokens: usize,
+    invariant_tokens: usize,
+    invariant_layers: Vec<usize>,
+    invariant_value_output: bool,
     /// Byte offset of the sketch hashes.
     body: usize,
 }
@@ -173,7 +215,7 @@ impl WfpFile {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
         };
         let version = u32_at(8);
-        if version != WFP_VERSION {
+        if !(1..=WFP_VERSION).contains(&version) {
             return Err(bad(format!(
                 "version {version}; this wazn reads version {WFP_VERSION}"
             )));
@@ -192,7 +234,10 @@ impl WfpFile {
         let header: Header = serde_json::from_slice(header_bytes)
             .map_err(|e| bad(format!("the header is not valid: {e}")))?;
         header.facts.check().map_err(|e| bad(e.to_string()))?;
-        let expected = expected_size(&header.facts, header.sketch_tokens, body)
+        if version == 1 && header.invariant_tokens > 0 {
+            return Err(bad("a version 1 file has no invariant terms".into()));
+        }
+        let expected = expected_size(&header, body)
             .ok_or_else(|| bad("the header's shapes overflow".into()))?;
         if bytes.len() as u64 != expected {
             return Err(bad(format!(
@@ -218,6 +263,9 @@ impl WfpFile {
             path: path.to_path_buf(),
             facts: header.facts,
             sketch_tokens: header.sketch_tokens,
+            invariant_tokens: header.invariant_tokens,
+            invariant_layers: header.invariant_layers,
+            invariant_value_output: header.invariant_value_output,
             body,
             map,
         })
@@ -241,6 +289,23 @@ impl WfpFile {
         self.body + 8 * self.sketch_tokens
     }
 
+    /// Byte offset of the invariant terms' token hashes.
+    fn invariants_at(&self) -> usize {
+        self.sketch_rows_at()
+            + 2 * self.sketch_tokens * self.facts.n_embd
+            + self.facts.n_layer * self.layer_bytes()
+    }
+
+    /// `count` f32 values from byte `at`.
+    fn f32_values(&self, at: usize, count: usize) -> Vec<f32> {
+        self.map
+            .get(at..at + 4 * count)
+            .unwrap_or(&[])
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+
     fn layer_bytes(&self) -> usize {
         2 * layer_rows(&self.facts) * self.facts.n_embd
     }
@@ -251,21 +316,69 @@ fn layer_rows(facts: &ModelFacts) -> usize {
     facts.q_rows() + facts.k_rows() + facts.form_rows().unwrap_or(0)
 }
 
-/// Bytes of a file with these shapes, its header ending at `body`.
-fn expected_size(facts: &ModelFacts, sketch_tokens: usize, body: usize) -> Option<u64> {
+/// Bytes of the invariant terms' section.
+fn invariant_bytes(header: &Header) -> Option<u64> {
+    let t = header.invariant_tokens as u64;
+    let terms = if header.invariant_value_output { 2 } else { 1 };
+    let per_layer = t.checked_mul(t)?.checked_mul(4 * terms)?;
+    per_layer
+        .checked_mul(header.invariant_layers.len() as u64)?
+        .checked_add(t.checked_mul(8)?)
+}
+
+/// Bytes of a file with this header, ending at `body`.
+fn expected_size(header: &Header, body: usize) -> Option<u64> {
+    let facts = &header.facts;
     let n = facts.n_embd as u64;
-    let sketch = (sketch_tokens as u64).checked_mul(8 + 2 * n)?;
+    let sketch = (header.sketch_tokens as u64).checked_mul(8 + 2 * n)?;
     let per_layer = (layer_rows(facts) as u64).checked_mul(2 * n)?;
     let layers = per_layer.checked_mul(facts.n_layer as u64)?;
     (body as u64)
         .checked_add(sketch)?
         .checked_add(layers)?
+        .checked_add(invariant_bytes(header)?)?
         .checked_add(8)
 }
 
 impl WeightSource for WfpFile {
     fn facts(&self) -> &ModelFacts {
         &self.facts
+    }
+
+    fn invariants(&self) -> Result<Option<Invariants>, FingerprintError> {
+        let t = self.invariant_tokens;
+        if t == 0 {
+            return Ok(None);
+        }
+        let at = self.invariants_at();
+        let hashes = self
+            .map
+            .get(at..at + 8 * t)
+            .unwrap_or(&[])
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .collect();
+        let mut next = at + 8 * t;
+        let mut term = || {
+            let m = Matrix {
+                rows: t,
+                cols: t,
+                data: self.f32_values(next, t * t),
+            };
+            next += 4 * t * t;
+            m
+        };
+        let mut layers = Vec::with_capacity(self.invariant_layers.len());
+        for &layer in &self.invariant_layers {
+            let attention = term();
+            let value_output = self.invariant_value_output.then(&mut term);
+            layers.push(LayerInvariants {
+                layer,
+                attention,
+                value_output,
+            });
+        }
+        Ok(Some(Invariants { hashes, layers }))
     }
 
     fn sketch(&self) -> Result<TokenSketch, FingerprintError> {

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use wazn_fingerprint::{
-    null_distribution, score_pair, verdict, write_wfp, ModelWeights, NoProgress, PairOutcome,
-    PairScore, Verdict, WeightSource, WfpFile, DEFAULT_NULL_MODELS,
+    null_distribution, score_pair, verdict, write_wfp, AttentionLayer, Matrix, ModelWeights,
+    NoProgress, PairOutcome, PairScore, RandomModel, Verdict, WeightSource, WfpFile,
+    DEFAULT_NULL_MODELS,
 };
 
 const TOLERANCE: f64 = 1e-4;
@@ -104,6 +105,37 @@ fn statistics_match_the_reference() {
         if !b.starts_with("independent") || s.alignment.b_dims == dims("b_dims") {
             close(&format!("{label} score"), s.score, &pair["score"]);
         }
+        // HuRef's terms need no alignment, so every pair is held to the reference.
+        let want = &pair["invariants"];
+        let got = s
+            .invariants
+            .as_ref()
+            .expect("both models have invariant terms");
+        assert_eq!(
+            got.shared_tokens as u64,
+            want["shared_tokens"].as_u64().unwrap(),
+            "{label}"
+        );
+        close(&format!("{label} invariants"), got.score, &want["score"]);
+        let layers = want["per_layer"].as_array().unwrap();
+        assert_eq!(
+            got.per_layer.len(),
+            layers.len(),
+            "{label} invariant layers"
+        );
+        for (g, w) in got.per_layer.iter().zip(layers) {
+            let at = format!("{label}, invariant terms of layers {}→{}", g.a, g.b);
+            assert_eq!(
+                (g.a as u64, g.b as u64),
+                (w["a"].as_u64().unwrap(), w["b"].as_u64().unwrap()),
+                "{at}"
+            );
+            close(&format!("{at}: attention"), g.attention, &w["attention"]);
+            let vo = g
+                .value_output
+                .expect("a Llama layer has a value/output term");
+            close(&format!("{at}: value/output"), vo, &w["value_output"]);
+        }
     }
 }
 
@@ -145,6 +177,17 @@ fn hidden_permutations_and_sign_flips_change_nothing() {
         assert_eq!((x.wq, x.wk, x.wq_wk), (y.wq, y.wk, y.wq_wk));
     }
     assert_eq!(itself.score, moved.score);
+    // HuRef's terms are invariant by construction, with no alignment: equal to rounding.
+    let (own, other) = (
+        itself.invariants.as_ref().unwrap(),
+        moved.invariants.as_ref().unwrap(),
+    );
+    assert!(
+        (own.score - other.score).abs() < 1e-9,
+        "{} vs {}",
+        own.score,
+        other.score
+    );
     // The plain cosine does not see it: that is what the alignment is for.
     assert!(
         moved.cosine_baseline.unwrap().abs() < 0.2,
@@ -179,6 +222,13 @@ fn a_wfp_file_reads_back_and_refuses_damage() {
     let s = scored(&base, &saved);
     // f16 storage rounds each value by at most 2⁻¹¹ of itself.
     assert!((s.score - 1.0).abs() < 1e-3, "{}", s.score);
+    // The invariant terms are kept in f32, as computed.
+    assert_eq!(saved.invariants().unwrap(), base.invariants().unwrap());
+    let terms = s
+        .invariants
+        .as_ref()
+        .expect("the .wfp keeps the invariant terms");
+    assert!((terms.score - 1.0).abs() < 1e-9, "{}", terms.score);
 
     let bytes = std::fs::read(&path).unwrap();
     let truncated = path.with_file_name("truncated.wfp");
@@ -196,6 +246,49 @@ fn a_wfp_file_reads_back_and_refuses_damage() {
     std::fs::write(&corrupt_path, &corrupt).unwrap();
     let err = WfpFile::open(&corrupt_path).err().unwrap().to_string();
     assert!(err.contains("corrupt"), "{err}");
+}
+
+#[test]
+fn a_version_1_wfp_without_invariant_terms_still_reads() {
+    // A source with no invariant terms writes what version 1 wrote but for the version and
+    // three header fields at their defaults; relabel it and recompute its checksum.
+    let base = model("base");
+    let random = RandomModel::new(base.facts(), base.sketch().unwrap().hashes, 9);
+    let path = scratch("wfp").join("version1.wfp");
+    write_wfp(&random, &path, &NoProgress).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let body = bytes.len() - 8;
+    let mut checksum: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in &bytes[..body] {
+        checksum = (checksum ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    bytes[body..].copy_from_slice(&checksum.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let old = WfpFile::open(&path).unwrap();
+    assert!(old.invariants().unwrap().is_none());
+    assert_eq!(
+        old.layer(1).unwrap(),
+        random.layer(1).map(|l| rounded(&l)).unwrap()
+    );
+}
+
+/// A layer as f16 storage gives it back.
+fn rounded(layer: &AttentionLayer) -> AttentionLayer {
+    let round = |m: &Matrix| Matrix {
+        rows: m.rows,
+        cols: m.cols,
+        data: m
+            .data
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_f32())
+            .collect(),
+    };
+    AttentionLayer {
+        wq: round(&layer.wq),
+        wk: round(&layer.wk),
+        form_query: layer.form_query.as_ref().map(round),
+    }
 }
 
 /// A copy of the base folder with its config or tokenizer rewritten.
