@@ -303,6 +303,12 @@ def invariant_terms(m: Model) -> tuple[list[int], dict]:
     return [h for h, _ in kept], terms
 
 
+def centred_off_diagonal(m: np.ndarray) -> np.ndarray:
+    """The term double-centred (row and column means out), its diagonal left out."""
+    c = m - m.mean(axis=1, keepdims=True) - m.mean(axis=0, keepdims=True) + m.mean()
+    return c[~np.eye(c.shape[0], dtype=bool)]
+
+
 def huref(a: Model, b: Model, pairs: list[tuple[int, int]]) -> dict:
     ha, ta = invariant_terms(a)
     hb, tb = invariant_terms(b)
@@ -316,8 +322,11 @@ def huref(a: Model, b: Model, pairs: list[tuple[int, int]]) -> dict:
         met = list(zip(la[-k:], lb[-k:]))
     per_layer, values = [], []
     for i, j in met:
-        att = cosine(ta[i][0][np.ix_(sa, sa)], tb[j][0][np.ix_(sb, sb)])
-        vo = cosine(ta[i][1][np.ix_(sa, sa)], tb[j][1][np.ix_(sb, sb)])
+        att, vo = (
+            cosine(centred_off_diagonal(ta[i][t][np.ix_(sa, sa)]),
+                   centred_off_diagonal(tb[j][t][np.ix_(sb, sb)]))
+            for t in (0, 1)
+        )
         per_layer.append({"a": i, "b": j, "attention": att, "value_output": vo})
         values += [att, vo]
     return {"score": float(np.mean(values)), "shared_tokens": len(shared), "per_layer": per_layer}

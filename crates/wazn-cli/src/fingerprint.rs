@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 use wazn_fingerprint::{
     null_distribution, open_source, score_pair, verdict, write_wfp, ModelFacts, NullDistribution,
-    PairOutcome, PairScore, Progress, Verdict, WeightSource, DEFAULT_NULL_MODELS,
+    PairOutcome, PairScore, Progress, Verdict, WeightSource, WfpStorage, DEFAULT_NULL_MODELS,
 };
 
 #[derive(Args, Debug)]
@@ -30,6 +30,9 @@ pub enum FingerprintCommand {
         /// Where to write it (default: the model's name with .wfp).
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
+        /// Keep the layer matrices in f16 (twice the size) instead of Q8_0 blocks.
+        #[arg(long)]
+        f16: bool,
     },
     /// Is B derived from A? Per-layer similarities, a score, its z-score against unrelated
     /// models, and a verdict.
@@ -82,7 +85,14 @@ impl CommonArgs {
 
 pub fn run(args: FingerprintArgs) -> Result<()> {
     match args.command {
-        FingerprintCommand::Extract { model, output } => extract(&model, output),
+        FingerprintCommand::Extract { model, output, f16 } => {
+            let storage = if f16 {
+                WfpStorage::F16
+            } else {
+                WfpStorage::Q8_0
+            };
+            extract(&model, output, storage)
+        }
         FingerprintCommand::Compare {
             a,
             b,
@@ -132,7 +142,7 @@ impl Drop for BarProgress {
     }
 }
 
-fn extract(model: &Path, output: Option<PathBuf>) -> Result<()> {
+fn extract(model: &Path, output: Option<PathBuf>, storage: WfpStorage) -> Result<()> {
     let start = Instant::now();
     let source = open(model)?;
     let output = output.unwrap_or_else(|| {
@@ -143,7 +153,7 @@ fn extract(model: &Path, output: Option<PathBuf>) -> Result<()> {
     });
     let size = {
         let progress = BarProgress::new();
-        write_wfp(source.as_ref(), &output, &progress)?
+        write_wfp(source.as_ref(), &output, storage, &progress)?
     };
     eprintln!(
         "wrote {} ({:.1} MiB): {} in {:.1} s",

@@ -8,8 +8,9 @@
 //! token-by-token matrices that any orthogonal change of the hidden dimensions (a permutation,
 //! sign flips, a rotation) leaves exactly as they were, as it does any reordering of the heads
 //! or of the dimensions within them. Two models are compared by the cosine of their terms over
-//! the tokens they share. HuRef feeds the terms of the last layers to an image encoder; the
-//! cosine of the terms themselves is the statistic underneath it.
+//! the tokens they share, each term double-centred and without its diagonal first (see
+//! [`centred_off_diagonal`]). HuRef feeds the terms of the last layers to an image encoder;
+//! the cosine of the terms themselves is the statistic underneath it.
 //!
 //! Each model's terms are taken over the first [`INVARIANT_TOKENS`] tokens of its sketch
 //! (lowest string hashes), so a `.wfp` can store them and two models meet on the tokens of
@@ -98,6 +99,41 @@ fn term(x: &Matrix, left: &Matrix, right: &Matrix) -> Matrix {
     rows_by_rows(&rows_by_rows(x, left, 1), &rows_by_rows(x, right, 1), 1)
 }
 
+/// The term's rows and columns `tokens`, double-centred (each row's and column's mean taken
+/// out), without the diagonal. A mean direction shared by every embedding row, or an attention
+/// form with a trace (every token attending to itself), gives unrelated models terms alike
+/// along rows, columns and the diagonal; centring removes that part, as CKA's centring does.
+fn centred_off_diagonal(m: &Matrix, tokens: impl Iterator<Item = usize>) -> Vec<f32> {
+    let tokens: Vec<usize> = tokens.collect();
+    let k = tokens.len();
+    let mut sub: Vec<f64> = Vec::with_capacity(k * k);
+    for &i in &tokens {
+        for &j in &tokens {
+            sub.push(f64::from(m.at(i, j)));
+        }
+    }
+    let row_means: Vec<f64> = sub
+        .chunks_exact(k.max(1))
+        .map(|r| r.iter().sum::<f64>() / k as f64)
+        .collect();
+    let mut col_means = vec![0f64; k];
+    for row in sub.chunks_exact(k.max(1)) {
+        for (c, v) in col_means.iter_mut().zip(row) {
+            *c += v / k as f64;
+        }
+    }
+    let grand = row_means.iter().sum::<f64>() / k.max(1) as f64;
+    let mut out = Vec::with_capacity(k * k.saturating_sub(1));
+    for (i, row) in sub.chunks_exact(k.max(1)).enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            if i != j {
+                out.push((v - row_means[i] - col_means[j] + grand) as f32);
+            }
+        }
+    }
+    out
+}
+
 /// The cosines of one pair of layers' terms.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct InvariantLayer {
@@ -128,17 +164,12 @@ pub fn compare_invariants(
     if shared.len() < MIN_SHARED {
         return None;
     }
-    let restrict = |m: &Matrix, side: fn(&(usize, usize)) -> usize| -> Vec<f32> {
-        let mut out = Vec::with_capacity(shared.len() * shared.len());
-        for p in &shared {
-            for q in &shared {
-                out.push(m.at(side(p), side(q)));
-            }
-        }
-        out
+    let similarity = |ma: &Matrix, mb: &Matrix| {
+        cosine(
+            &centred_off_diagonal(ma, shared.iter().map(|p| p.0)),
+            &centred_off_diagonal(mb, shared.iter().map(|p| p.1)),
+        )
     };
-    let similarity =
-        |ma: &Matrix, mb: &Matrix| cosine(&restrict(ma, |p| p.0), &restrict(mb, |p| p.1));
     fn find(side: &Invariants, layer: usize) -> Option<&LayerInvariants> {
         side.layers.iter().find(|l| l.layer == layer)
     }

@@ -7,14 +7,16 @@
 //! invariant to orthogonal changes of the features (head permutations, rotations within
 //! heads) and to scale. Two additions: GGUF's RoPE row permutation is undone so GGUF and
 //! Hugging Face files read alike, and the attention norm's gains are folded into Wq and Wk
-//! so absorbing them into the matrices changes nothing.
+//! so absorbing them into the matrices changes nothing. Beside it, HuRef's invariant terms of
+//! the last layers ([`compare_invariants`]), which need no alignment. Latent attention
+//! (DeepSeek-V2/V3, Kimi K2) is read through its low-rank factors.
 //!
 //! - [`WeightSource`]: a model as the statistics read it, from [`ModelWeights`] (GGUF or a
 //!   Hugging Face folder, any dtype wazn reads), [`WfpFile`] (a saved fingerprint) or
 //!   [`RandomModel`] (the null's independent models, made from a seed).
 //! - [`score_pair`]: the per-layer similarities and the summary score of two models.
 //! - [`null_distribution`], [`verdict`]: the z-score against unrelated models and the verdict.
-//! - [`write_wfp`]: the `.wfp` file.
+//! - [`write_wfp`]: the `.wfp` file (Q8_0 or f16 matrices, the invariant terms in f32).
 //!
 //! It reads weights and never runs a model.
 
@@ -56,7 +58,7 @@ pub use verdict::{
     null_distribution, null_layers, verdict, NullDistribution, Verdict, AWM_INDEPENDENT_MEAN,
     AWM_INDEPENDENT_SD, DEFAULT_NULL_MODELS, NULL_LAYERS,
 };
-pub use wfp::{looks_like_wfp, write_wfp, WfpFile, WFP_MAGIC, WFP_VERSION};
+pub use wfp::{looks_like_wfp, write_wfp, WfpFile, WfpStorage, WFP_MAGIC, WFP_VERSION};
 
 /// Opens a model (GGUF file or Hugging Face folder) or a `.wfp` fingerprint.
 pub fn open_source(path: &Path) -> Result<Box<dyn WeightSource>, FingerprintError> {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use wazn_fingerprint::{
     null_distribution, score_pair, verdict, write_wfp, ModelWeights, NoProgress, PairOutcome,
-    PairScore, Verdict, WeightSource, WfpFile, DEFAULT_NULL_MODELS,
+    PairScore, Verdict, WeightSource, WfpFile, WfpStorage, DEFAULT_NULL_MODELS,
 };
 use wazn_formats::GgufFile;
 
@@ -106,7 +106,7 @@ fn different_checkpoints_of_one_shape_are_independent() {
 fn a_latent_attention_wfp_reads_back() {
     let model = gguf("deepseek3");
     let path = scratch("wfp").join("deepseek3.wfp");
-    write_wfp(&model, &path, &NoProgress).unwrap();
+    write_wfp(&model, &path, WfpStorage::Q8_0, &NoProgress).unwrap();
     let saved = WfpFile::open(&path).unwrap();
     assert_eq!(saved.facts(), model.facts());
     let s = scored(&model, &saved);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use wazn_fingerprint::{
     null_distribution, score_pair, verdict, write_wfp, AttentionLayer, Matrix, ModelWeights,
-    NoProgress, PairOutcome, PairScore, RandomModel, Verdict, WeightSource, WfpFile,
+    NoProgress, PairOutcome, PairScore, RandomModel, Verdict, WeightSource, WfpFile, WfpStorage,
     DEFAULT_NULL_MODELS,
 };
 
@@ -216,12 +216,36 @@ fn scratch(name: &str) -> PathBuf {
 fn a_wfp_file_reads_back_and_refuses_damage() {
     let base = model("base");
     let path = scratch("wfp").join("base.wfp");
-    write_wfp(&base, &path, &NoProgress).unwrap();
+    write_wfp(&base, &path, WfpStorage::Q8_0, &NoProgress).unwrap();
     let saved = WfpFile::open(&path).unwrap();
     assert_eq!(saved.facts(), base.facts());
     let s = scored(&base, &saved);
+    // Q8_0 blocks round each value by at most half a step of 1/127 of its block's largest;
+    // over a matrix that moves a CKA by far less than 1e-4.
+    assert!((s.score - 1.0).abs() < 1e-4, "{}", s.score);
+    let noisy = model("noisy");
+    let (direct, through_wfp) = (scored(&base, &noisy), scored(&saved, &noisy));
+    for (x, y) in direct.per_layer.iter().zip(&through_wfp.per_layer) {
+        for (p, q) in [(x.wq, y.wq), (x.wk, y.wk), (x.wq_wk, y.wq_wk)] {
+            assert!(
+                (p - q).abs() < 1e-4,
+                "layer {}: {p} vs {q} through the .wfp",
+                x.a
+            );
+        }
+    }
     // f16 storage rounds each value by at most 2⁻¹¹ of itself.
-    assert!((s.score - 1.0).abs() < 1e-3, "{}", s.score);
+    let f16_path = scratch("wfp").join("base-f16.wfp");
+    write_wfp(&base, &f16_path, WfpStorage::F16, &NoProgress).unwrap();
+    let f16_size = std::fs::metadata(&f16_path).unwrap().len();
+    let q8_size = std::fs::metadata(&path).unwrap().len();
+    assert!(q8_size < f16_size, "{q8_size} vs {f16_size} bytes");
+    let in_f16 = scored(&WfpFile::open(&f16_path).unwrap(), &noisy);
+    assert!(
+        (in_f16.score - direct.score).abs() < 1e-5,
+        "{}",
+        in_f16.score
+    );
     // The invariant terms are kept in f32, as computed.
     assert_eq!(saved.invariants().unwrap(), base.invariants().unwrap());
     let terms = s
@@ -255,7 +279,7 @@ fn a_version_1_wfp_without_invariant_terms_still_reads() {
     let base = model("base");
     let random = RandomModel::new(base.facts(), base.sketch().unwrap().hashes, 9);
     let path = scratch("wfp").join("version1.wfp");
-    write_wfp(&random, &path, &NoProgress).unwrap();
+    write_wfp(&random, &path, WfpStorage::F16, &NoProgress).unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
     let body = bytes.len() - 8;
