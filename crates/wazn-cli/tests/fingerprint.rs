@@ -232,6 +232,15 @@ fn default_model_pairs_match_the_reference() {
             );
             assert!((x - y).abs() <= 1e-4, "{a} vs {b} score: {x} vs {y}");
         }
+        // HuRef's terms need no alignment: every pair is held to the reference.
+        let (x, y) = (
+            out["invariants"]["score"].as_f64().unwrap(),
+            pair["invariants"]["score"].as_f64().unwrap(),
+        );
+        assert!(
+            (x - y).abs() <= 1e-4,
+            "{a} vs {b} invariant terms: {x} vs {y}"
+        );
         eprintln!(
             "{a} vs {b}: score {:.4} (reference {:.4}), z {:.1}, cosine {}, {}",
             out["score"].as_f64().unwrap(),
