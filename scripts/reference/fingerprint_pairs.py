@@ -15,7 +15,8 @@ Two modes:
            reference.json into crates/wazn-fingerprint/tests/data/fingerprint/ (committed):
            a base, copies of it (hidden dimensions permuted and signs flipped; that plus
            heads permuted; two layers dropped; 5% noise on every weight, a stand-in for
-           training), and two independent inits. A few seconds.
+           training; norm gains absorbed into the matrices with Wq and Wk rescaled; 64 tokens
+           added to the vocabulary), and two independent inits. A few seconds.
   default  Builds pairs from the default model into ~/.cache/wazn/fingerprint-pairs/ (not
            committed; ~3 GB): requantized copies (Q8_0, Q4_K_M, by `wazn quantize`), the same
            weights as a Hugging Face folder, a copy with hidden dimensions and heads permuted
@@ -389,6 +390,58 @@ def drop_layers(sd: dict, cfg: dict, dropped: list[int]) -> tuple[dict, dict]:
     return out, cfg
 
 
+def absorb_and_rescale(sd: dict, cfg: dict, q_scale: float = 2.0) -> dict:
+    """The same function written otherwise: each layer's norm gains multiplied into the
+    matrices that read them (the norms set to 1), Wq scaled by q_scale and Wk by 1/q_scale
+    (every attention logit is unchanged)."""
+    import torch
+
+    out = {k: v.clone() for k, v in sd.items()}
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        for norm, readers in (
+            ("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+            ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
+        ):
+            g = out[p + norm + ".weight"]
+            for m in readers:
+                out[p + m + ".weight"] = out[p + m + ".weight"] * g[None, :]
+            out[p + norm + ".weight"] = torch.ones_like(g)
+        out[p + "self_attn.q_proj.weight"] *= q_scale
+        out[p + "self_attn.k_proj.weight"] /= q_scale
+    return out
+
+
+def extend_vocabulary(sd: dict, cfg: dict, vocab: dict, n_new: int, seed: int):
+    """The model with n_new tokens added after its vocabulary, their embedding rows random."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    emb = sd["model.embed_tokens.weight"]
+    rows = emb.std() * torch.randn((n_new, emb.shape[1]), generator=gen)
+    out = dict(sd, **{"model.embed_tokens.weight": torch.cat([emb, rows.to(emb.dtype)])})
+    vocab = dict(vocab, **{f"new{i}": len(vocab) + i for i in range(n_new)})
+    return out, dict(cfg, vocab_size=len(vocab)), vocab
+
+
+def same_logits(sd_a: dict, cfg_a: dict, sd_b: dict, cfg_b: dict, what: str):
+    """Both state dicts give the same logits (in float32) over A's vocabulary."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    x = torch.tensor([[1, 45, 300, 77, 90, 42]])
+    logits = []
+    for sd, cfg in ((sd_a, cfg_a), (sd_b, cfg_b)):
+        model = LlamaForCausalLM(LlamaConfig(**{k: v for k, v in cfg.items() if k != "architectures"}))
+        model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+        model.tie_weights()
+        with torch.no_grad():
+            logits.append(model(x).logits[..., : cfg_a["vocab_size"]])
+    diff = (logits[0] - logits[1]).abs().max().item()
+    print(f"{what}: max |logit difference| {diff:.2e}")
+    assert diff < 1e-4, diff
+
+
 def save_folder(out: Path, sd: dict, cfg: dict, tokenizer_json: Path, dtype):
     from safetensors.torch import save_file
 
@@ -429,17 +482,25 @@ def tiny(out: Path):
             base[k] = 1.0 + 0.3 * torch.randn(base[k].shape, generator=gen)
     noisy = {k: v + 0.05 * v.std() * torch.randn(v.shape, generator=gen) for k, v in base.items()}
     dropped, dropped_cfg = drop_layers(base, cfg, [1, 2])
+    absorbed = absorb_and_rescale(base, cfg)
+    same_logits(base, cfg, absorbed, cfg, "norms absorbed, Wq and Wk rescaled")
+    extended, extended_cfg, extended_vocab = extend_vocabulary(base, cfg, vocab, 64, 11)
+    same_logits(base, cfg, extended, extended_cfg, "vocabulary extended")
     folders = {
         "base": (base, cfg),
         "hidden_permuted": (permute_llama(base, cfg, 7, heads=False), cfg),
         "permuted": (permute_llama(base, cfg, 8), cfg),
         "noisy": (noisy, cfg),
         "dropped": (dropped, dropped_cfg),
+        "absorbed": (absorbed, cfg),
         "independent_1": (random_llama(cfg, 2), cfg),
         "independent_2": (random_llama(cfg, 3), cfg),
     }
     for name, (sd, c) in folders.items():
         save_folder(out / name, sd, c, tok_path, torch.bfloat16)
+    Tokenizer(models.WordLevel(extended_vocab, unk_token="tok0")).save(str(tok_path))
+    save_folder(out / "extended", extended, extended_cfg, tok_path, torch.bfloat16)
+    folders["extended"] = (extended, extended_cfg)
     tok_path.unlink()
     pairs = [("base", n) for n in folders if n != "base"] + [("independent_1", "independent_2")]
     write_reference(out, pairs)

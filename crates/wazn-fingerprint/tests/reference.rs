@@ -1,5 +1,7 @@
 //! wazn's fingerprint statistics against scripts/reference/fingerprint_pairs.py (numpy,
-//! float64, dense Gram matrices, scipy's linear assignment) on tiny random Llama folders:
+//! float64, dense Gram matrices, scipy's linear assignment) on tiny random Llama folders (a
+//! base; copies permuted, noisy, pruned, with norms absorbed and Wq/Wk rescaled, with its
+//! vocabulary extended; independent inits):
 //! the same alignment, every per-layer CKA within 1e-4, the right verdict for each pair, and
 //! the invariances exactly.
 
@@ -147,6 +149,8 @@ fn every_pair_gets_the_right_verdict() {
         ("base", "permuted", Verdict::Derived),
         ("base", "noisy", Verdict::Derived),
         ("base", "dropped", Verdict::Derived),
+        ("base", "absorbed", Verdict::Derived),
+        ("base", "extended", Verdict::Derived),
         ("base", "independent_1", Verdict::Independent),
         ("base", "independent_2", Verdict::Independent),
         ("independent_1", "independent_2", Verdict::Independent),
