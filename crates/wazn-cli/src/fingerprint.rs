@@ -166,8 +166,15 @@ fn extract(model: &Path, output: Option<PathBuf>, storage: WfpStorage) -> Result
 }
 
 fn describe(f: &ModelFacts) -> String {
+    let latent = f.latent.as_ref().map_or(String::new(), |l| {
+        format!(
+            " (latent: query rank {}, key/value rank {})",
+            l.q_rank.map_or("full".to_string(), |r| r.to_string()),
+            l.kv_rank
+        )
+    });
     format!(
-        "{}, {} layers × {}, {} query / {} key heads of {}, vocabulary {}, {}",
+        "{}, {} layers × {}, {} query / {} key heads of {}{latent}, vocabulary {}, {}",
         f.architecture, f.n_layer, f.n_embd, f.n_head, f.n_kv_head, f.head_dim, f.n_vocab, f.origin
     )
 }

@@ -65,10 +65,13 @@ pub fn compute_invariants(
     let sketch = source.sketch()?;
     let n = sketch.rows.cols;
     let kept = sketch.hashes.len().min(INVARIANT_TOKENS);
+    let rows = sketch.rows.data.get(..kept * n).ok_or_else(|| {
+        FingerprintError::BadModel(format!("the sketch holds fewer than {kept} rows"))
+    })?;
     let mut x = Matrix {
         rows: kept,
         cols: n,
-        data: sketch.rows.data[..kept * n].to_vec(),
+        data: rows.to_vec(),
     };
     for row in x.data.chunks_exact_mut(n.max(1)) {
         let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
