@@ -36,7 +36,7 @@ use crate::dtype::{
     DType, KVALUES, MXFP4_BYTES, Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, QK,
 };
 use crate::packed::GROUP_ROWS;
-use crate::simd::x86_avx2_util::prefetch_ahead;
+use crate::simd::x86_avx2_util::prefetch_ahead_to_l2;
 
 const Q5_0_BYTES: usize = 22;
 const Q5_1_BYTES: usize = 24;
@@ -312,8 +312,8 @@ unsafe fn tile_blocks<T: Blocks, const N: usize>(
         // of each activation row are in bounds (caller), and the CPU has the features
         // `T`'s methods need (this function's).
         let block = w.add(b * GROUP_ROWS * T::W_BLOCK);
-        prefetch_ahead::<{ GROUP_ROWS * Q8_0_BYTES }>(block.0);
-        prefetch_ahead::<{ GROUP_ROWS * Q8_0_BYTES }>(block.1);
+        prefetch_ahead_to_l2::<{ GROUP_ROWS * Q8_0_BYTES }>(block.0);
+        prefetch_ahead_to_l2::<{ GROUP_ROWS * Q8_0_BYTES }>(block.1);
         let w_scales = unsafe { T::scales(block) };
         let codes = unsafe { T::codes(block) };
         let xb = x

@@ -39,7 +39,7 @@ use super::x86_avx512_tiles::{
 };
 use super::PackedFn;
 use crate::dtype::DType;
-use crate::simd::x86_avx2_util::prefetch_ahead;
+use crate::simd::x86_avx2_util::prefetch_ahead_to_l2;
 
 /// The AVX2 module's `dup_control` in both 256-bit halves (its lanes are those of each half
 /// here).
@@ -272,11 +272,11 @@ unsafe fn tile_k4<const FIFTH: bool, const N: usize>(
         // of each activation row are in bounds (caller); the offsets stay inside them.
         let block = w.add(b * group_bytes);
         if FIFTH {
-            prefetch_ahead::<Q5_K_GROUP>(block.0);
-            prefetch_ahead::<Q5_K_GROUP>(block.1);
+            prefetch_ahead_to_l2::<Q5_K_GROUP>(block.0);
+            prefetch_ahead_to_l2::<Q5_K_GROUP>(block.1);
         } else {
-            prefetch_ahead::<Q4_K_GROUP>(block.0);
-            prefetch_ahead::<Q4_K_GROUP>(block.1);
+            prefetch_ahead_to_l2::<Q4_K_GROUP>(block.0);
+            prefetch_ahead_to_l2::<Q4_K_GROUP>(block.1);
         }
         let xb = x.codes.map(|row| row.wrapping_add(b * Q8_K_BYTES));
         let (scales, mins16) = unsafe { k4_scales_mins(block) };
@@ -321,8 +321,8 @@ unsafe fn tile_q6_k<const N: usize>(n_blocks: usize, w: Groups, x: &XRows) -> [_
     for b in 0..n_blocks {
         // SAFETY (every read of this loop body): as in `tile_k4`.
         let block = w.add(b * Q6_K_GROUP);
-        prefetch_ahead::<Q6_K_GROUP>(block.0);
-        prefetch_ahead::<Q6_K_GROUP>(block.1);
+        prefetch_ahead_to_l2::<Q6_K_GROUP>(block.0);
+        prefetch_ahead_to_l2::<Q6_K_GROUP>(block.1);
         let xb = x.codes.map(|row| row.wrapping_add(b * Q8_K_BYTES));
         let mut scaled = [zero; NR];
         for c in 0..QK_K / 32 {
