@@ -20,10 +20,10 @@
 //! ```
 //!
 //! Layer matrices are kept in GGUF's Q8_0 blocks (32 values as 8-bit integers with one f16
-//! scale: 8.5 bits a value, a quarter of f32's size), which moves a CKA by under 1e-4 (see the
-//! tests); the sketch rows, which align the hidden dimensions, stay in f16. The file is mapped, checked whole (its size against the
-//! header, then its checksum) when opened, and its layers are converted when asked for, so a
-//! comparison holds one layer of it at a time.
+//! scale: 8.5 bits a value, about a quarter of f32's size), which moves a CKA by under 1e-4
+//! (see the tests); the sketch rows, which align the hidden dimensions, stay in f16. The file
+//! is mapped, checked whole (its size against the header, then its checksum) when opened, and
+//! its layers are converted when asked for, so a comparison holds one layer of it at a time.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
