@@ -46,7 +46,7 @@ impl Progress for StageTimes {
     }
 }
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let n_threads: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2);
     let n_layer: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(32);
@@ -71,15 +71,13 @@ fn main() {
     };
     let start = Instant::now();
     times.stage("sketches and shared tokens", 0, 1);
-    let PairOutcome::Scored(s) = score_pair(&a, &b, None, n_threads, &times).expect("scores")
-    else {
-        panic!("no shared tokens");
+    let PairOutcome::Scored(s) = score_pair(&a, &b, None, n_threads, &times)? else {
+        return Err("the two models share no tokens".into());
     };
     times.finish();
     let pair_s = start.elapsed().as_secs_f64();
     let anchors: [&dyn WeightSource; 2] = [&a, &b];
-    let null =
-        null_distribution(&anchors, DEFAULT_NULL_MODELS, &[], n_threads, &times).expect("null");
+    let null = null_distribution(&anchors, DEFAULT_NULL_MODELS, &[], n_threads, &times)?;
     times.finish();
     let total_s = start.elapsed().as_secs_f64();
     println!(
@@ -88,4 +86,5 @@ fn main() {
         null.n,
         total_s - pair_s
     );
+    Ok(())
 }
