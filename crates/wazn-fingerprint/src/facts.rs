@@ -44,6 +44,21 @@ impl Layout {
     }
 }
 
+/// The key heads and the per-head query/key size: as declared, or, for latent attention, one
+/// key per query head of its own shape (GGUF declares the absorbed form's: one key head of the
+/// latent width).
+fn key_heads(
+    latent: Option<&LatentShape>,
+    n_head: usize,
+    declared_kv_heads: usize,
+    declared_head_dim: usize,
+) -> (usize, usize) {
+    match latent {
+        Some(l) => (n_head, l.nope_dim + l.rope_dim),
+        None => (declared_kv_heads, declared_head_dim),
+    }
+}
+
 fn vocabulary_digest(tokens: &[Option<String>]) -> String {
     format!(
         "{:016x}",
@@ -116,21 +131,18 @@ pub(crate) fn gguf_facts(
     let file_type = file
         .tensor(q_name)
         .map_or("?".to_string(), |t| t.ggml_type.name().to_string());
-    let head_dim = match &latent {
-        Some(l) => l.nope_dim + l.rope_dim,
-        None => get("attention.key_length")?.unwrap_or(n_embd / n_head.max(1)),
-    };
+    let (n_kv_head, head_dim) = key_heads(
+        latent.as_ref(),
+        n_head,
+        get("attention.head_count_kv")?.unwrap_or(n_head),
+        get("attention.key_length")?.unwrap_or(n_embd / n_head.max(1)),
+    );
     let facts = ModelFacts {
         origin: format!("GGUF ({file_type} attention)"),
         n_embd,
         n_layer: need("block_count")?,
         n_head,
-        // Latent attention's key heads are the query's (GGUF says 1: the absorbed form's).
-        n_kv_head: if latent.is_some() {
-            n_head
-        } else {
-            get("attention.head_count_kv")?.unwrap_or(n_head)
-        },
+        n_kv_head,
         head_dim,
         n_vocab: 0,
         vocabulary_hash: vocabulary_digest(tokens),
@@ -198,10 +210,12 @@ pub(crate) fn hf_facts(
     } else {
         None
     };
-    let head_dim = match &latent {
-        Some(l) => l.nope_dim + l.rope_dim,
-        None => get("head_dim").unwrap_or(n_embd / n_head.max(1)),
-    };
+    let (n_kv_head, head_dim) = key_heads(
+        latent.as_ref(),
+        n_head,
+        get("num_key_value_heads").unwrap_or(n_head),
+        get("head_dim").unwrap_or(n_embd / n_head.max(1)),
+    );
     // Gemma3ForCausalLM names its tensors `model.…`; the multimodal checkpoints
     // `language_model.model.…` as released or `model.language_model.…` as transformers 5
     // saves them.
@@ -216,11 +230,7 @@ pub(crate) fn hf_facts(
         n_embd,
         n_layer: need("num_hidden_layers")?,
         n_head,
-        n_kv_head: if latent.is_some() {
-            n_head
-        } else {
-            get("num_key_value_heads").unwrap_or(n_head)
-        },
+        n_kv_head,
         head_dim,
         n_vocab: 0,
         vocabulary_hash: vocabulary_digest(tokens),
