@@ -91,7 +91,7 @@ pub fn score_pair(
     let mut score = score_aligned(a, b, &alignment, layers, Detail::Full, n_threads, progress)?;
     score.shared_tokens = shared.len();
     progress.stage("invariant terms", 0, 1);
-    if let (Some(ia), Some(ib)) = (a.invariants()?, b.invariants()?) {
+    if let (Some(ia), Some(ib)) = (a.invariants(&sketch_a)?, b.invariants(&sketch_b)?) {
         let pairs: Vec<(usize, usize)> = score.per_layer.iter().map(|l| (l.a, l.b)).collect();
         score.invariants = compare_invariants(&ia, &ib, &pairs);
     }

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::compare::{attention_factors, cosine};
 use crate::error::FingerprintError;
 use crate::matrix::{rows_by_rows, Matrix};
-use crate::sketch::shared_rows;
+use crate::sketch::{shared_rows, TokenSketch};
 use crate::source::WeightSource;
 
 /// Tokens the terms are taken over.
@@ -57,12 +57,13 @@ pub struct ValueOutput {
     pub output_summed: Matrix,
 }
 
-/// The terms of `source`'s last layers, `value_output(layer)` giving each layer's pair.
+/// The terms of `source`'s last layers over the first tokens of `sketch` (the source's own),
+/// `value_output(layer)` giving each layer's pair.
 pub fn compute_invariants(
     source: &dyn WeightSource,
+    sketch: &TokenSketch,
     value_output: impl Fn(usize) -> Result<Option<ValueOutput>, FingerprintError>,
 ) -> Result<Invariants, FingerprintError> {
-    let sketch = source.sketch()?;
     let n = sketch.rows.cols;
     let kept = sketch.hashes.len().min(INVARIANT_TOKENS);
     let rows = sketch.rows.data.get(..kept * n).ok_or_else(|| {

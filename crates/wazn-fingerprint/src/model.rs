@@ -457,8 +457,8 @@ impl WeightSource for ModelWeights {
         })
     }
 
-    fn invariants(&self) -> Result<Option<Invariants>, FingerprintError> {
-        compute_invariants(self, |index| self.value_output(index)).map(Some)
+    fn invariants(&self, sketch: &TokenSketch) -> Result<Option<Invariants>, FingerprintError> {
+        compute_invariants(self, sketch, |index| self.value_output(index)).map(Some)
     }
 
     fn layer(&self, index: usize) -> Result<AttentionLayer, FingerprintError> {

@@ -152,9 +152,11 @@ pub trait WeightSource: Send + Sync {
     /// Layer `index` (< `facts().n_layer`).
     fn layer(&self, index: usize) -> Result<AttentionLayer, FingerprintError>;
 
-    /// HuRef's invariant terms of the last layers; None where the source has none (the
-    /// null's random models, `.wfp` files written before they were kept).
-    fn invariants(&self) -> Result<Option<Invariants>, FingerprintError> {
+    /// HuRef's invariant terms of the last layers, `sketch` being this source's own
+    /// ([`WeightSource::sketch`], passed in so that a caller holding it does not make it
+    /// twice); None where the source has none (the null's random models, `.wfp` files
+    /// written before they were kept).
+    fn invariants(&self, _sketch: &TokenSketch) -> Result<Option<Invariants>, FingerprintError> {
         Ok(None)
     }
 }

@@ -182,7 +182,7 @@ pub fn write_wfp(
     let facts = source.facts();
     let sketch = source.sketch()?;
     progress.stage("invariant terms", 0, 1);
-    let invariants = source.invariants()?;
+    let invariants = source.invariants(&sketch)?;
     let value_output = invariants
         .as_ref()
         .is_some_and(|inv| inv.layers.iter().all(|l| l.value_output.is_some()));
@@ -447,7 +447,7 @@ impl WeightSource for WfpFile {
         &self.facts
     }
 
-    fn invariants(&self) -> Result<Option<Invariants>, FingerprintError> {
+    fn invariants(&self, _sketch: &TokenSketch) -> Result<Option<Invariants>, FingerprintError> {
         let t = self.invariant_tokens;
         if t == 0 {
             return Ok(None);

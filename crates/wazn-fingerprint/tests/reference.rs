@@ -251,7 +251,11 @@ fn a_wfp_file_reads_back_and_refuses_damage() {
         in_f16.score
     );
     // The invariant terms are kept in f32, as computed.
-    assert_eq!(saved.invariants().unwrap(), base.invariants().unwrap());
+    let (saved_sketch, base_sketch) = (saved.sketch().unwrap(), base.sketch().unwrap());
+    assert_eq!(
+        saved.invariants(&saved_sketch).unwrap(),
+        base.invariants(&base_sketch).unwrap()
+    );
     let terms = s
         .invariants
         .as_ref()
@@ -294,7 +298,7 @@ fn a_version_1_wfp_without_invariant_terms_still_reads() {
     bytes[body..].copy_from_slice(&checksum.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
     let old = WfpFile::open(&path).unwrap();
-    assert!(old.invariants().unwrap().is_none());
+    assert!(old.invariants(&old.sketch().unwrap()).unwrap().is_none());
     assert_eq!(
         old.layer(1).unwrap(),
         random.layer(1).map(|l| rounded(&l)).unwrap()
