@@ -205,10 +205,7 @@ fn reasoning_and_answer_whole_and_streamed() {
     assert_eq!(recorded[..prompt.len()], prompt[..]);
     assert_eq!(whole["usage"]["prompt_tokens"], json!(prompt.len()));
 
-    let mut streamed_body = body.clone();
-    streamed_body["stream"] = json!(true);
-    let streamed = server.post("/v1/chat/completions", &streamed_body);
-    assert_eq!(streamed.status, 200, "{}", streamed.text());
+    let streamed = server.post_streamed("/v1/chat/completions", &body);
     let (chunks, done) = streamed.sse();
     assert!(done);
     let (message, finishes) = merge_stream(&chunks);

@@ -13,10 +13,7 @@ use serde_json::{json, Value};
 fn both_ways(server: &TestServer, body: &Value) -> (Value, Vec<Value>) {
     let whole = server.post("/v1/responses", body);
     assert_eq!(whole.status, 200, "{}", whole.text());
-    let mut streamed = body.clone();
-    streamed["stream"] = json!(true);
-    let response = server.post("/v1/responses", &streamed);
-    assert_eq!(response.status, 200, "{}", response.text());
+    let response = server.post_streamed("/v1/responses", body);
     let events = response.sse().0;
     // `event:` names each event by its type.
     let names: Vec<String> = response

@@ -25,10 +25,7 @@ fn both_ways(server: &TestServer) -> (Value, Value) {
     let whole = server.post("/v1/chat/completions", &body);
     assert_eq!(whole.status, 200, "{}", whole.text());
     let message = whole.json()["choices"][0]["message"].clone();
-    let mut streamed_body = body;
-    streamed_body["stream"] = json!(true);
-    let streamed = server.post("/v1/chat/completions", &streamed_body);
-    assert_eq!(streamed.status, 200, "{}", streamed.text());
+    let streamed = server.post_streamed("/v1/chat/completions", &body);
     let (chunks, done) = streamed.sse();
     assert!(done);
     let mut merged = json!({ "content": null, "reasoning_content": null });

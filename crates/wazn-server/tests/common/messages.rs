@@ -94,10 +94,7 @@ pub fn reassemble(events: &[(String, Value)]) -> Value {
 pub fn whole_and_streamed(server: &TestServer, body: &Value) -> (Value, Value) {
     let whole = server.post("/v1/messages", body);
     assert_eq!(whole.status, 200, "{}", whole.text());
-    let mut streamed_body = body.clone();
-    streamed_body["stream"] = json!(true);
-    let streamed = server.post("/v1/messages", &streamed_body);
-    assert_eq!(streamed.status, 200, "{}", streamed.text());
+    let streamed = server.post_streamed("/v1/messages", body);
     assert!(streamed
         .header("content-type")
         .is_some_and(|t| t.starts_with("text/event-stream")));

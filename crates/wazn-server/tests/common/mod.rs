@@ -164,6 +164,15 @@ impl TestServer {
         request(self.addr, "POST", path, &[], body.to_string().as_bytes())
     }
 
+    /// `body` with `"stream": true`, posted; the answer must be a 200.
+    pub fn post_streamed(&self, path: &str, body: &Value) -> Response {
+        let mut streamed = body.clone();
+        streamed["stream"] = Value::Bool(true);
+        let response = self.post(path, &streamed);
+        assert_eq!(response.status, 200, "{}", response.text());
+        response
+    }
+
     /// The value of one metric line `name value` (no labels), parsed.
     pub fn metric(&self, name: &str) -> f64 {
         let text = self.get("/metrics").text();
