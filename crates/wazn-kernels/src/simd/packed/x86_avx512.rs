@@ -319,13 +319,25 @@ unsafe fn tile_blocks<T: Blocks, const N: usize>(
         let xb = x
             .codes
             .map(|row| row.wrapping_add(b * T::X_BLOCK + T::X_CODES));
-        let mut sums = [zero; NR];
+        // With one or two rows, the 8 `vpdpbusd` of a row would form one chain of
+        // dependent additions: even and odd code vectors go to two chains instead,
+        // joined by an i32 add (exact, so the lanes are unchanged).
+        let chains = if N <= 2 { 2 } else { 1 };
+        let mut sums = [[zero; NR]; 2];
         for k in 0..QK / 4 {
+            let chain = k % chains;
             for r in 0..N {
                 let xv = unsafe { broadcast4(xb[r].add(4 * k)) };
-                sums[r] = _mm512_dpbusd_epi32(sums[r], codes[k], xv);
+                sums[chain][r] = _mm512_dpbusd_epi32(sums[chain][r], codes[k], xv);
             }
         }
+        let sums: [__m512i; NR] = std::array::from_fn(|r| {
+            if chains == 2 {
+                _mm512_add_epi32(sums[0][r], sums[1][r])
+            } else {
+                sums[0][r]
+            }
+        });
         for r in 0..N {
             let dx = _mm512_set1_ps(unsafe { *x.scales[r].add(2 * b) });
             let s = _mm512_set1_ps(unsafe { *x.scales[r].add(2 * b + 1) });
