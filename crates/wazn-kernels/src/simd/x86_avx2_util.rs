@@ -140,8 +140,8 @@ const PREFETCH_BYTES: usize = 2048;
 
 /// As [`PREFETCH_BYTES`], for the AVX-512 tiles' prefetches into L2. A Q4_K tile advances
 /// each of its two streams by 1152 bytes a block, so 2 KB ahead was less than two blocks;
-/// 4 KB ahead took Llama-3.1-8B Q4_K_M decode on Zen 4 from 3.5 to 3.8 tok/s on one thread
-/// and from 5.9 to 6.5 on two, where 8 KB was no better than 2 (BENCHMARKS.md).
+/// 4 KB ahead made Llama-3.1-8B Q4_K_M decode on Zen 4 about 8 % faster on one thread and
+/// 6 % on two, where 8 KB was no better than 2 (BENCHMARKS.md).
 const L2_PREFETCH_BYTES: usize = 4096;
 
 /// Prefetches the cache lines `PREFETCH_BYTES` past the `BYTES` bytes at `at` into L1
@@ -154,10 +154,10 @@ pub(super) fn prefetch_ahead<const BYTES: usize>(at: *const u8) {
 }
 
 /// As [`prefetch_ahead`], [`L2_PREFETCH_BYTES`] ahead into L2 (T1), for the AVX-512
-/// tiles, which read two weight streams at once: on Zen 4, lines fetched 2 KB ahead on both into L1 held its miss
-/// buffers and evicted what the tile was using, and Llama-3.1-8B Q4_K_M decode went from 2.1
-/// to 3.3 tok/s on one thread with T1 (BENCHMARKS.md), where the AVX2 tiles are faster with
-/// T0 than with T1.
+/// tiles, which read two weight streams at once: on Zen 4, lines fetched 2 KB ahead on
+/// both into L1 held its miss buffers and evicted what the tile was using, and
+/// Llama-3.1-8B Q4_K_M decode went from 2.1 to 3.3 tok/s on one thread with T1
+/// (BENCHMARKS.md), where the AVX2 tiles are faster with T0 than with T1.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn prefetch_ahead_to_l2<const BYTES: usize>(at: *const u8) {
